@@ -1,0 +1,43 @@
+# imgclone — the two commands a newcomer needs are `make demo` and `make test`.
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+APT_PACKAGES := python3-guestfs libguestfs-tools python3-parted python3-venv lvm2 xfsprogs e2fsprogs \
+	dosfstools btrfs-progs gdisk parted qemu-utils qemu-system-x86 ovmf zstd tar acl attr \
+	fsarchiver mmdebstrap linux-image-amd64 libcap2-bin
+STAMP := $(VENV)/.setup-done
+
+.PHONY: setup test unit lint demo bench clean
+setup: $(STAMP)
+
+# Idempotent and quick when done: apt runs only when a package is missing, pip only when
+# pyproject.toml changed.
+$(STAMP): pyproject.toml
+	@missing=$$(dpkg-query -W -f='$${db:Status-Status} $${Package}\n' $(APT_PACKAGES) 2>/dev/null \
+	    | awk '$$1!="installed"{print $$2}'; for p in $(APT_PACKAGES); do \
+	    dpkg-query -W $$p >/dev/null 2>&1 || echo $$p; done | sort -u); \
+	if [ -n "$$missing" ]; then \
+	    echo "setup: installing $$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+test: setup
+	$(PY) -m pytest -v
+
+unit: setup
+	$(PY) -m pytest -m 'not integration'
+
+lint: setup
+	$(PY) -m ruff check imgclone tests bench && $(PY) -m ruff format --check imgclone tests bench && $(PY) -m mypy
+
+demo: setup
+	$(PY) -m imgclone.demo
+
+bench: setup
+	$(PY) bench/capture.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache

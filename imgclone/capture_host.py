@@ -1,0 +1,98 @@
+"""Capture from this host: mounted filesystems, read in place with find, grep and tar."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from . import bootfacts, excludes, probe_host
+from .archive import StreamInfo
+from .capture import EXCLUDE_ROOTVG, CaptureOptions, Context, record_read_error, run_capture, self_excludes
+from .errors import CommandError
+from .layout import Filesystem
+from .run import Pipeline
+from .streams import TarMessages, host_stream
+
+log = logging.getLogger("imgclone")
+
+
+def capture_host(opts: CaptureOptions) -> dict[str, Any]:
+    """Capture the running system (or the filesystems at --mount) into opts.output."""
+    sources: list[probe_host.Source] = []
+
+    def prepare(ctx: Context) -> dict[str, Any]:
+        if opts.mounts:
+            ctx.layout, found = probe_host.probe_mounts(opts.mounts)
+            kind = "mounts"
+        else:
+            ctx.layout, found = probe_host.probe_running()
+            kind = "running"
+        sources.extend(found)
+        lists = [opts.exclude_list] if opts.exclude_list else []
+        ctx.rules = excludes.load_rules(
+            [EXCLUDE_ROOTVG, *lists], extra=self_excludes(opts, ctx.workdir), missing_ok=[EXCLUDE_ROOTVG]
+        )
+        boot = bootfacts.boot_facts_host()
+        source = {"kind": kind, "host": os.uname().nodename, "mounts": [s.mountpoint for s in found]}
+        return {"source": source, "boot": boot.to_dict()}
+
+    def stream_all(ctx: Context) -> None:
+        by_id = {s.fs_id: s for s in sources}
+        for fs in ctx.layout.mount_order():
+            src = by_id.get(fs.id)
+            if src is not None:
+                ctx.streams.append(stream_fs(ctx, fs, src.mountpoint))
+
+    return run_capture(opts, prepare, stream_all)
+
+
+def list_names(directory: str, out: Path) -> None:
+    """NUL-separated fs-relative names of one filesystem, parents first (find -xdev)."""
+    with (
+        open(out, "wb") as f,
+        Pipeline([["find", ".", "-xdev", "-print0"]], stdout=f, stderr=None, cwd=directory) as p,
+    ):
+        pass
+    rc = p.procs[0].returncode
+    if rc not in (0, 1):  # 1: some directory vanished or was unreadable; tar reports those files
+        raise CommandError(["find", directory], rc)
+
+
+def stream_fs(ctx: Context, fs: Filesystem, directory: str) -> StreamInfo:
+    """Archive one mounted filesystem: list, select by the rules, tar | zstd into the archive."""
+    names = ctx.workdir / f"{fs.id}.names"
+    kept = ctx.workdir / f"{fs.id}.kept"
+    list_names(directory, names)
+    prefix = os.fsencode("." + fs.mountpoint.rstrip("/")) if fs.mountpoint != "/" else b"."
+    sel = excludes.select(names, kept, ctx.rules, prefix=prefix)
+    names.unlink()
+    bar = ctx.bar
+    msgs = TarMessages(verbose=ctx.opts.verbose, on_progress=bar.update, on_line=ctx.note)
+    with host_stream(directory, kept, msgs) as pipe:
+        if ctx.opts.err_mode.value == "fail":
+            msgs.fail_fast = pipe.kill
+        tar, zstd = pipe.procs
+        assert tar.stderr is not None and zstd.stderr is not None
+        pump = msgs.pump(tar.stderr)
+        member, parts, size, sha = ctx.writer.add_stream(fs.id, pipe.out)
+        pump.join()
+        zerr = zstd.stderr.read().decode(errors="replace")
+    for line in msgs.read_errors:
+        record_read_error(ctx, line)
+    if msgs.other_errors or zstd.returncode != 0 or tar.returncode not in (0, 1, 2):
+        raise CommandError(["tar" if msgs.other_errors else "zstd"], tar.returncode or zstd.returncode,
+                           "\n".join(msgs.other_errors) or zerr)  # fmt: skip
+    if tar.returncode == 2 and not msgs.read_errors:
+        raise CommandError(pipe.stages[0], 2, "tar failed")
+    log.debug(
+        "%s: %d names kept, %d excluded, %d bytes in %d part(s)",
+        fs.id,
+        sel.kept,
+        len(sel.excluded),
+        size,
+        parts,
+    )
+    return StreamInfo(fs=fs.id, mountpoint=fs.mountpoint, member=member, parts=parts, bytes=size, sha256=sha,
+                      files=sel.kept, data_bytes=msgs.total)  # fmt: skip

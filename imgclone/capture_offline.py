@@ -1,0 +1,173 @@
+"""Capture from an offline disk image or unmounted block device, through libguestfs.
+
+The image is opened read-only in one appliance and never mounted on the host: its
+filesystems are parsed by the appliance's kernel only, so an untrusted image cannot reach
+the host kernel. Each filesystem is mounted alone (so a stream never crosses into another
+filesystem), listed with find0, selected by the exclude rules on the host, and streamed
+out with tar_out through a pipe into zstd on the host.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+from . import bootfacts, excludes, probe_guest
+from .archive import StreamInfo
+from .capture import EXCLUDE_ROOTVG, CaptureOptions, Context, check_options, run_capture
+from .errors import ImgcloneError, UsageError
+from .guest import Guest
+from .layout import Filesystem
+from .run import HOST, PIPE, Pipeline
+from .streams import ZSTD_COMPRESS
+
+log = logging.getLogger("imgclone")
+RELAY_CHUNK = 1 << 20
+
+
+def image_format(path: str) -> str:
+    """qcow2 or raw, as qemu-img sees it (never left to probing inside the appliance)."""
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: no such image or device")
+    info = json.loads(HOST.run(["qemu-img", "info", "--output=json", path]).text)
+    fmt = str(info.get("format", "raw"))
+    if fmt not in ("raw", "qcow2"):
+        raise UsageError(f"{path}: image format {fmt} is not supported", "convert it: qemu-img convert -O qcow2")
+    return fmt
+
+
+def capture_offline(opts: CaptureOptions) -> dict[str, Any]:
+    """Capture the filesystems of the OS found in opts.source into opts.output."""
+    assert opts.source is not None
+    check_options(opts)  # usage errors first, before looking at the image
+    source = os.path.abspath(opts.source)
+    fmt = image_format(source)
+    g = Guest(trace=opts.debug)
+    g.add_drive(source, readonly=True, format=fmt)
+    devices: dict[str, str] = {}
+
+    def prepare(ctx: Context) -> dict[str, Any]:
+        g.launch()
+        ctx.layout, found = probe_guest.probe_image(g, [source])
+        devices.update({s.fs_id: s.device for s in found})
+        mount_tree(g, ctx)
+        ctx.rules = read_rules(g, ctx, opts)
+        boot = bootfacts.boot_facts_guest(g, ctx.layout)
+        g.umount_all()
+        return {"source": {"kind": "image", "path": source, "format": fmt}, "boot": boot.to_dict()}
+
+    def stream_all(ctx: Context) -> None:
+        for fs in ctx.layout.mount_order():
+            if fs.id in devices:
+                ctx.streams.append(stream_fs(g, ctx, fs, devices[fs.id]))
+
+    try:
+        return run_capture(opts, prepare, stream_all)
+    finally:
+        g.close()
+
+
+def mount_tree(g: Guest, ctx: Context) -> None:
+    """Mount the guest's filesystems read-only at their mount points, parents first."""
+    for fs in ctx.layout.mount_order():
+        dev = ctx.layout.get(fs.device)
+        path = getattr(dev, "path", "")
+        if fs.mountpoint != "/" and not g.is_dir(fs.mountpoint):
+            log.warning("%s: mount point %s does not exist in the image; skipped", fs.id, fs.mountpoint)
+            continue
+        g.mount_ro(path, fs.mountpoint)
+
+
+def read_rules(g: Guest, ctx: Context, opts: CaptureOptions) -> excludes.ExcludeRules:
+    """The image's own /etc/exclude.rootvg plus -e, as the seed says."""
+    lists: list[str] = []
+    if g.is_file(EXCLUDE_ROOTVG, followsymlinks=False):
+        local = ctx.workdir / "image-exclude.rootvg"
+        g.download(EXCLUDE_ROOTVG, str(local))
+        lists.append(str(local))
+        log.info("using the image's %s", EXCLUDE_ROOTVG)
+    if opts.exclude_list:
+        lists.append(opts.exclude_list)
+    return excludes.load_rules(lists)
+
+
+def glob_escape(name: bytes) -> str:
+    """A tar --exclude pattern that matches exactly `name` (tar_out excludes are globs)."""
+    try:
+        text = name.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ImgcloneError(f"cannot exclude {name!r} from an image: the name is not UTF-8") from e
+    return "".join("\\" + c if c in "\\*?[" else c for c in text)
+
+
+def write_names(find0: Path, out: Path) -> None:
+    """find0's names ("a", "a/b") as find . -print0 writes them (".", "./a", "./a/b")."""
+    with open(find0, "rb") as src, open(out, "wb") as dst:
+        dst.write(b".\0")
+        rest = b""
+        while chunk := src.read(RELAY_CHUNK):
+            *names, rest = (rest + chunk).split(b"\0")
+            dst.write(b"".join(b"./" + n + b"\0" for n in names if n))
+        if rest:
+            dst.write(b"./" + rest + b"\0")
+
+
+def stream_fs(g: Guest, ctx: Context, fs: Filesystem, device: str) -> StreamInfo:
+    """Mount one filesystem alone at / in the appliance and stream it into the archive."""
+    g.umount_all()
+    g.mount_ro(device, "/")
+    listed, kept = ctx.workdir / f"{fs.id}.find0", ctx.workdir / f"{fs.id}.kept"
+    g.find0("/", str(listed))
+    write_names(listed, kept.with_suffix(".names"))
+    prefix = os.fsencode("." + fs.mountpoint.rstrip("/")) if fs.mountpoint != "/" else b"."
+    sel = excludes.select(kept.with_suffix(".names"), kept, ctx.rules, prefix=prefix)
+    patterns = [glob_escape(n) for n in sel.excluded]
+    r, w = os.pipe()
+    failure: list[BaseException] = []
+    counted = [0]
+
+    def produce() -> None:
+        try:
+            g.tar_out(
+                "/",
+                f"/dev/fd/{w}",
+                numericowner=True,
+                xattrs=True,
+                selinux=True,
+                acls=True,
+                excludes=patterns,
+            )
+        except BaseException as e:  # noqa: B036 - handed to the main thread
+            failure.append(e)
+        finally:
+            os.close(w)
+
+    with Pipeline([ZSTD_COMPRESS], stdin=PIPE, stderr=PIPE) as pipe:
+        zin = pipe.procs[0].stdin
+        assert zin is not None
+        producer = threading.Thread(target=produce, daemon=True)
+        relay = threading.Thread(target=_relay, args=(r, zin, ctx, counted), daemon=True)
+        producer.start()
+        relay.start()
+        member, parts, size, sha = ctx.writer.add_stream(fs.id, pipe.out)
+        producer.join()
+        relay.join()
+    g.umount_all()
+    if failure:
+        raise failure[0]
+    pipe.check()
+    return StreamInfo(fs=fs.id, mountpoint=fs.mountpoint, member=member, parts=parts, bytes=size, sha256=sha,
+                      files=sel.kept, data_bytes=counted[0])  # fmt: skip
+
+
+def _relay(r: int, zin: IO[bytes], ctx: Context, counted: list[int]) -> None:
+    """Copy the appliance's tar stream into zstd, counting bytes for the progress bar."""
+    with os.fdopen(r, "rb", buffering=0) as src, zin:
+        while chunk := src.read(RELAY_CHUNK):
+            zin.write(chunk)
+            counted[0] += len(chunk)
+            ctx.bar.update(len(chunk))

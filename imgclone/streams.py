@@ -1,0 +1,112 @@
+"""Filesystem streams: GNU tar (pax) piped through multithreaded zstd, and back.
+
+The tar options here are the archive format's promise (docs/archive-format.md): numeric
+owners, modes, times, hardlinks, symlinks, sparse files, device nodes, fifos, every
+xattr namespace (security.* labels and capabilities included) and POSIX ACLs.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from .run import PIPE, Pipeline
+
+log = logging.getLogger("imgclone")
+
+# Members are fs-relative ("./etc/fstab"); these keep everything the kernel can tell us.
+TAR_METADATA = ["--format=posix", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "--selinux"]
+TAR_CREATE = ["--sparse", "--one-file-system", "--no-recursion", "--null", "--verbatim-files-from"]
+ZSTD_COMPRESS = ["zstd", "-T0", "-3", "-q", "-c"]
+ZSTD_DECOMPRESS = ["zstd", "-d", "-q", "-c"]
+CHECKPOINT_RECORDS = 1000  # one progress line from tar every ~10 MB
+_PROGRESS = re.compile(r"^tar: @@\d+ (\d+)")
+_TOTALS = re.compile(r"^Total bytes written: (\d+)")
+
+# tar's messages for files that could not be read: the seed's "backup errors" — they are
+# reported and the capture goes on (unless ALT_BAK_ERR_FAIL).
+READ_ERRORS = re.compile(
+    r": (Cannot (stat|open|read|readlink|savedir|getcwd)|Read error|file changed as we read it|"
+    r"File removed before we read it|File shrank by|Cannot change ownership)"
+)
+
+# tar's own summary and notices that are not failures by themselves
+BENIGN = re.compile(r"(Exiting with failure status due to previous errors|: socket ignored$|Removing leading)")
+
+
+def tar_create(directory: str, names: Path, verbose: bool = False) -> list[str]:
+    """argv of tar that archives exactly the NUL-separated fs-relative names in `names`."""
+    argv = ["tar", "--create", "--file=-", "-C", directory, *TAR_METADATA, *TAR_CREATE,
+            f"--files-from={names}", f"--checkpoint={CHECKPOINT_RECORDS}",
+            "--checkpoint-action=echo=@@%u %{}T", "--totals"]  # fmt: skip
+    if verbose:
+        argv += ["--verbose", "--index-file=/dev/stderr"]
+    return argv
+
+
+def tar_extract(directory: str) -> list[str]:
+    """argv of tar that restores a stream into `directory` as root, keeping all metadata."""
+    return ["tar", "--extract", "--file=-", "-C", directory, *TAR_METADATA, "--same-permissions",
+            "--same-owner", "--sparse"]  # fmt: skip
+
+
+@dataclass
+class TarMessages:
+    """What tar said on stderr: progress, listed files (-V) and read errors."""
+
+    verbose: bool = False
+    on_progress: Callable[[int], None] | None = None
+    on_line: Callable[[str], None] = log.warning
+    read_errors: list[str] = field(default_factory=list)
+    other_errors: list[str] = field(default_factory=list)
+    fail_fast: Callable[[], None] | None = None
+    total: int = 0  # uncompressed stream bytes, from tar --totals
+    _done: int = 0
+
+    def feed(self, line: str) -> None:
+        """Sort one stderr line."""
+        m = _PROGRESS.match(line)
+        if m:
+            total = int(m.group(1))
+            if self.on_progress:
+                self.on_progress(total - self._done)
+            self._done = total
+        elif m := _TOTALS.match(line):
+            self.total = int(m.group(1))
+            if self.on_progress and self.total > self._done:
+                self.on_progress(self.total - self._done)
+        elif not line.startswith("tar: "):
+            if self.verbose:
+                self.on_line(line)
+        elif BENIGN.search(line):
+            if "socket ignored" in line:
+                self.on_line(line)
+        elif READ_ERRORS.search(line):
+            self.read_errors.append(line)
+            self.on_line(line)
+            if self.fail_fast:
+                self.fail_fast()
+        else:
+            self.other_errors.append(line)
+            self.on_line(line)
+
+    def pump(self, stream: IO[bytes]) -> threading.Thread:
+        """Read `stream` line by line in a thread."""
+
+        def loop() -> None:
+            for raw in stream:
+                self.feed(raw.decode("utf-8", "backslashreplace").rstrip("\n"))
+
+        t = threading.Thread(target=loop, daemon=True)
+        t.start()
+        return t
+
+
+def host_stream(directory: str, names: Path, messages: TarMessages) -> Pipeline:
+    """The running pipeline `tar -c | zstd`; read the compressed stream from `.out`."""
+    return Pipeline([tar_create(directory, names, messages.verbose), ZSTD_COMPRESS], stderr=PIPE)

@@ -1,0 +1,141 @@
+"""archive verify: every stream's sha256, zstd integrity and tar structure, by name."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from .archive import ArchiveReader, Part, StreamInfo
+from .errors import ArchiveError
+from .run import PIPE, Pipeline
+from .streams import ZSTD_DECOMPRESS
+
+
+@dataclass
+class StreamCheck:
+    """What reading one stream found."""
+
+    member: str
+    parts: int = 0
+    bytes: int = 0
+    files: int = 0
+    sha256: str = ""
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Report:
+    path: str
+    streams: list[StreamCheck] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors and all(not s.errors for s in self.streams)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"archive": self.path, "ok": self.ok, "errors": self.errors,
+                "streams": [s.to_dict() for s in self.streams]}  # fmt: skip
+
+
+class _StreamReader:
+    """Feeds one stream's parts to sha256 and to `zstd -d | tar -t`, counting members."""
+
+    def __init__(self, member: str) -> None:
+        self.check = StreamCheck(member)
+        self._sha = hashlib.sha256()
+        self._pipe = Pipeline([ZSTD_DECOMPRESS, ["tar", "-t", "-f", "-"]], stdin=PIPE, stderr=PIPE)
+        self._pipe.__enter__()
+        self._counter = threading.Thread(target=self._count, args=(self._pipe.out,), daemon=True)
+        self._counter.start()
+
+    def _count(self, out: IO[bytes]) -> None:
+        for _ in out:
+            self.check.files += 1
+
+    def feed(self, part: Part) -> None:
+        if part.index != self.check.parts:
+            self.check.errors.append(f"part {part.index} where part {self.check.parts} was expected")
+        self.check.parts += 1
+        stdin = self._pipe.procs[0].stdin
+        assert stdin is not None
+        while chunk := part.data.read(1 << 20):
+            self._sha.update(chunk)
+            self.check.bytes += len(chunk)
+            try:
+                stdin.write(chunk)
+            except BrokenPipeError:
+                pass  # zstd gave up; its message says why
+
+    def close(self) -> StreamCheck:
+        stdin = self._pipe.procs[0].stdin
+        assert stdin is not None
+        try:
+            stdin.close()
+        except BrokenPipeError:
+            pass
+        self._counter.join()
+        zstd, tar = self._pipe.procs
+        rcs = self._pipe.wait()
+        msgs = [p.stderr.read().decode(errors="replace").strip() if p.stderr else "" for p in (zstd, tar)]
+        self._pipe.__exit__(None, None, None)
+        if rcs[0] != 0:
+            self.check.errors.append(f"zstd: {_last(msgs[0]) or f'exit code {rcs[0]}'}")
+        elif rcs[1] != 0:
+            self.check.errors.append(f"tar: {_last(msgs[1]) or f'exit code {rcs[1]}'}")
+        self.check.sha256 = self._sha.hexdigest()
+        return self.check
+
+
+def _last(text: str) -> str:
+    return text.splitlines()[-1] if text else ""
+
+
+def verify(path: str) -> Report:
+    """Read the whole archive once and check every stream against the manifest."""
+    report = Report(path)
+    found: dict[str, StreamCheck] = {}
+    current: _StreamReader | None = None
+    with ArchiveReader(path) as r:  # not an archive at all: an error, not a report
+        try:
+            for part in r.parts():
+                if current is None or current.check.member != part.member:
+                    if current is not None:
+                        found[current.check.member] = current.close()
+                    current = _StreamReader(part.member)
+                current.feed(part)
+            if current is not None:
+                found[current.check.member] = current.close()
+                current = None
+            _compare(report, r.streams(), found, bool(r.manifest.get("complete")))
+        except ArchiveError as e:
+            report.errors.append(str(e))
+            if current is not None:
+                found[current.check.member] = current.close()
+            report.streams.extend(found.values())
+    return report
+
+
+def _compare(report: Report, expected: list[StreamInfo], found: dict[str, StreamCheck], complete: bool) -> None:
+    if not complete:
+        report.errors.append("the archive is incomplete: its capture did not finish")
+    for info in expected:
+        check = found.pop(info.member, None)
+        if check is None:
+            report.errors.append(f"stream {info.member} ({info.mountpoint}) is missing")
+            continue
+        report.streams.append(check)
+        if check.sha256 != info.sha256 or check.bytes != info.bytes:
+            check.errors.append(
+                f"sha256 mismatch: {check.bytes} bytes read, {info.bytes} recorded; the stream is damaged"
+            )
+        if check.parts != info.parts:
+            check.errors.append(f"{check.parts} parts read, {info.parts} recorded")
+    for check in found.values():
+        report.streams.append(check)
+        check.errors.append("stream is not described by the manifest")

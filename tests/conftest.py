@@ -1,0 +1,35 @@
+"""Shared fixtures: the imgclone command as a subprocess, and integration prerequisites."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run_imgclone(*args: str, input: bytes | None = None, env: dict[str, str] | None = None,
+                  stdout: int | None = subprocess.PIPE) -> subprocess.CompletedProcess[bytes]:  # fmt: skip
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "imgclone", *args], input=input, stdout=stdout,
+                          stderr=subprocess.PIPE, env=full_env, cwd=ROOT, check=False)  # fmt: skip
+
+
+@pytest.fixture
+def imgclone() -> Callable[..., subprocess.CompletedProcess[bytes]]:
+    """Run `imgclone ARGS` as a user would; returns the CompletedProcess (bytes)."""
+    return _run_imgclone
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Integration tests need root (loop devices, mounts); without it they fail loudly, never skip silently."""
+    if os.geteuid() != 0:
+        for item in items:
+            if item.get_closest_marker("integration"):
+                item.add_marker(pytest.mark.skip(reason="integration tests need root (loop devices, mounts)"))

@@ -1,0 +1,47 @@
+"""The accelerator choice: forced, remembered, probed (with a fake runner)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imgclone import accel
+from imgclone.errors import CommandError, UsageError
+from imgclone.run import Result
+from tests.fakes import FakeRunner
+
+
+def test_forced_by_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(accel.ENV, "TCG")
+    assert accel.choose(FakeRunner()) == "tcg"
+    monkeypatch.setenv(accel.ENV, "hvf")
+    with pytest.raises(UsageError, match="expected kvm or tcg"):
+        accel.choose(FakeRunner())
+
+
+def test_probe_reads_the_kernel_panic() -> None:
+    ok = FakeRunner({(accel.QEMU,): Result([], 0, b"... Kernel panic - not syncing: VFS", "")})
+    assert accel.probe_kvm("/boot/vmlinuz", ok) is True
+    silent = FakeRunner({(accel.QEMU,): Result([], 1, b"", "")})
+    assert accel.probe_kvm("/boot/vmlinuz", silent) is False
+
+
+def test_probe_timeout_means_tcg() -> None:
+    def hang(argv: list[str], _input: bytes | None) -> Result:
+        raise CommandError(argv, 124, "timed out after 20 s")
+
+    assert accel.probe_kvm("/boot/vmlinuz", FakeRunner({(accel.QEMU,): hang})) is False
+
+
+def test_choice_is_remembered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(accel.ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(accel.os, "access", lambda *_a: True)
+    monkeypatch.setattr(accel, "_probe_kernel", lambda: "/boot/vmlinuz-test")
+    runner = FakeRunner({(accel.QEMU,): Result([], 0, b"Kernel panic", "")})
+    assert accel.choose(runner) == "kvm"
+    assert accel.choose(runner) == "kvm"
+    assert len(runner.calls) == 1, "the probe ran twice: the answer was not remembered"
+    accel.remember("tcg")
+    assert accel.choose(runner) == "tcg"

@@ -1,0 +1,114 @@
+"""The archive container: round trips through a file and a pipe, and damage detection."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from imgclone import archive
+from imgclone.archive import ArchiveReader, ArchiveWriter, new_manifest, read_manifest
+from imgclone.errors import ArchiveError
+
+
+def _write(path: str, streams: dict[str, bytes], monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    monkeypatch.setattr(archive, "PART_SIZE", 1000)
+    w = ArchiveWriter(path)
+    m = new_manifest(layout={}, source={"kind": "test"})
+    w.begin(m, len(streams))
+    infos = []
+    for fs, data in streams.items():
+        member, parts, size, sha = w.add_stream(fs, io.BytesIO(data))
+        infos.append({"fs": fs, "member": member, "parts": parts, "bytes": size, "sha256": sha})
+    m["streams"] = infos
+    w.finish(m)
+    return m
+
+
+def test_file_round_trip_parts_and_manifest_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "a.mksysb"
+    _write(str(out), {"fs-root": b"r" * 2500, "fs-var": b"v" * 10}, monkeypatch)
+    assert not (tmp_path / "a.mksysb.partial").exists()
+    names = tarfile.open(out).getnames()
+    assert names == ["manifest.json", "streams/fs-root.tar.zst.00000", "streams/fs-root.tar.zst.00001",
+                     "streams/fs-root.tar.zst.00002", "streams/fs-var.tar.zst.00000"]  # fmt: skip
+    m = read_manifest(out)
+    assert m["complete"] is True
+    assert [s["parts"] for s in m["streams"]] == [3, 1]
+    with ArchiveReader(str(out)) as r:
+        data: dict[str, bytes] = {}
+        for p in r.parts():
+            data[p.member] = data.get(p.member, b"") + p.data.read()
+    assert data == {"streams/fs-root.tar.zst": b"r" * 2500, "streams/fs-var.tar.zst": b"v" * 10}
+
+
+def test_stock_tar_concatenates_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "a.mksysb"
+    _write(str(out), {"fs-root": bytes(range(256)) * 20}, monkeypatch)
+    got = subprocess.run(["tar", "-xOf", str(out), "--wildcards", "streams/fs-root.tar.zst.*"],
+                         capture_output=True, check=True).stdout  # fmt: skip
+    assert got == bytes(range(256)) * 20
+
+
+def test_pipe_output_appends_final_manifest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "piped.mksysb"
+    with open(out, "wb") as f:
+        monkeypatch.setattr("sys.stdout", io.TextIOWrapper(f))
+        _write("-", {"fs-root": b"x" * 1500}, monkeypatch)
+    names = tarfile.open(out).getnames()
+    assert names[0] == names[-1] == "manifest.json"
+    with ArchiveReader(str(out)) as r:
+        assert r.manifest["complete"] is False
+    assert read_manifest(out)["complete"] is True
+
+
+def test_abort_leaves_nothing(tmp_path: Path) -> None:
+    w = ArchiveWriter(str(tmp_path / "x.mksysb"))
+    w.begin(new_manifest(), 1)
+    w.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"", "not an imgclone archive"),
+        (b"hello world" * 100, "not an imgclone archive"),
+    ],
+)
+def test_not_an_archive(tmp_path: Path, content: bytes, message: str) -> None:
+    p = tmp_path / "junk"
+    p.write_bytes(content)
+    with pytest.raises(ArchiveError, match=message):
+        read_manifest(p)
+
+
+def _tar_with_manifest(tmp_path: Path, manifest: object) -> Path:
+    p = tmp_path / "m.tar"
+    with tarfile.open(p, "w") as t:
+        data = json.dumps(manifest).encode()
+        ti = tarfile.TarInfo("manifest.json")
+        ti.size = len(data)
+        t.addfile(ti, io.BytesIO(data))
+    return p
+
+
+def test_newer_format_version_is_refused(tmp_path: Path) -> None:
+    p = _tar_with_manifest(tmp_path, {"format": "imgclone-archive", "format_version": 99, "complete": True})
+    with pytest.raises(ArchiveError, match="version 99 is newer"):
+        read_manifest(p)
+
+
+def test_foreign_tar_is_refused(tmp_path: Path) -> None:
+    p = _tar_with_manifest(tmp_path, {"hello": 1})
+    with pytest.raises(ArchiveError, match="not an imgclone archive"):
+        read_manifest(p)
+
+
+def test_missing_archive(tmp_path: Path) -> None:
+    with pytest.raises(ArchiveError, match="no such archive"):
+        read_manifest(tmp_path / "nope")

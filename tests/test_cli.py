@@ -1,0 +1,60 @@
+"""Bad input: one clear line, the right exit code, no traceback, nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+Run = Callable[..., subprocess.CompletedProcess[bytes]]
+
+
+def test_help_teaches(imgclone: Run) -> None:
+    r = imgclone("capture", "--help")
+    assert r.returncode == 0
+    out = r.stdout.decode()
+    for text in ("--mount", "exclude.rootvg", "examples:", "ALT_BAK_ERR_FAIL", "^./tmp/"):
+        assert text in out
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["capture"], 2, "the following arguments are required: -o"),
+        (["capture", "-o", "{tmp}/a", "-e", "relative/list"], 2, "must be a full path name"),
+        (["capture", "-o", "{tmp}/a", "-e", "/nonexistent/list"], 2, "exclude list /nonexistent/list: no such file"),
+        (["capture", "-o", "{tmp}/a", "--mount", "{tmp}"], 2, "not a mount point"),
+        (["capture", "img.qcow2", "-o", "{tmp}/a", "--mount", "/"], 2, "either a SOURCE image or --mount"),
+        (["capture", "-o", "{tmp}/no/such/dir/a", "--mount", "/"], 2, "does not exist"),
+        (["capture", "-o", "{tmp}", "--mount", "/"], 2, "is a directory"),
+        (["capture", "{tmp}/missing.qcow2", "-o", "{tmp}/a"], 2, "no such image or device"),
+        (["archive", "verify", "{tmp}/missing"], 1, "no such archive"),
+        (["archive", "show", "{tmp}/missing"], 1, "no such archive"),
+        (["archive", "frobnicate", "x"], 2, "invalid choice"),
+    ],
+)
+def test_bad_input(imgclone: Run, tmp_path: Path, args: list[str], code: int, message: str) -> None:
+    before = sorted(tmp_path.rglob("*"))
+    r = imgclone(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    err = r.stderr.decode()
+    assert r.returncode == code, err
+    assert message in err
+    assert "Traceback" not in err
+    assert len([line for line in err.splitlines() if "error" in line]) == 1, err
+    assert sorted(tmp_path.rglob("*")) == before, "bad input wrote something"
+
+
+def test_not_an_archive_is_one_line(imgclone: Run, tmp_path: Path) -> None:
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"\x00" * 100 + b"garbage" * 1000)
+    r = imgclone("archive", "list", str(junk))
+    assert r.returncode == 1
+    assert r.stderr.decode().count("\n") == 1 and "not an imgclone archive" in r.stderr.decode()
+
+
+def test_debug_shows_traceback(imgclone: Run, tmp_path: Path) -> None:
+    r = imgclone("archive", "verify", str(tmp_path / "missing"), "-D")
+    assert r.returncode == 1
+    assert "Traceback" in r.stderr.decode()

@@ -1,0 +1,38 @@
+"""ruff and mypy run as tests, so style and types break the build like a failing assert."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PATHS = ["imgclone", "tests", "bench"]
+
+
+def _run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", *argv], cwd=ROOT, capture_output=True, text=True, check=False)
+
+
+def test_ruff_check() -> None:
+    r = _run("ruff", "check", *PATHS)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_ruff_format() -> None:
+    r = _run("ruff", "format", "--check", *PATHS)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_mypy_strict() -> None:
+    r = _run("mypy")
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_only_run_spawns_and_only_guest_imports_guestfs() -> None:
+    for path in (ROOT / "imgclone").glob("*.py"):
+        text = path.read_text()
+        if path.name != "run.py":
+            assert "import subprocess" not in text, f"{path.name} spawns processes; use imgclone.run"
+        if path.name != "guest.py":
+            assert "import guestfs" not in text, f"{path.name} imports guestfs; use imgclone.guest"

@@ -1,0 +1,60 @@
+"""tar's stderr sorted into progress, verbose listing, read errors and other errors."""
+
+from __future__ import annotations
+
+from imgclone.streams import TarMessages, tar_create
+
+
+def test_tar_create_argv_keeps_all_metadata() -> None:
+    argv = tar_create("/mnt", __import__("pathlib").Path("/w/names"))
+    for opt in ("--format=posix", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "--selinux",
+                "--sparse", "--one-file-system", "--no-recursion", "--null", "--verbatim-files-from",
+                "--files-from=/w/names"):  # fmt: skip
+        assert opt in argv
+    assert "--verbose" not in argv
+    assert "--verbose" in tar_create("/mnt", __import__("pathlib").Path("/w/names"), verbose=True)
+
+
+def test_messages_are_sorted() -> None:
+    seen: list[str] = []
+    progress: list[int] = []
+    m = TarMessages(verbose=True, on_progress=progress.append, on_line=seen.append)
+    for line in [
+        "tar: @@1 10240000 (9.8MiB, 1GiB/s)",
+        "./etc/fstab",
+        "tar: @@2 20480000 (20MiB, 1GiB/s)",
+        "tar: ./var/log/x: Cannot open: Permission denied",
+        "tar: ./var/run.pid: File removed before we read it",
+        "tar: ./big: file changed as we read it",
+        "tar: Error is not recoverable: exiting now",
+        "Total bytes written: 20490240 (20MiB, 1GiB/s)",
+    ]:
+        m.feed(line)
+    assert progress == [10240000, 10240000, 10240]
+    assert m.total == 20490240
+    assert len(m.read_errors) == 3
+    assert m.other_errors == ["tar: Error is not recoverable: exiting now"]
+    assert "./etc/fstab" in seen
+
+
+def test_listing_hidden_without_verbose() -> None:
+    seen: list[str] = []
+    m = TarMessages(verbose=False, on_line=seen.append)
+    m.feed("./etc/fstab")
+    assert seen == []
+
+
+def test_fail_fast_called_on_first_read_error() -> None:
+    calls: list[int] = []
+    m = TarMessages(on_line=lambda _l: None, fail_fast=lambda: calls.append(1))
+    m.feed("tar: ./x: Cannot stat: No such file or directory")
+    assert calls == [1]
+
+
+def test_summary_and_socket_notices_are_not_errors() -> None:
+    seen: list[str] = []
+    m = TarMessages(on_line=seen.append)
+    m.feed("tar: Exiting with failure status due to previous errors")
+    m.feed("tar: ./run/sock: socket ignored")
+    assert m.other_errors == [] and m.read_errors == []
+    assert seen == ["tar: ./run/sock: socket ignored"]
