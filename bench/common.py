@@ -24,11 +24,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
 PAGE = os.sysconf("SC_PAGE_SIZE")
+T = TypeVar("T")
 
 
 def note(msg: str) -> None:
@@ -266,7 +268,7 @@ def make_ext4(image: Path, size: int, label: str = "bench") -> None:
     """A sparse backing file holding a fresh ext4 (fully initialised: no lazy init later)."""
     image.unlink(missing_ok=True)
     with image.open("wb") as f:
-        f.truncate(size)
+        f.truncate(-(-size // MiB) * MiB)  # whole MiB: loop devices want whole sectors
     opts = "lazy_itable_init=0,lazy_journal_init=0"
     run(["mkfs.ext4", "-q", "-F", "-L", label, "-E", opts, str(image)])
 
@@ -349,6 +351,8 @@ class Measured:
     wall: float  # seconds until the command exited
     flush: float  # seconds of the sync() right after it (its dirty output reaching the disk)
     returncode: int
+    cpu: float  # user + system seconds of the tool's whole process tree
+    others: float  # busy CPU seconds (incl. steal) of everything else meanwhile: contention
     max_proc_rss: int  # bytes, largest single process of the tree (wait4's ru_maxrss)
     tree_rss: int  # bytes, peak of the summed RSS of the tree (sampled)
     stderr: str
@@ -358,10 +362,37 @@ class Measured:
         return self.wall + self.flush
 
 
+def cpu_busy() -> float:
+    """Busy CPU seconds of the whole machine since boot (user .. steal, not idle or iowait)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def wait_quiet(cores: float = 0.15, window: float = 1.0, patience: float = 120.0) -> float:
+    """Wait until other processes use less than `cores` CPUs over `window`; return that load."""
+    deadline = time.monotonic() + patience
+    while True:
+        busy, mine = cpu_busy(), own_cpu()
+        time.sleep(window)
+        load = (cpu_busy() - busy - (own_cpu() - mine)) / window
+        if load < cores:
+            return load
+        if time.monotonic() > deadline:
+            note(f"machine still busy ({load:.2f} CPUs used by others); measuring anyway")
+            return load
+        note(f"waiting for a quiet machine ({load:.2f} CPUs used by others)")
+
+
 def measure(argv: Sequence[str], *, stdout_to: Path | None = None, cwd: Path | None = None) -> Measured:
-    """Run argv in its own session; time it and its flush, and track its tree's memory."""
+    """Run argv in its own session; time it and its flush, and track its tree's CPU and memory."""
     with tempfile.TemporaryFile() as err, open(stdout_to or os.devnull, "wb") as out:
-        start = time.monotonic()
+        busy, mine, start = cpu_busy(), own_cpu(), time.monotonic()
         proc = subprocess.Popen(list(argv), stdout=out, stderr=err, cwd=cwd, start_new_session=True)
         try:
             with TreeRssPoller(proc.pid) as poller:
@@ -371,12 +402,16 @@ def measure(argv: Sequence[str], *, stdout_to: Path | None = None, cwd: Path | N
         finally:
             if proc.returncode is None:
                 stop_session(proc)
+        cpu = rusage.ru_utime + rusage.ru_stime
+        others = max(0.0, cpu_busy() - busy - cpu - (own_cpu() - mine))
         t = time.monotonic()
         os.sync()
         flush = time.monotonic() - t
         err.seek(0)
         text = err.read().decode(errors="replace")
-    return Measured(wall, flush, proc.returncode, rusage.ru_maxrss * KiB, poller.peak, text)
+    largest = rusage.ru_maxrss * KiB
+    # The tree's peak is at least its largest process's peak, which sampling can miss.
+    return Measured(wall, flush, proc.returncode, cpu, others, largest, max(poller.peak, largest), text)
 
 
 def stop_session(proc: subprocess.Popen[bytes]) -> None:
@@ -393,11 +428,9 @@ def stop_session(proc: subprocess.Popen[bytes]) -> None:
             continue
 
 
-def repeat_interleaved(
-    names: Sequence[str], runs: int, one: Callable[[str, int], Measured]
-) -> dict[str, list[Measured]]:
+def repeat_interleaved(names: Sequence[str], runs: int, one: Callable[[str, int], T]) -> dict[str, list[T]]:
     """Run each named tool `runs` times, round-robin, rotating who goes first each round."""
-    results: dict[str, list[Measured]] = {n: [] for n in names}
+    results: dict[str, list[T]] = {n: [] for n in names}
     for r in range(runs):
         order = list(names[r % len(names) :]) + list(names[: r % len(names)])
         for name in order:
@@ -408,12 +441,17 @@ def repeat_interleaved(
 # -- reporting -------------------------------------------------------------------------------
 
 
-def first_line(argv: Sequence[str]) -> str:
+def output(argv: Sequence[str]) -> str:
+    """stdout and stderr of a command that may fail (for reports: tools print versions anywhere)."""
     try:
         cp = subprocess.run(list(argv), capture_output=True, text=True, check=False)
     except OSError as e:
         return f"unavailable ({e.strerror})"
-    lines = (cp.stdout + cp.stderr).strip().splitlines()
+    return cp.stdout + cp.stderr
+
+
+def first_line(argv: Sequence[str]) -> str:
+    lines = output(argv).strip().splitlines()
     return lines[0].strip() if lines else "?"
 
 

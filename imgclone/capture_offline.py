@@ -54,7 +54,7 @@ def capture_offline(opts: CaptureOptions) -> dict[str, Any]:
         g.launch()
         ctx.layout, found = probe_guest.probe_image(g, [source])
         devices.update({s.fs_id: s.device for s in found})
-        mount_tree(g, ctx)
+        probe_guest.mount_sources(g, found)
         ctx.rules = read_rules(g, ctx, opts)
         boot = bootfacts.boot_facts_guest(g, ctx.layout)
         g.umount_all()
@@ -69,17 +69,6 @@ def capture_offline(opts: CaptureOptions) -> dict[str, Any]:
         return run_capture(opts, prepare, stream_all)
     finally:
         g.close()
-
-
-def mount_tree(g: Guest, ctx: Context) -> None:
-    """Mount the guest's filesystems read-only at their mount points, parents first."""
-    for fs in ctx.layout.mount_order():
-        dev = ctx.layout.get(fs.device)
-        path = getattr(dev, "path", "")
-        if fs.mountpoint != "/" and not g.is_dir(fs.mountpoint):
-            log.warning("%s: mount point %s does not exist in the image; skipped", fs.id, fs.mountpoint)
-            continue
-        g.mount_ro(path, fs.mountpoint)
 
 
 def read_rules(g: Guest, ctx: Context, opts: CaptureOptions) -> excludes.ExcludeRules:

@@ -193,9 +193,7 @@ def _matches(names: Path, tmpdir: Path, rules: ExcludeRules, prefix: bytes, runn
     return set(res.stdout.split(b"\0")[:-1])
 
 
-def select(
-    names: Path, out: Path, rules: ExcludeRules, *, prefix: bytes = b".", runner: Runner = HOST
-) -> Selection:
+def select(names: Path, out: Path, rules: ExcludeRules, *, prefix: bytes = b".", runner: Runner = HOST) -> Selection:
     """Write to out the NUL-terminated names the rules keep; return the count and what was excluded."""
     if prefix != b"." and not (prefix.startswith(b"./") and not prefix.endswith(b"/")):
         raise ValueError(f"prefix must be b'.' or b'./dir': {prefix!r}")

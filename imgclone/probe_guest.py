@@ -104,14 +104,6 @@ def lvm_uuid(raw: str) -> str:
     return "-".join(s[a:b] for a, b in zip(cuts, cuts[1:], strict=False))
 
 
-def mbr_signature(sector: bytes) -> str:
-    """The MBR disk identifier (PTUUID, e.g. "0a1b2c3d") from the first sector, "" when unset."""
-    if len(sector) < 444:
-        return ""
-    (sig,) = struct.unpack_from("<I", sector, 440)
-    return f"{sig:08x}" if sig else ""
-
-
 def _unescape_fstab(field_: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field_)
 
@@ -181,6 +173,41 @@ def resolve_spec(spec: str, index: DeviceIndex) -> str | None:
     return dev if dev in index.devices else None
 
 
+def blkid_value(value: str) -> str:
+    """A value of `blkid -o export` with its backslash escapes removed ("my\\ label" → "my label")."""
+    return re.sub(r"\\(.)", r"\1", value)
+
+
+@dataclass(frozen=True)
+class PartEntry:
+    """A partition table entry as blkid reports it (PART_ENTRY_*)."""
+
+    flags: tuple[PartFlag, ...]
+    name: str = ""
+    uuid: str = ""
+    type_uuid: str = ""
+    extended: bool = False  # an MBR extended partition (a container of logical ones)
+
+
+def part_entry(blkid: Mapping[str, str]) -> PartEntry | None:
+    """The partition entry from blkid's PART_ENTRY_* values, None when blkid gave none."""
+    scheme = blkid.get("PART_ENTRY_SCHEME")
+    if scheme == "gpt":
+        type_uuid = blkid.get("PART_ENTRY_TYPE", "").upper()
+        name, uuid = blkid_value(blkid.get("PART_ENTRY_NAME", "")), blkid.get("PART_ENTRY_UUID", "").lower()
+        return PartEntry(gpt_flags(type_uuid), name, uuid, type_uuid)
+    if scheme == "dos":
+        try:
+            mbr_id = int(blkid.get("PART_ENTRY_TYPE", "0"), 16)
+            bootable = bool(int(blkid.get("PART_ENTRY_FLAGS", "0"), 16) & 0x80)
+        except ValueError:
+            return None
+        return PartEntry(
+            mbr_flags(mbr_id, bootable), uuid=blkid.get("PART_ENTRY_UUID", ""), extended=mbr_id in MBR_EXTENDED
+        )
+    return None
+
+
 def ext_features(tune2fs: Mapping[str, str]) -> dict[str, Any]:
     """Features of an ext2/3/4 filesystem from `tune2fs -l` fields."""
     return {
@@ -230,10 +257,32 @@ class _Probe:
         self.g = g
         self.image = image
         self.ids: dict[str, str] = {}  # appliance path → layout id
+        self.sizes: dict[str, int] = {}  # appliance path → bytes
+        self.blkids: dict[str, dict[str, str]] = {}
         self.disks: list[Disk] = []
         self.partitions: list[Partition] = []
         self.vgs: list[VolumeGroup] = []
         self.lvs: list[LogicalVolume] = []
+
+    def blkid(self, dev: str) -> dict[str, str]:
+        """blkid's low-level probe of dev (filesystem and partition entry), once per device."""
+        if dev not in self.blkids:
+            try:
+                self.blkids[dev] = {str(k): str(v) for k, v in self.g.blkid(dev).items()}
+            except GuestfsError as e:
+                log.debug("blkid %s: %s", dev, e)
+                self.blkids[dev] = {}
+        return self.blkids[dev]
+
+    def add(self, obj: Disk | Partition | LogicalVolume, path: str) -> None:
+        self.ids[path] = obj.id
+        self.sizes[path] = obj.size
+        if isinstance(obj, Disk):
+            self.disks.append(obj)
+        elif isinstance(obj, Partition):
+            self.partitions.append(obj)
+        else:
+            self.lvs.append(obj)
 
     def disk(self, dev: str) -> None:
         g = self.g
@@ -241,21 +290,10 @@ class _Probe:
             table = TableType(str(g.part_get_parttype(dev)))
         except (GuestfsError, ValueError):
             table = TableType.NONE
-        uuid = ""
-        if table == TableType.GPT:
-            uuid = str(g.part_get_disk_guid(dev))
-        elif table == TableType.MSDOS:
-            uuid = mbr_signature(bytes(g.pread_device(dev, 512, 0)))
-        disk = Disk(
-            f"disk-{posixpath.basename(dev)}",
-            dev,
-            int(g.blockdev_getsize64(dev)),
-            table,
-            int(g.blockdev_getss(dev)),
-            uuid,
-        )
-        self.disks.append(disk)
-        self.ids[dev] = disk.id
+        uuid = self.blkid(dev).get("PTUUID", "") if table != TableType.NONE else ""
+        size, sector = int(g.blockdev_getsize64(dev)), int(g.blockdev_getss(dev))
+        disk = Disk(f"disk-{posixpath.basename(dev)}", dev, size, table, sector, uuid)
+        self.add(disk, dev)
         if table != TableType.NONE:
             self.disk_partitions(disk)
 
@@ -265,38 +303,30 @@ class _Probe:
         for entry in g.part_list(disk.path):
             num = int(entry["part_num"])
             path = paths.get(num, f"{disk.path}{num}")
-            base = Partition(
-                f"part-{posixpath.basename(path)}",
-                disk.id,
-                num,
-                int(entry["part_start"]),
-                int(entry["part_size"]),
-                path=path,
+            start, size = int(entry["part_start"]), int(entry["part_size"])
+            part = Partition(f"part-{posixpath.basename(path)}", disk.id, num, start, size, path=path)
+            pe = part_entry(self.blkid(path))
+            if pe is None:
+                pe = self.gpt_entry(disk, num) if disk.table == TableType.GPT else self.mbr_entry(disk, num)
+            if pe.extended:
+                log.debug("%s: skipping extended partition %d (a container of logical partitions)", disk.path, num)
+                continue
+            self.add(
+                dataclasses.replace(part, flags=pe.flags, name=pe.name, uuid=pe.uuid, type_uuid=pe.type_uuid), path
             )
-            part = self.gpt_partition(disk, base) if disk.table == TableType.GPT else self.mbr_partition(disk, base)
-            if part is not None:
-                self.partitions.append(part)
-                self.ids[path] = part.id
 
-    def gpt_partition(self, disk: Disk, part: Partition) -> Partition:
-        g, num = self.g, part.number
+    def gpt_entry(self, disk: Disk, num: int) -> PartEntry:
+        g = self.g
         type_uuid = str(g.part_get_gpt_type(disk.path, num)).upper()
-        return dataclasses.replace(
-            part,
-            flags=gpt_flags(type_uuid),
-            name=str(g.part_get_name(disk.path, num)),
-            uuid=str(g.part_get_gpt_guid(disk.path, num)).lower(),
-            type_uuid=type_uuid,
-        )
+        name, uuid = str(g.part_get_name(disk.path, num)), str(g.part_get_gpt_guid(disk.path, num)).lower()
+        return PartEntry(gpt_flags(type_uuid), name, uuid, type_uuid)
 
-    def mbr_partition(self, disk: Disk, part: Partition) -> Partition | None:
-        g, num = self.g, part.number
+    def mbr_entry(self, disk: Disk, num: int) -> PartEntry:
+        g = self.g
         mbr_id = int(g.part_get_mbr_id(disk.path, num))
-        if mbr_id in MBR_EXTENDED:
-            log.debug("%s: skipping extended partition %d (a container of logical partitions)", disk.path, num)
-            return None
         flags = mbr_flags(mbr_id, bool(g.part_get_bootable(disk.path, num)))
-        return dataclasses.replace(part, flags=flags, uuid=f"{disk.uuid}-{num:02x}" if disk.uuid else "")
+        uuid = f"{disk.uuid}-{num:02x}" if disk.uuid else ""
+        return PartEntry(flags, uuid=uuid, extended=mbr_id in MBR_EXTENDED)
 
     def lvm(self) -> None:
         g = self.g
@@ -327,16 +357,20 @@ class _Probe:
             log.warning("%s/%s: skipping a %r logical volume (not a plain volume)", vg, name, lv["lv_attr"])
             return
         obj = LogicalVolume(f"lv-{vg}-{name}", name, f"vg-{vg}", int(lv["lv_size"]), lvm_uuid(str(lv["lv_uuid"])))
-        self.lvs.append(obj)
-        self.ids[f"/dev/{vg}/{name}"] = obj.id
+        self.add(obj, f"/dev/{vg}/{name}")
 
-    def index(self, fstypes: Mapping[str, str]) -> DeviceIndex:
+    def signature(self, dev: str) -> tuple[str, str, str]:
+        """(type, uuid, label) of what dev holds, as blkid reports them ("" when nothing)."""
+        info = self.blkid(dev)
+        return info.get("TYPE", ""), info.get("UUID", ""), blkid_value(info.get("LABEL", ""))
+
+    def index(self) -> DeviceIndex:
         uuids: dict[str, str] = {}
         labels: dict[str, str] = {}
-        for dev, vtype in fstypes.items():
-            if vtype in ("unknown", "LVM2_member", "") or not dev.startswith("/dev/"):
+        for dev in self.ids:
+            vtype, uuid, label = self.signature(dev)
+            if vtype in ("", "LVM2_member"):
                 continue
-            uuid, label = str(self.g.vfs_uuid(dev)), str(self.g.vfs_label(dev))
             if uuid:
                 uuids.setdefault(uuid.lower(), dev)
             if label:
@@ -349,11 +383,9 @@ class _Probe:
             partlabels={p.name: p.path for p in self.partitions if p.name},
         )
 
-    def swaps(
-        self, fstab: list[FstabEntry], index: DeviceIndex, fstypes: Mapping[str, str], taken: set[str]
-    ) -> list[Swap]:
+    def swaps(self, fstab: list[FstabEntry], index: DeviceIndex, taken: set[str]) -> list[Swap]:
         """Swap devices: those the fstab names and any other device holding a swap signature."""
-        devices = [d for d, t in fstypes.items() if t == "swap"]
+        devices = [d for d in self.ids if self.signature(d)[0] == "swap"]
         for e in fstab:
             if e.vfstype == "swap":
                 dev = resolve_spec(e.spec, index)
@@ -362,20 +394,13 @@ class _Probe:
                 elif dev not in devices:
                     devices.append(dev)
         swaps = []
-        for dev in map(canonical_device, devices):
-            if dev in taken or dev not in self.ids:
+        for dev in devices:
+            if dev in taken:
                 continue
             obj_id = self.ids[dev]
             name = obj_id.removeprefix("lv-") if obj_id.startswith("lv-") else posixpath.basename(dev)
-            swaps.append(
-                Swap(
-                    f"swap-{name}",
-                    obj_id,
-                    int(self.g.blockdev_getsize64(dev)),
-                    str(self.g.vfs_uuid(dev)),
-                    str(self.g.vfs_label(dev)),
-                )
-            )
+            _, uuid, label = self.signature(dev)
+            swaps.append(Swap(f"swap-{name}", obj_id, self.sizes[dev], uuid, label))
             taken.add(dev)
         return swaps
 
@@ -409,7 +434,7 @@ def _read_fstab(g: Guest) -> list[FstabEntry]:
 
 
 def _filesystem(g: Guest, probe: _Probe, src: GuestSource, options: str) -> Filesystem:
-    vtype = str(g.vfs_type(src.device))
+    vtype, uuid, label = probe.signature(src.device)
     try:
         fstype = FsType(vtype)
     except ValueError:
@@ -430,8 +455,8 @@ def _filesystem(g: Guest, probe: _Probe, src: GuestSource, options: str) -> File
         mountpoint=src.mountpoint,
         size=int(st["blocks"]) * int(st["frsize"]),
         used=(int(st["blocks"]) - int(st["bfree"])) * int(st["frsize"]),
-        uuid=str(g.vfs_uuid(src.device)),
-        label=str(g.vfs_label(src.device)),
+        uuid=uuid,
+        label=label,
         options=options,
         features=features,
     )
@@ -460,8 +485,7 @@ def probe_image(g: Guest, drive_paths: Sequence[str]) -> tuple[Layout, list[Gues
     for dev in g.list_devices():
         probe.disk(str(dev))
     probe.lvm()
-    fstypes = {str(k): str(v) for k, v in g.list_filesystems().items()}
-    index = probe.index(fstypes)
+    index = probe.index()
     sources = _sources(g, probe, root)
     try:
         mount_sources(g, sources)
@@ -470,7 +494,7 @@ def probe_image(g: Guest, drive_paths: Sequence[str]) -> tuple[Layout, list[Gues
         filesystems = [_filesystem(g, probe, s, options.get(s.mountpoint, "defaults")) for s in sources]
     finally:
         g.umount_all()
-    swaps = probe.swaps(fstab, index, fstypes, {s.device for s in sources})
+    swaps = probe.swaps(fstab, index, {s.device for s in sources})
     layout = Layout(
         tuple(probe.disks),
         tuple(probe.partitions),

@@ -3,6 +3,8 @@
 `build_gpt_lvm_image` makes a qcow2 with GPT (ESP vfat /boot/efi, ext4 /boot, LVM PV),
 VG rootvg with LVs root (ext4 /), var (xfs /var) and swap, and a tiny Debian-like root
 that libguestfs inspection recognises. `GPT_LVM` describes what it made, for assertions.
+A build takes about 30 s under TCG: share one image per session through
+`cached_gpt_lvm_image(tmp_path_factory.getbasetemp() / "images")`.
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ GRUB_TIMEOUT=5
 GRUB_DISTRIBUTOR=`lsb_release -i -s 2> /dev/null || echo Debian`
 GRUB_CMDLINE_LINUX_DEFAULT="quiet"
 GRUB_CMDLINE_LINUX="splash"
+"""
+
+GRUB_CFG = """\
+menuentry 'Debian GNU/Linux' {
+	linux /vmlinuz-6.1.0 root=/dev/mapper/rootvg-root ro quiet
+}
 """
 
 
@@ -107,10 +115,7 @@ def _populate(g: Guest, dev: str) -> None:
     g.write("/etc/hosts", b"127.0.0.1 localhost\n")
     g.write("/etc/default/grub", DEFAULT_GRUB.encode())
     g.write("/etc/exclude.rootvg", b"^./var/tmp/\n")
-    g.write(
-        "/boot/grub/grub.cfg",
-        b"menuentry 'Debian' {\n\tlinux /vmlinuz-6.1 root=/dev/mapper/rootvg-root ro quiet\n}\n",
-    )
+    g.write("/boot/grub/grub.cfg", GRUB_CFG.encode())
     g.write("/boot/efi/EFI/debian/grubx64.efi", b"MZ fake grub\n")
     g.write("/boot/efi/EFI/debian/shimx64.efi", b"MZ fake shim\n")
     g.write("/bin/sh", b"#!fake\n")
@@ -140,6 +145,21 @@ def build_gpt_lvm_image(path: Path, size: int = GiB) -> None:
         _populate(g, dev)
         g.sync()
         g.umount_all()
+
+
+def cached_gpt_lvm_image(directory: Path) -> Path:
+    """The GPT + LVM image in directory, built on the first call only (pass a session-wide directory).
+
+    Tests must open it read-only (or copy it, e.g. `qemu-img create -b` an overlay) to keep it pristine.
+    """
+    path = directory / "gpt-lvm.qcow2"
+    if not path.exists():
+        directory.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        partial.unlink(missing_ok=True)
+        build_gpt_lvm_image(partial)
+        partial.rename(path)
+    return path
 
 
 def _writable(path: Path) -> Guest:
