@@ -34,7 +34,7 @@ lint: setup
 	$(PY) -m ruff check imgclone tests bench && $(PY) -m ruff format --check imgclone tests bench && $(PY) -m mypy
 
 demo: setup
-	$(PY) -m imgclone.demo
+	$(PY) -m fixtures.demo
 
 bench: setup
 	$(PY) bench/capture.py

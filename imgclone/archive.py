@@ -99,14 +99,14 @@ class ArchiveWriter:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self._partial = None if path == "-" else path + ".partial"
-        self._out: BinaryIO
-        if self._partial is None:
+        special = path != "-" and os.path.exists(path) and not os.path.isfile(path)  # /dev/null, a fifo, a tape
+        self._partial = None if path == "-" or special else path + ".partial"
+        self._out: IO[bytes]
+        self.seekable = self._partial is not None
+        if path == "-":
             self._out = sys.stdout.buffer
-            self.seekable = False
         else:
-            self._out = open(self._partial, "wb")  # noqa: SIM115 - closed in finish()/abort()
-            self.seekable = True
+            self._out = open(self._partial or path, "wb")  # noqa: SIM115 - closed in finish()/abort()
         self._written = 0
         self._manifest_at = -1
         self._manifest_room = 0
@@ -169,6 +169,8 @@ class ArchiveWriter:
             os.fsync(self._out.fileno())
             self._out.close()
             os.replace(self._partial, self.path)
+        elif self.path != "-":
+            self._out.close()
 
     def _end(self) -> None:
         """Tar's end: two zero blocks, then zeros up to a whole record."""
@@ -178,6 +180,8 @@ class ArchiveWriter:
     def abort(self) -> None:
         """Remove the partial file (a failed or interrupted capture leaves nothing)."""
         if self._partial is None:
+            if self.path != "-":
+                self._out.close()
             return
         try:
             self._out.close()

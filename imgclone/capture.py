@@ -89,14 +89,14 @@ def check_options(opts: CaptureOptions) -> None:
             raise UsageError(f"exclude list {opts.exclude_list}: no such file")
     if opts.source and opts.mounts:
         raise UsageError("give either a SOURCE image or --mount, not both")
-    if opts.output != "-":
-        parent = os.path.dirname(os.path.abspath(opts.output))
-        if not os.path.isdir(parent):
-            raise UsageError(f"-o {opts.output}: directory {parent} does not exist")
-        if os.path.isdir(opts.output):
-            raise UsageError(f"-o {opts.output}: is a directory", "name the archive file, e.g. -o /backup/host.mksysb")
-    elif sys.stdout.isatty():
-        raise UsageError("-o -: standard output is a terminal", "redirect it to a file or a pipe")
+    out = opts.output
+    if out == "-":
+        if sys.stdout.isatty():
+            raise UsageError("-o -: standard output is a terminal", "redirect it to a file or a pipe")
+    elif os.path.isdir(out):
+        raise UsageError(f"-o {out}: is a directory", "name the archive file, e.g. -o /backup/host.mksysb")
+    elif not os.path.isdir(os.path.dirname(os.path.abspath(out))):
+        raise UsageError(f"-o {out}: directory {os.path.dirname(os.path.abspath(out))} does not exist")
 
 
 def self_excludes(opts: CaptureOptions, workdir: Path) -> list[bytes]:

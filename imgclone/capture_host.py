@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +15,11 @@ from .archive import StreamInfo
 from .capture import EXCLUDE_ROOTVG, CaptureOptions, Context, record_read_error, run_capture, self_excludes
 from .errors import CommandError
 from .layout import Filesystem
-from .run import Pipeline
+from .run import HOST, Pipeline
 from .streams import TarMessages, host_stream
 
 log = logging.getLogger("imgclone")
+VIEWS = Path("/run/imgclone")
 
 
 def capture_host(opts: CaptureOptions) -> dict[str, Any]:
@@ -43,9 +47,33 @@ def capture_host(opts: CaptureOptions) -> dict[str, Any]:
         for fs in ctx.layout.mount_order():
             src = by_id.get(fs.id)
             if src is not None:
-                ctx.streams.append(stream_fs(ctx, fs, src.mountpoint))
+                with read_only_view(src.mountpoint) as view:
+                    ctx.streams.append(stream_fs(ctx, fs, view))
 
     return run_capture(opts, prepare, stream_all)
+
+
+@contextmanager
+def read_only_view(mountpoint: str) -> Iterator[str]:
+    """A read-only bind mount of the filesystem at mountpoint, showing only its own files.
+
+    Reading through it, the directories that other filesystems are mounted on (/proc, /boot)
+    are archived as they are on this filesystem, not as the mounted filesystem's root, and
+    live pseudo filesystems never show up as "file changed as we read it". It lives under
+    /run, outside any scratch directory that is removed recursively, and is only rmdir'ed.
+    """
+    VIEWS.mkdir(parents=True, exist_ok=True)
+    view = tempfile.mkdtemp(prefix="view-", dir=VIEWS)
+    HOST.run(["mount", "--bind", mountpoint, view])
+    try:
+        HOST.run(["mount", "-o", "remount,bind,ro", view])
+        yield view
+    finally:
+        res = HOST.run(["umount", view], check=False)
+        if res.returncode == 0:
+            os.rmdir(view)
+        else:
+            log.error("could not unmount %s (%s); remove it by hand with: umount %s", view, res.stderr.strip(), view)
 
 
 def list_names(directory: str, out: Path) -> None:

@@ -9,6 +9,7 @@ out with tar_out through a pipe into zstd on the host.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -81,7 +82,10 @@ def read_rules(g: Guest, ctx: Context, opts: CaptureOptions) -> excludes.Exclude
         log.info("using the image's %s", EXCLUDE_ROOTVG)
     if opts.exclude_list:
         lists.append(opts.exclude_list)
-    return excludes.load_rules(lists)
+    rules = excludes.load_rules(lists)
+    # name the image's list as the user knows it, not by our scratch copy
+    named = tuple(f"{opts.source}:{EXCLUDE_ROOTVG}" if s.startswith(str(ctx.workdir)) else s for s in rules.sources)
+    return dataclasses.replace(rules, sources=named)
 
 
 def glob_escape(name: bytes) -> str:

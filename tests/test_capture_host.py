@@ -97,3 +97,16 @@ def test_capture_to_stdout_is_a_valid_archive(source: Path, tmp_path: Path, imgc
     assert names[0] == names[-1] == "manifest.json"
     v = imgclone("archive", "verify", str(out))
     assert v.returncode == 0, v.stdout.decode()
+
+
+def _mounts() -> list[str]:
+    return sorted(line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines())
+
+
+def test_capture_to_a_device_and_no_mount_left_behind(source: Path, imgclone: Run) -> None:
+    before = _mounts()
+    r = imgclone("capture", "--mount", str(source), "-o", "/dev/null")
+    assert r.returncode == 0, r.stderr.decode()
+    assert not Path("/dev/null.partial").exists()
+    assert Path("/dev/null").is_char_device()
+    assert _mounts() == before, "the read-only view was not unmounted"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.imagebuild import cached_gpt_lvm_image
+from fixtures.small_image import cached_gpt_lvm_image
 
 pytestmark = pytest.mark.integration
 Run = Callable[..., subprocess.CompletedProcess[bytes]]

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PATHS = ["imgclone", "tests", "bench"]
+PATHS = ["imgclone", "tests", "bench", "fixtures"]
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:

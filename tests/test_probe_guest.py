@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from fixtures.small_image import GPT_LVM, cached_gpt_lvm_image
 from imgclone.bootfacts import (
     BootFacts,
     boot_facts_guest,
@@ -45,7 +46,6 @@ from imgclone.probe_guest import (
     xfs_features,
 )
 from tests.fakes import FakeRunner, fail
-from tests.imagebuild import GPT_LVM, cached_gpt_lvm_image
 
 MiB = 1024 * 1024
 ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
