@@ -7,7 +7,7 @@ APT_PACKAGES := python3-guestfs libguestfs-tools python3-parted python3-venv lvm
 	fsarchiver mmdebstrap linux-image-amd64 libcap2-bin
 STAMP := $(VENV)/.setup-done
 
-.PHONY: setup test unit lint demo bench clean
+.PHONY: setup test unit lint demo bench clean fixtures
 setup: $(STAMP)
 
 # Idempotent and quick when done: apt runs only when a package is missing, pip only when
@@ -35,6 +35,11 @@ lint: setup
 
 demo: setup
 	$(PY) -m fixtures.demo
+
+# Bootable Debian 12 qcow2 images (bios, uefi, ext3) in ~/.cache/imgclone/fixtures, built once;
+# `make fixtures ONLY=bios` builds one.
+fixtures: setup
+	$(PY) -m fixtures.build $(if $(ONLY),--only $(ONLY))
 
 bench: setup
 	$(PY) bench/capture.py

@@ -51,6 +51,7 @@ from common import (  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ("tar|zstd", "fsarchiver", "imgclone")
 OUTPUTS = {"tar|zstd": "out.tar.zst", "fsarchiver": "out.fsa", "imgclone": "out.mksysb"}
+CONTENDED = 0.2  # a run is redone when other processes used more than this many CPUs meanwhile
 GOALS = {"tar|zstd": 1.05, "fsarchiver": 0.85}  # imgclone wall / tool wall must stay at or below
 SEED = 20240611
 KEEP_DIR = Path("/var/tmp/imgclone-bench")
@@ -66,6 +67,7 @@ HEADER = ["tool", "wall s (min)", "runs s", "wall+sync s", "cpu s", "others s"] 
 class Run:
     m: Measured
     size: int
+    redone: int = 0  # runs discarded for contention before this one
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class Setup:
     size: int
     nproc: int
     patience: float
+    retries: int
 
 
 def imgclone_argv() -> list[str]:
@@ -95,6 +98,21 @@ def command(tool: str, s: Setup) -> list[str]:
 
 
 def one_run(s: Setup, tool: str, r: int) -> Run:
+    """One measured run; redone (up to s.retries times) when other processes took CPU meanwhile."""
+    best: Run | None = None
+    for attempt in range(s.retries + 1):
+        run = measure_once(s, tool, r)
+        if best is None or run.m.others < best.m.others:
+            best = run
+        if run.m.returncode != 0 or run.m.others <= CONTENDED * run.m.wall:
+            break
+        if attempt < s.retries:
+            note(f"run {r + 1}: {tool}: others used {run.m.others / run.m.wall:.2f} CPUs meanwhile: again")
+    assert best is not None
+    return Run(best.m, best.size, attempt)
+
+
+def measure_once(s: Setup, tool: str, r: int) -> Run:
     out = s.out / OUTPUTS[tool]
     out.unlink(missing_ok=True)
     drop_caches()
@@ -118,7 +136,7 @@ def one_run(s: Setup, tool: str, r: int) -> Run:
 def ensure_tree(s: Setup, reuse: bool) -> tuple[str, int]:
     """Build the tree image (or reuse the kept one of the same size); its summary and data bytes."""
     stamp = s.workdir / "tree.json"
-    want = {"size": s.size, "seed": SEED, "version": 2}
+    want = {"size": s.size, "seed": SEED, "version": 3}
     if reuse and stamp.exists() and s.image.exists():
         saved = json.loads(stamp.read_text())
         if {k: saved.get(k) for k in want} == want:
@@ -147,7 +165,8 @@ def make_setup(args: argparse.Namespace) -> tuple[Setup, bool]:
     (workdir / "out").mkdir(exist_ok=True)
     size = int(args.size_gb * GiB)
     nproc = len(os.sched_getaffinity(0))
-    s = Setup(workdir, workdir / "tree.img", workdir / "mnt", workdir / "out", size, nproc, args.patience)
+    dirs = (workdir / "tree.img", workdir / "mnt", workdir / "out")
+    s = Setup(workdir, *dirs, size=size, nproc=nproc, patience=args.patience, retries=args.retries)
     return s, created
 
 
@@ -186,6 +205,8 @@ def result_rows(results: dict[str, list[Run]], data_bytes: int) -> list[list[str
             rows.append([tool, "FAILED", *["-"] * 8])
             continue
         walls = " / ".join(f"{r.m.wall:.2f}" for r in runs)
+        redone = sum(r.redone for r in runs)
+        walls += f" ({redone} redone)" if redone else ""
         size = ok[-1].size
         rows.append([
             tool,
@@ -253,7 +274,7 @@ def report(s: Setup, summary: str, results: dict[str, list[Run]], data_bytes: in
     print("  then up to --patience s waited for other processes to go idle;")
     print("  wall = min over runs; wall+sync = min of (wall + the sync() right after it);")
     print("  cpu = min user+sys of the tool's processes; others = max busy CPU s of everything else")
-    print("  during a run (contention: should be near 0);")
+    print(f"  during a run (contention; a run is redone, up to --retries times, above {CONTENDED} CPUs);")
     print("  data/out = tree data bytes / output bytes; RSS = max over runs (largest process: wait4's")
     print("  ru_maxrss; tree: summed RSS of the tool's session sampled every 50 ms, at least the former)")
     print()
@@ -277,6 +298,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--patience", type=float, default=120.0,
                    help="before each run, wait up to this many seconds for other processes to go idle "
                         "(default 120; 0: don't wait)")  # fmt: skip
+    p.add_argument("--retries", type=int, default=3,
+                   help=f"redo a run up to this many times when others used > {CONTENDED} CPUs meanwhile "
+                        "(default 3; the least contended attempt counts)")  # fmt: skip
     return p.parse_args(argv)
 
 

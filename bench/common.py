@@ -31,6 +31,7 @@ MiB = 1024 * KiB
 GiB = 1024 * MiB
 PAGE = os.sysconf("SC_PAGE_SIZE")
 T = TypeVar("T")
+SPARSE_SIZE = 64 * MiB
 
 
 def note(msg: str) -> None:
@@ -94,11 +95,11 @@ def binary(rng: random.Random, n: int) -> bytes:
 
 
 def mixed_chunk(rng: random.Random, words: Words, i: int) -> bytes:
-    """1 MiB of a large file: a rotation of incompressible, text, binary and zero chunks."""
+    """1 MiB of a large file: a rotation of incompressible, text, binary and zero-padded chunks."""
     kind = i % 5
-    if kind in (0, 3):
+    if kind == 0:
         return rng.randbytes(MiB)
-    if kind == 1:
+    if kind in (1, 3):
         return words.text(rng, MiB)
     if kind == 2:
         return binary(rng, MiB)
@@ -119,7 +120,8 @@ class TreeStats:
     def summary(self) -> str:
         return (
             f"{self.files} files ({self.data_bytes / GiB:.2f} GiB of data), {self.dirs} dirs, "
-            f"{self.symlinks} symlinks, {self.hardlinks} hardlinks, 1 sparse file, 1 fifo, "
+            f"{self.symlinks} symlinks, {self.hardlinks} hardlinks, 1 fifo, "
+            f"1 sparse file ({SPARSE_SIZE // MiB} MiB, 3 MiB of data), "
             f"{self.xattrs} files with user xattrs, {self.acls} ACL entries set"
         )
 
@@ -175,7 +177,7 @@ class TreeBuilder:
             kind = self.rng.random()
             if kind < 0.5:
                 data, ext, mode = binary(self.rng, n), "so", 0o755
-            elif kind < 0.8:
+            elif kind < 0.85:
                 data, ext, mode = self.words.text(self.rng, n), "dat", 0o644
             else:
                 data, ext, mode = self.rng.randbytes(n), "gz", 0o644
@@ -198,11 +200,11 @@ class TreeBuilder:
             self.stats.paths.append(path)
 
     def sparse_file(self) -> None:
-        """512 MiB apparent, 3 MiB of data: tar --sparse and naive readers differ here."""
+        """64 MiB apparent, 3 MiB of data (tar without --sparse reads the holes as zeros)."""
         path = self.root / "var/lib/sparse.img"
         with path.open("wb") as f:
-            f.truncate(512 * MiB)
-            for off in (0, 100 * MiB, 400 * MiB):
+            f.truncate(SPARSE_SIZE)
+            for off in (0, 20 * MiB, SPARSE_SIZE - MiB):
                 f.seek(off)
                 f.write(self.rng.randbytes(MiB))
         self.stats.files += 1
@@ -389,19 +391,29 @@ def wait_quiet(cores: float = 0.15, window: float = 1.0, patience: float = 120.0
         note(f"waiting for a quiet machine ({load:.2f} CPUs used by others)")
 
 
+TIME = "/usr/bin/time"
+
+
 def measure(argv: Sequence[str], *, stdout_to: Path | None = None, cwd: Path | None = None) -> Measured:
-    """Run argv in its own session; time it and its flush, and track its tree's CPU and memory."""
-    with tempfile.TemporaryFile() as err, open(stdout_to or os.devnull, "wb") as out:
-        busy, mine, start = cpu_busy(), own_cpu(), time.monotonic()
-        proc = subprocess.Popen(list(argv), stdout=out, stderr=err, cwd=cwd, start_new_session=True)
-        try:
-            with TreeRssPoller(proc.pid) as poller:
-                _, status, rusage = os.wait4(proc.pid, 0)
-                wall = time.monotonic() - start
-            proc.returncode = os.waitstatus_to_exitcode(status)
-        finally:
-            if proc.returncode is None:
-                stop_session(proc)
+    """Run argv in its own session; time it and its flush, and track its tree's CPU and memory.
+
+    The tool runs under GNU time, which reports the largest ru_maxrss of the tree: wait4's own
+    figure would be at least this (big) process's RSS, since a child's maxrss starts from the
+    memory of the process it was forked from.
+    """
+    with tempfile.NamedTemporaryFile() as rss, tempfile.TemporaryFile() as err:
+        with open(stdout_to or os.devnull, "wb") as out:
+            wrap = [TIME, "-f", "%M", "-o", rss.name] if os.access(TIME, os.X_OK) else []
+            busy, mine, start = cpu_busy(), own_cpu(), time.monotonic()
+            proc = subprocess.Popen([*wrap, *argv], stdout=out, stderr=err, cwd=cwd, start_new_session=True)
+            try:
+                with TreeRssPoller(proc.pid) as poller:
+                    _, status, rusage = os.wait4(proc.pid, 0)
+                    wall = time.monotonic() - start
+                proc.returncode = os.waitstatus_to_exitcode(status)
+            finally:
+                if proc.returncode is None:
+                    stop_session(proc)
         cpu = rusage.ru_utime + rusage.ru_stime
         others = max(0.0, cpu_busy() - busy - cpu - (own_cpu() - mine))
         t = time.monotonic()
@@ -409,7 +421,8 @@ def measure(argv: Sequence[str], *, stdout_to: Path | None = None, cwd: Path | N
         flush = time.monotonic() - t
         err.seek(0)
         text = err.read().decode(errors="replace")
-    largest = rusage.ru_maxrss * KiB
+        reported = Path(rss.name).read_text().split()
+    largest = (int(reported[-1]) if wrap and reported else rusage.ru_maxrss) * KiB
     # The tree's peak is at least its largest process's peak, which sampling can miss.
     return Measured(wall, flush, proc.returncode, cpu, others, largest, max(poller.peak, largest), text)
 

@@ -99,14 +99,11 @@ def glob_escape(name: bytes) -> str:
 
 def write_names(find0: Path, out: Path) -> None:
     """find0's names ("a", "a/b") as find . -print0 writes them (".", "./a", "./a/b")."""
-    with open(find0, "rb") as src, open(out, "wb") as dst:
+    with open(out, "wb") as dst:
         dst.write(b".\0")
-        rest = b""
-        while chunk := src.read(RELAY_CHUNK):
-            *names, rest = (rest + chunk).split(b"\0")
-            dst.write(b"".join(b"./" + n + b"\0" for n in names if n))
-        if rest:
-            dst.write(b"./" + rest + b"\0")
+        for name in excludes.read_names(find0):
+            if name:
+                dst.write(b"./" + name + b"\0")
 
 
 def stream_fs(g: Guest, ctx: Context, fs: Filesystem, device: str) -> StreamInfo:
@@ -119,6 +116,8 @@ def stream_fs(g: Guest, ctx: Context, fs: Filesystem, device: str) -> StreamInfo
     prefix = os.fsencode("." + fs.mountpoint.rstrip("/")) if fs.mountpoint != "/" else b"."
     sel = excludes.select(kept.with_suffix(".names"), kept, ctx.rules, prefix=prefix)
     patterns = [glob_escape(n) for n in sel.excluded]
+    if ctx.opts.verbose:
+        list_kept(ctx, kept)
     r, w = os.pipe()
     failure: list[BaseException] = []
     counted = [0]
@@ -164,3 +163,9 @@ def _relay(r: int, zin: IO[bytes], ctx: Context, counted: list[int]) -> None:
             zin.write(chunk)
             counted[0] += len(chunk)
             ctx.bar.update(len(chunk))
+
+
+def list_kept(ctx: Context, kept: Path) -> None:
+    """-V: name each file the stream will hold (tar_out itself lists nothing)."""
+    for name in excludes.read_names(kept):
+        ctx.note(name.decode("utf-8", "backslashreplace").replace("\n", "\\n"))

@@ -14,6 +14,7 @@ EPILOG = textwrap.dedent("""\
       imgclone capture vm.qcow2 -o vm.mksysb                    an offline image, through libguestfs
       imgclone capture -e /root/exclude.list -o - | ssh backup 'cat > host.mksysb'
       imgclone archive verify host.mksysb
+      imgclone boot-test vm.qcow2 --json                        boot it in QEMU on a throw-away overlay
 
     exit codes: 0 success, 1 runtime failure, 2 usage or layout error, 130 interrupted
     environment: ALT_BAK_ERR_REPORT=1, ALT_BAK_ERR_FAIL=1 (files that cannot be read),
@@ -59,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="capture exactly the filesystems mounted here")  # fmt: skip
     cap.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
 
+    add_restore(sub, common)
+
     arc = sub.add_parser("archive", help="list, show or verify an archive")
     asub = arc.add_subparsers(dest="action", metavar="ACTION", required=True)
     for name, text in (
@@ -70,4 +73,64 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("archive", metavar="ARCHIVE", help="archive file, or - for stdin")
         if name == "show":
             a.add_argument("--layout", action="store_true", help="print only the layout JSON (for restore -i)")
+    _add_boot_test(sub, common)
     return parser
+
+
+def _add_boot_test(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    bt = sub.add_parser(
+        "boot-test", parents=[common], help="boot an image in QEMU (on a throw-away overlay) and check it comes up",
+        description="Boot IMAGE in QEMU on a temporary qcow2 overlay (the image is never written), with a one-shot "
+        "systemd unit injected into the overlay that prints IMGCLONE-BOOT-OK <hostname> <uptime> on the serial "
+        "console once multi-user.target is reached, then powers off. Exit 0 when the marker (and --expect TEXT) "
+        "appeared in the serial log before the timeout, else 1 with the log's last lines on stderr.",
+    )  # fmt: skip
+    bt.add_argument("image", metavar="IMAGE", help="disk image (qcow2 or raw)")
+    bt.add_argument("--uefi", action="store_true", help="boot with OVMF (default: UEFI when the image only has an ESP)")
+    bt.add_argument("--timeout", type=float, default=300.0, metavar="S", help="seconds to wait (default 300)")
+    bt.add_argument("--expect", metavar="TEXT", help="also require TEXT anywhere in the serial log")
+    bt.add_argument("--keep-log", metavar="PATH", help="copy the serial log to PATH (else it is deleted)")
+
+
+RESTORE_EPILOG = textwrap.dedent("""\
+    examples:
+      imgclone restore -a host.mksysb -d /var/lib/libvirt/images/clone.qcow2        a new image, smallest that fits
+      imgclone restore -a host.mksysb -d clone.qcow2 --size 20G                     bigger: filesystems grow
+      imgclone restore -a host.mksysb -d "/dev/sdb /dev/sdc"                        the VG spans both disks
+      imgclone restore -a host.mksysb -d small.img --resize fit --convert ext4=xfs  shrink to the data, to XFS
+      imgclone restore -a host.mksysb -d /dev/sdb -T --dry-run                      show the plan, write nothing
+      imgclone archive show --layout host.mksysb > /root/layout.json; edit it; restore ... -i /root/layout.json
+
+    During Phases 1-2 the volume groups are named altinst_<vg> and the logical volumes alt_<lv>, as on AIX.
+    Filesystems get new UUIDs (the clone's fstab follows) so the clone can sit next to its source.
+    """)
+
+
+def add_restore(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    """The restore subcommand (alt_disk_mksysb)."""
+    r = sub.add_parser(
+        "restore", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RESTORE_EPILOG,
+        help="rebuild partitions, LVM and filesystems from an archive onto disks or images (alt_disk_mksysb)",
+        description="Plan a layout on the targets from the archive (or a -i layout file), then partition, create "
+        "the LVM volume groups altinst_<vg> with logical volumes alt_<lv>, make the filesystems (optionally "
+        "converted), and restore every file with its metadata.",
+    )  # fmt: skip
+    r.add_argument("-a", "--archive", required=True, metavar="ARCHIVE", help="archive made by imgclone capture")
+    r.add_argument("-d", "--target", action="append", required=True, metavar="TARGET",
+                   help="disk image (created when absent; .qcow2 → qcow2, else raw) or block device; "
+                   "repeat, or quote a space-separated list")  # fmt: skip
+    r.add_argument("-i", "--layout", metavar="LAYOUT.json", help="edited layout to use (full path), as printed "
+                   "by `imgclone archive show --layout`")  # fmt: skip
+    r.add_argument("--size", metavar="SIZE", help="size of images created, e.g. 20G, 512M (default: smallest fit)")
+    r.add_argument("--resize", choices=["exact", "fit", "grow"], help="sizes: source sizes, shrink to the data, "
+                   "or grow into bigger targets (default: grow when the targets are bigger, else exact)")  # fmt: skip
+    r.add_argument("-T", dest="upgrade", action="store_true", help="convert ext2/ext3 to ext4 (as JFS to JFS2)")
+    r.add_argument("--convert", action="append", default=[], metavar="SRC=DST",
+                   help="convert filesystems of type SRC to DST (ext2, ext3, ext4, xfs, btrfs)")  # fmt: skip
+    r.add_argument("-S", dest="skip_space", action="store_true", help="skip the space check on the targets")
+    r.add_argument("--lv-name-limit", type=int, default=127, metavar="N",
+                   help="longest LV name allowed with the alt_ prefix (127: Linux LVM; 15: the AIX rule)")  # fmt: skip
+    r.add_argument("--keep-uuids", action="store_true", help="keep the source's filesystem UUIDs")
+    r.add_argument("--force", action="store_true", help="overwrite targets that hold partitions, PVs or data")
+    r.add_argument("--dry-run", action="store_true", help="print the plan and write nothing")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")

@@ -138,10 +138,27 @@ def _show_text(m: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def cmd_boot_test(args: argparse.Namespace) -> int:
+    """imgclone boot-test."""
+    from .boottest import BootTestOptions, boot_test, result_text
+
+    opts = BootTestOptions(image=args.image, uefi=args.uefi, timeout=args.timeout, expect=args.expect,
+                           keep_log=args.keep_log, debug=args.debug)  # fmt: skip
+    result = boot_test(opts)
+    emit(args, result.to_dict(), lambda: result_text(result))
+    if not result.ok:
+        sys.stderr.write("".join(f"  | {line}\n" for line in result.log_tail))
+    return 0 if result.ok else 1
+
+
 def dispatch(args: argparse.Namespace) -> int:
     """Run the chosen subcommand; return its exit code."""
+    from .restore_cmd import cmd_restore
+
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "capture": cmd_capture,
         "archive": cmd_archive,
+        "boot-test": cmd_boot_test,
+        "restore": cmd_restore,
     }
     return handlers[args.command](args)

@@ -144,7 +144,7 @@ def _raise_rejected(groups: Sequence[tuple[str | None, tuple[bytes, ...]]], runn
     raise UsageError(f"exclude lists {srcs}: grep rejects the patterns", hint=_HINT)
 
 
-def _read_names(path: Path) -> Iterator[bytes]:
+def read_names(path: Path) -> Iterator[bytes]:
     """The NUL-terminated names in path, one at a time (a missing final NUL is tolerated)."""
     with path.open("rb") as f:
         rest = b""
@@ -180,7 +180,7 @@ def _matches(names: Path, tmpdir: Path, rules: ExcludeRules, prefix: bytes, runn
     fd, listfile = tempfile.mkstemp(prefix=".imgclone-names-", dir=tmpdir)
     try:
         with os.fdopen(fd, "wb") as f:
-            for name in _read_names(names):
+            for name in read_names(names):
                 f.write(_sysname(name, prefix) + b"\0")
         argv = [*_GREP, "--", listfile]
         res = runner.run(argv, input=_pattern_input(rules.patterns), check=False, env=_ENV)
@@ -201,7 +201,7 @@ def select(names: Path, out: Path, rules: ExcludeRules, *, prefix: bytes = b".",
     kept = 0
     excluded: list[bytes] = []
     with out.open("wb") as f:
-        for name in _read_names(names):
+        for name in read_names(names):
             if matched:
                 sysname = _sysname(name, prefix)
                 if _under(sysname, matched):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+Captured = tuple[Path, Path, str, subprocess.CompletedProcess[bytes]]
 
 
 def _run_imgclone(*args: str, input: bytes | None = None, env: dict[str, str] | None = None,
@@ -33,3 +34,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if item.get_closest_marker("integration"):
                 item.add_marker(pytest.mark.skip(reason="integration tests need root (loop devices, mounts)"))
+
+
+@pytest.fixture(scope="session")
+def gpt_lvm_capture(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Path, Path, str, subprocess.CompletedProcess[bytes]]:
+    """The GPT + LVM test image captured offline once per session: (image, archive, image sha256, the run)."""
+    from fixtures.small_image import gpt_lvm_image
+    from tests.treecmp import file_sha256
+
+    image = gpt_lvm_image()
+    before = file_sha256(image)
+    work = tmp_path_factory.mktemp("offline")
+    extra = work / "exclude.list"
+    extra.write_text("^./home/u/file with space$\n")
+    out = work / "img.mksysb"
+    r = _run_imgclone("capture", str(image), "-o", str(out), "-e", str(extra), "--json")
+    assert r.returncode == 0, r.stderr.decode()
+    return image, out, before, r

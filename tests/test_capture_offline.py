@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import tarfile
@@ -11,44 +10,31 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.small_image import cached_gpt_lvm_image
+from tests.treecmp import file_sha256
 
 pytestmark = pytest.mark.integration
 Run = Callable[..., subprocess.CompletedProcess[bytes]]
 
 
-def sha(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+Captured = tuple[Path, Path, str, subprocess.CompletedProcess[bytes]]
 
 
 @pytest.fixture(scope="module")
-def captured(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str, subprocess.CompletedProcess[bytes]]:
-    image = cached_gpt_lvm_image(tmp_path_factory.getbasetemp() / "images")
-    before = sha(image)
-    work = tmp_path_factory.mktemp("offline")
-    extra = work / "exclude.list"
-    extra.write_text("^./home/u/file with space$\n")
-    out = work / "img.mksysb"
-    r = subprocess.run([__import__("sys").executable, "-m", "imgclone", "capture", str(image), "-o", str(out),
-                        "-e", str(extra), "--json"], capture_output=True, check=False)  # fmt: skip
-    return image, out, before, r
+def captured(gpt_lvm_capture: Captured) -> Captured:
+    return gpt_lvm_capture
 
 
 def test_capture_succeeds_and_image_untouched(
-    captured: tuple[Path, Path, str, subprocess.CompletedProcess[bytes]],
+    captured: Captured,
 ) -> None:
     image, out, before, r = captured
     assert r.returncode == 0, r.stderr.decode()
-    assert sha(image) == before, "capture changed the source image"
+    assert file_sha256(image) == before, "capture changed the source image"
     summary = json.loads(r.stdout)
     assert sorted(s["mountpoint"] for s in summary["streams"]) == ["/", "/boot", "/boot/efi", "/var"]
 
 
-def test_manifest_layout_and_boot_facts(captured: tuple[Path, Path, str, subprocess.CompletedProcess[bytes]]) -> None:
+def test_manifest_layout_and_boot_facts(captured: Captured) -> None:
     _, out, _, _ = captured
     m = json.loads(tarfile.open(out).extractfile("manifest.json").read())  # type: ignore[union-attr]
     assert m["source"]["kind"] == "image" and m["complete"]
@@ -66,7 +52,7 @@ def _listing(out: Path, fs_id: str) -> list[str]:
 
 
 def test_streams_hold_one_filesystem_each_and_honour_excludes(
-    captured: tuple[Path, Path, str, subprocess.CompletedProcess[bytes]],
+    captured: Captured,
 ) -> None:
     _, out, _, _ = captured
     var = _listing(out, "fs-var")
@@ -77,7 +63,7 @@ def test_streams_hold_one_filesystem_each_and_honour_excludes(
     assert "./home/u/hard1" in root and "./home/u/file" not in root, "-e list was ignored"
 
 
-def test_verify(captured: tuple[Path, Path, str, subprocess.CompletedProcess[bytes]], imgclone: Run) -> None:
+def test_verify(captured: Captured, imgclone: Run) -> None:
     _, out, _, _ = captured
     r = imgclone("archive", "verify", str(out))
     assert r.returncode == 0, r.stdout.decode() + r.stderr.decode()

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from fixtures.small_image import GPT_LVM, cached_gpt_lvm_image
+from fixtures import small_image
+from fixtures.small_image import GPT_LVM
 from imgclone.bootfacts import (
     BootFacts,
     boot_facts_guest,
@@ -484,8 +485,8 @@ def _sha256(path: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def gpt_lvm_image(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return cached_gpt_lvm_image(tmp_path_factory.getbasetemp() / "images")
+def gpt_lvm_image() -> Path:
+    return small_image.gpt_lvm_image()
 
 
 @pytest.fixture(scope="module")

@@ -61,3 +61,12 @@ def diff(a: dict[bytes, dict[str, Any]], b: dict[bytes, dict[str, Any]]) -> list
             if a[k].get(field) != b[k].get(field):
                 out.append(f"{k!r} {field}: {a[k].get(field)!r} != {b[k].get(field)!r}")
     return out
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,241 @@
+"""Phase 1, restore (alt_disk_mksysb): an archive onto target disks or images.
+
+Everything that can be refused is refused before anything is written: targets, the plan
+(sizes, names, space, conversions). Then one appliance builds the planned layout, mounts
+it, streams every filesystem in from the archive (zstd on the host, tar_in inside), fixes
+the clone's references to the new UUIDs and types, and records what it built.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tqdm import tqdm
+
+from . import build, fixups, state, targets
+from .archive import ArchiveReader, Part, read_manifest
+from .errors import ArchiveError, GuestfsError, ImgcloneError
+from .guest import Guest
+from .layout import Layout
+from .plan import Plan, PlanOptions, Target, make_plan
+from .run import PIPE, Pipeline
+from .streams import ZSTD_DECOMPRESS
+
+log = logging.getLogger("imgclone")
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    archive: str
+    targets: tuple[str, ...]
+    plan: PlanOptions = field(default_factory=PlanOptions)
+    force: bool = False
+    keep_uuids: bool = False
+    dry_run: bool = False
+    verbose: bool = False
+    debug: bool = False
+    progress: bool | None = None
+
+
+@dataclass
+class Context:
+    """State of one restore run."""
+
+    opts: RestoreOptions
+    manifest: dict[str, Any]
+    disks: list[targets.TargetDisk]
+    plan: Plan
+    g: Guest | None = None
+    devs: build.Devices | None = None
+    uuids: dict[str, str] = field(default_factory=dict)
+    created: list[targets.TargetDisk] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def prepare(opts: RestoreOptions) -> Context:
+    """Read the manifest, resolve the targets and plan: every refusal happens here."""
+    if not opts.archive.startswith("/") and opts.archive != "-" and not os.path.exists(opts.archive):
+        raise ArchiveError(f"{opts.archive}: no such archive")
+    if opts.archive == "-":
+        raise ImgcloneError("restore reads the archive twice (manifest, then streams)", "give a file, not -")
+    manifest = read_manifest(opts.archive)
+    source = Layout.from_dict(manifest["layout"])
+    protected = targets.running_root_disks()
+    disks = targets.resolve(list(opts.targets), force=opts.force, protected=protected)
+    files = {str(s["fs"]): int(s["files"]) for s in manifest["streams"]}
+    plan_opts = dataclasses.replace(opts.plan, files=files)  # inodes a shrunk filesystem must still hold
+    plan = make_plan(source, [Target(d.path, d.size, d.sector_size) for d in disks], plan_opts)
+    return Context(opts=opts, manifest=manifest, disks=disks, plan=plan)
+
+
+def restore(opts: RestoreOptions) -> Context:
+    """Run Phase 1 restore; returns the context (plan, new UUIDs, timings)."""
+    ctx = prepare(opts)
+    if opts.dry_run:
+        return ctx
+    try:
+        create_images(ctx)
+        g = Guest(trace=opts.debug)
+        for d in ctx.disks:
+            g.add_drive(d.path, readonly=False, format=d.format)
+        with g:
+            ctx.g = g
+            run_steps(ctx, [check_targets, partition, create_lvm, make_filesystems, mount_tree, extract_streams,
+                            fix_references, finish])  # fmt: skip
+    except BaseException:
+        targets.remove_created(ctx.created)
+        raise
+    state.save_phase1(ctx.opts.targets, ctx.disks, ctx.plan, ctx.manifest, opts.archive, ctx.uuids)
+    return ctx
+
+
+def run_steps(ctx: Context, steps: list[Callable[[Context], None]]) -> None:
+    """Each step timed, named in -D output."""
+    for step in steps:
+        t0 = time.monotonic()
+        log.debug("step %s", step.__name__)
+        step(ctx)
+        ctx.timings[step.__name__] = round(time.monotonic() - t0, 1)
+
+
+def create_images(ctx: Context) -> None:
+    """Create the images that do not exist yet, at the plan's sizes."""
+    for i, d in enumerate(ctx.disks):
+        if d.kind == "image" and not d.exists:
+            made = targets.create_image(d, ctx.plan.target_sizes[i])
+            ctx.created.append(made)
+            ctx.disks[i] = made
+
+
+def _guest(ctx: Context) -> Guest:
+    assert ctx.g is not None and ctx.devs is not None
+    return ctx.g
+
+
+def check_targets(ctx: Context) -> None:
+    """Attach every target and map layout disks to appliance devices; refuse occupied ones."""
+    g = ctx.g
+    assert g is not None
+    devices = g.list_devices()
+    ctx.devs = build.Devices(ctx.plan.target, {d.id: devices[i] for i, d in enumerate(ctx.plan.target.disks)})
+    created = {d.path for d in ctx.created}
+    must_be_empty = not ctx.opts.force and not all(d.path in created for d in ctx.disks)
+    build.check_empty(g, ctx.devs, force=not must_be_empty)
+
+
+def partition(ctx: Context) -> None:
+    build.partition_disks(_guest(ctx), _devs(ctx))
+
+
+def create_lvm(ctx: Context) -> None:
+    build.create_lvm(_guest(ctx), _devs(ctx))
+
+
+def make_filesystems(ctx: Context) -> None:
+    keep: dict[str, str] = {}
+    if ctx.opts.keep_uuids:
+        src = ctx.plan.source
+        keep = {f.id: f.uuid for f in src.filesystems if f.uuid} | {s.id: s.uuid for s in src.swaps if s.uuid}
+    ctx.uuids = build.make_filesystems(_guest(ctx), _devs(ctx), keep)
+
+
+def mount_tree(ctx: Context) -> None:
+    build.mount_tree(_guest(ctx), _devs(ctx))
+
+
+def _devs(ctx: Context) -> build.Devices:
+    assert ctx.devs is not None
+    return ctx.devs
+
+
+def extract_streams(ctx: Context) -> None:
+    """Stream every filesystem from the archive into its mounted target (one pass over the archive)."""
+    g = _guest(ctx)
+    where = {fs.id: fs.mountpoint for fs in ctx.plan.target.filesystems}
+    total = sum(int(s["bytes"]) for s in ctx.manifest["streams"])
+    disable = not (sys.stderr.isatty() if ctx.opts.progress is None else ctx.opts.progress)
+    with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="restore", disable=disable,
+              file=sys.stderr, dynamic_ncols=True) as bar, ArchiveReader(ctx.opts.archive) as reader:  # fmt: skip
+        current: _Extraction | None = None
+        for part in reader.parts():
+            if current is None or current.member != part.member:
+                if current is not None:
+                    current.finish()
+                fs_id = part.member.rsplit("/", 1)[-1].removesuffix(".tar.zst")
+                if fs_id not in where:
+                    raise ArchiveError(f"stream {part.member} has no filesystem in the target layout")
+                current = _Extraction(g, part.member, where[fs_id])
+            current.feed(part, bar)
+        if current is not None:
+            current.finish()
+
+
+class _Extraction:
+    """One stream: parts → zstd -d (host) → pipe → tar_in (appliance), in a thread."""
+
+    def __init__(self, g: Guest, member: str, mountpoint: str) -> None:
+        self.member = member
+        r, w = os.pipe()
+        self._pipe = Pipeline([ZSTD_DECOMPRESS], stdin=PIPE, stdout=w, stderr=PIPE).__enter__()
+        os.close(w)
+        self._failure: list[BaseException] = []
+
+        def consume() -> None:
+            try:
+                g.tar_in(f"/dev/fd/{r}", mountpoint, xattrs=True, selinux=True, acls=True)
+            except BaseException as e:  # noqa: B036 - handed to the main thread
+                self._failure.append(e)
+            finally:
+                os.close(r)
+
+        self._thread = threading.Thread(target=consume, daemon=True)
+        self._thread.start()
+
+    def feed(self, part: Part, bar: Any) -> None:
+        stdin = self._pipe.procs[0].stdin
+        assert stdin is not None
+        while chunk := part.data.read(1 << 20):
+            try:
+                stdin.write(chunk)
+            except BrokenPipeError:
+                break
+            bar.update(len(chunk))
+
+    def finish(self) -> None:
+        stdin = self._pipe.procs[0].stdin
+        assert stdin is not None
+        try:
+            stdin.close()
+        except BrokenPipeError:
+            pass
+        rc = self._pipe.procs[0].wait()
+        self._thread.join()
+        err = self._pipe.procs[0].stderr.read().decode(errors="replace") if self._pipe.procs[0].stderr else ""
+        self._pipe.__exit__(None, None, None)
+        if rc != 0:
+            raise ArchiveError(f"stream {self.member} is damaged: zstd: {err.strip() or rc}")
+        if self._failure:
+            e = self._failure[0]
+            raise GuestfsError(f"restoring {self.member}: {e}") from e
+
+
+def fix_references(ctx: Context) -> None:
+    """Rewrite the clone's fstab (and resume/crypttab) to the new UUIDs and filesystem types."""
+    fixups.rewrite_references(_guest(ctx), ctx.plan, ctx.uuids)
+
+
+def finish(ctx: Context) -> None:
+    """Flush, unmount, deactivate the alternate VGs (they stay as placeholders, as on AIX)."""
+    g = _guest(ctx)
+    g.sync()
+    g.umount_all()
+    if ctx.plan.target.vgs:
+        g.vg_activate(False, [vg.name for vg in ctx.plan.target.vgs])

@@ -1,0 +1,67 @@
+"""The alternate's state journal: what Phase 1 built, for Phases 2 and 3 and alt query.
+
+One JSON file per alternate (a set of targets), under /var/lib/imgclone/alternates, or
+IMGCLONE_STATE_DIR. Its name is derived from the targets' real paths, so a later process
+naming the same -d targets finds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .plan import Plan
+from .targets import TargetDisk
+
+STATE_VERSION = 1
+
+
+def state_dir() -> Path:
+    """Where the journals live."""
+    return Path(os.environ.get("IMGCLONE_STATE_DIR", "/var/lib/imgclone/alternates"))
+
+
+def alternate_id(target_paths: Sequence[str]) -> str:
+    """Stable id of the alternate made of these targets."""
+    key = "\0".join(sorted(os.path.realpath(p) for p in target_paths))
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def state_path(target_paths: Sequence[str]) -> Path:
+    return state_dir() / f"{alternate_id(target_paths)}.json"
+
+
+def save_phase1(target_paths: Sequence[str], disks: Sequence[TargetDisk], plan: Plan, manifest: dict[str, Any],
+                archive: str, uuids: dict[str, str]) -> Path:  # fmt: skip
+    """Record Phase 1 as complete: targets, the built layout with its names and new UUIDs."""
+    doc = {
+        "version": STATE_VERSION,
+        "targets": [{"path": d.path, "kind": d.kind, "format": d.format, "size": d.size} for d in disks],
+        "layout": plan.target.to_dict(),
+        "source_layout": plan.source.to_dict(),
+        "uuids": uuids,
+        "archive": os.path.abspath(archive),
+        "archive_created": manifest.get("created"),
+        "boot": manifest.get("boot", {}),
+        "phases": {"1": {"completed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}},
+    }
+    path = state_path(target_paths)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def load(target_paths: Sequence[str]) -> dict[str, Any] | None:
+    """The journal of these targets, or None."""
+    path = state_path(target_paths)
+    if not path.exists():
+        return None
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data

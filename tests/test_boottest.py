@@ -1,0 +1,310 @@
+"""imgclone boot-test: log parsing, waiting, QEMU arguments and the injected unit with fakes; real boots
+of the fixtures (integration, TCG here: each boot is about a minute plus one appliance launch)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fixtures.build import fixture_path
+from imgclone import boottest
+from imgclone.boottest import BootResult, BootTestOptions, LogScan
+from imgclone.cli import build_parser
+from imgclone.errors import UsageError
+
+Run = Callable[..., subprocess.CompletedProcess[bytes]]
+
+CONSOLE = (
+    "\x1b[0;32m  OK  \x1b[0m] Reached target multi-user.target - Multi-User System.\r\n"
+    "         Starting imgclone-boot-tes…oot test (report and power off)...\r\n"
+    "IMGCLONE-BOOT-OK imgclone-fixture 31.33\r\n"
+    "[   31.306289] IMGCLONE-BOOT-OK imgclone-fixture 31.33\r\n"
+)
+
+
+# -- the serial log --------------------------------------------------------------------------------
+def test_scan_log_finds_the_marker_line() -> None:
+    scan = boottest.scan_log(CONSOLE, None)
+    assert scan == LogScan("IMGCLONE-BOOT-OK imgclone-fixture 31.33", False)
+    assert scan.done(None)
+
+
+def test_scan_log_marker_inside_other_output() -> None:
+    text = "[   31.3] systemd[1]: foo IMGCLONE-BOOT-OK host 12.50\x1b[0m trailing"
+    assert boottest.scan_log(text, None).marker_line == "IMGCLONE-BOOT-OK host 12.50"
+
+
+def test_scan_log_unit_description_is_not_a_marker() -> None:
+    assert boottest.MARKER not in boottest.UNIT_TEXT
+    assert boottest.scan_log("Starting imgclone-boot-test.service - imgclone boot test...\n", None).marker_line is None
+
+
+def test_scan_log_expect() -> None:
+    assert boottest.scan_log(CONSOLE, "Multi-User System").done("Multi-User System")
+    scan = boottest.scan_log(CONSOLE, "never printed")
+    assert scan.marker_line and not scan.expect_found and not scan.done("never printed")
+    assert boottest.scan_log("first-boot: done\n", "first-boot: done") == LogScan(None, True)
+
+
+def test_log_tail_strips_terminal_codes() -> None:
+    tail = boottest.log_tail(CONSOLE + "".join(f"line {i}\r\n" for i in range(40)))
+    assert len(tail) == 30
+    assert tail[-1] == "line 39"
+    assert all("\x1b" not in line and "\r" not in line for line in tail)
+    assert boottest.log_tail("\x1b[0;32m  OK  \x1b[0m] x\r\n") == ("  OK  ] x",)
+
+
+# -- waiting ---------------------------------------------------------------------------------------
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def _wait(chunks: list[str], exit_at: float | None, timeout: float, expect: str | None) -> tuple[Any, float, str]:
+    clock = FakeClock()
+
+    def read() -> str:  # one more chunk of console output each poll
+        return "".join(chunks[: int(clock.now / boottest.POLL_SECONDS) + 1])
+
+    def exited() -> int | None:
+        return 0 if exit_at is not None and clock.now >= exit_at else None
+
+    return boottest.wait_for_marker(read, exited, timeout, expect, clock=clock, sleep=clock.sleep)
+
+
+def test_wait_stops_at_the_marker() -> None:
+    scan, seconds, reason = _wait(["booting\n"] * 10 + [CONSOLE], None, 300, None)
+    assert reason == "marker" and seconds == pytest.approx(5.0) and scan.marker_line
+
+
+def test_wait_keeps_going_for_expect_until_qemu_powers_off() -> None:
+    scan, seconds, reason = _wait([CONSOLE] + ["more\n"] * 100, 7.0, 300, "never printed")
+    assert reason == "qemu exited (code 0)" and seconds == pytest.approx(7.0)
+    assert scan.marker_line and not scan.expect_found
+
+
+def test_wait_expect_after_marker() -> None:
+    _, seconds, reason = _wait([CONSOLE, "x\n", "x\n", "first boot done\n"], None, 300, "first boot done")
+    assert reason == "marker" and seconds == pytest.approx(1.5)
+
+
+def test_wait_times_out() -> None:
+    scan, seconds, reason = _wait(["nothing\n"], None, 10, None)
+    assert reason == "timeout" and seconds == pytest.approx(10.0) and scan.marker_line is None
+
+
+def test_wait_qemu_died_before_the_marker() -> None:
+    _, _, reason = _wait(["panic\n"], 2.0, 300, None)
+    assert reason == "qemu exited (code 0)"
+
+
+# -- QEMU, options, CLI ----------------------------------------------------------------------------
+def test_qemu_argv_bios(tmp_path: Path) -> None:
+    argv = boottest.qemu_argv("tcg", tmp_path / "o.qcow2", tmp_path / "s.log", None)
+    assert argv[:1] == ["qemu-system-x86_64"]
+    assert ["-accel", "tcg", "-cpu", "max"] == argv[3:7]
+    for flag in ("-no-reboot", "-nodefaults"):
+        assert flag in argv
+    assert f"file:{tmp_path}/s.log" in argv
+    assert f"file={tmp_path}/o.qcow2,format=qcow2,if=virtio,cache=unsafe" in argv
+    assert not any("pflash" in a for a in argv)
+
+
+def test_qemu_argv_uefi(tmp_path: Path) -> None:
+    argv = boottest.qemu_argv("kvm", tmp_path / "o.qcow2", tmp_path / "s.log", ("/code.fd", tmp_path / "vars.fd"))
+    assert "host" in argv
+    assert "if=pflash,format=raw,unit=0,readonly=on,file=/code.fd" in argv
+    assert f"if=pflash,format=raw,unit=1,file={tmp_path}/vars.fd" in argv
+
+
+def test_unit_orders_after_multi_user_without_a_cycle() -> None:
+    unit = boottest.UNIT_TEXT
+    for line in ("DefaultDependencies=no", "After=multi-user.target", "WantedBy=multi-user.target", "Type=oneshot"):
+        assert line + "\n" in unit
+    assert "/dev/ttyS0" in boottest.SCRIPT_TEXT and "poweroff" in boottest.SCRIPT_TEXT
+
+
+def test_parser() -> None:
+    args = build_parser().parse_args(["boot-test", "a.qcow2", "--uefi", "--timeout", "12.5", "--expect", "hi there",
+                                      "--keep-log", "/tmp/x.log", "--json"])  # fmt: skip
+    assert (args.command, args.image, args.uefi, args.timeout, args.expect, args.keep_log, args.json) == (
+        "boot-test", "a.qcow2", True, 12.5, "hi there", "/tmp/x.log", True)  # fmt: skip
+    args = build_parser().parse_args(["boot-test", "b.img"])
+    assert (args.uefi, args.timeout, args.expect, args.keep_log) == (False, 300.0, None, None)
+
+
+@pytest.mark.parametrize(
+    ("opts", "message"),
+    [
+        (BootTestOptions("x.qcow2", timeout=0), "--timeout 0"),
+        (BootTestOptions("x.qcow2", keep_log="/nonexistent/dir/serial.log"), "--keep-log"),
+        (BootTestOptions("x.qcow2", keep_log="/tmp"), "--keep-log"),
+    ],
+)
+def test_check_options(opts: BootTestOptions, message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        boottest.check_options(opts)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["boot-test", "{tmp}/missing.qcow2"], "no such image or device"),
+        (["boot-test", "{tmp}/missing.qcow2", "--timeout", "-1"], "expected a positive number"),
+        (["boot-test"], "the following arguments are required: IMAGE"),
+    ],
+)
+def test_bad_input(imgclone: Run, tmp_path: Path, args: list[str], message: str) -> None:
+    r = imgclone(*[a.replace("{tmp}", str(tmp_path)) for a in args])
+    assert r.returncode == 2
+    assert message in r.stderr.decode()
+    assert "Traceback" not in r.stderr.decode()
+
+
+def test_result_text_and_dict() -> None:
+    ok = BootResult("a.qcow2", True, 46.04, "tcg", "bios", "IMGCLONE-BOOT-OK h 31.33", None, None, ("l",), "marker")
+    assert boottest.result_text(ok) == "a.qcow2: booted (bios, tcg) in 46.0 s: IMGCLONE-BOOT-OK h 31.33\n"
+    d = ok.to_dict()
+    assert {"image", "ok", "seconds", "accel", "firmware", "marker_line", "expect_found", "log"} <= set(d)
+    assert d["log_tail"] == ["l"]
+    bad = BootResult("a.qcow2", False, 300.0, "tcg", "uefi", None, None, None, (), "timeout")
+    assert "FAILED" in boottest.result_text(bad) and "timeout" in boottest.result_text(bad)
+
+
+# -- the appliance side, with a fake guest -------------------------------------------------------
+class FakeGuest:
+    """Answers the libguestfs calls boot-test makes from canned values; records writes."""
+
+    def __init__(self, table: str, gpt_types: dict[int, str], mbr: bytes, files: dict[str, str]) -> None:
+        self.table, self.gpt_types, self.mbr, self.files = table, gpt_types, mbr, files
+        self.written: dict[str, bytes] = {}
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def list_devices(self) -> list[str]:
+        return ["/dev/sda"]
+
+    def part_get_parttype(self, dev: str) -> str:
+        return self.table
+
+    def part_list(self, dev: str) -> list[dict[str, int]]:
+        return [{"part_num": n} for n in self.gpt_types]
+
+    def part_get_gpt_type(self, dev: str, n: int) -> str:
+        return self.gpt_types[n]
+
+    def part_get_mbr_id(self, dev: str, n: int) -> int:
+        return int(self.gpt_types[n], 16)
+
+    def pread_device(self, dev: str, count: int, offset: int) -> bytes:
+        return self.mbr
+
+    def is_dir(self, path: str) -> bool:
+        return any(f.startswith(path + "/") for f in self.files)
+
+    def is_file(self, path: str) -> bool:
+        return path in self.files
+
+    def find(self, path: str) -> list[str]:
+        return [f[len(path) + 1 :] for f in self.files if f.startswith(path + "/")]
+
+    def write(self, path: str, data: bytes) -> None:
+        self.written[path] = data
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args: self.calls.append((name, args))
+
+
+ESP = boottest.ESP_GUID
+BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649"
+EFI_FILES = {"/boot/efi/EFI/BOOT/BOOTX64.EFI": "", "/boot/efi/EFI/BOOT/grubx64.efi": ""}
+
+
+@pytest.mark.parametrize(
+    ("guest", "firmware"),
+    [
+        (FakeGuest("gpt", {1: BIOS_BOOT, 2: ESP, 3: "X"}, b"\0" * 512, EFI_FILES), "uefi"),
+        (FakeGuest("gpt", {1: BIOS_BOOT, 2: ESP, 3: "X"}, b"\xebc GRUB", EFI_FILES), "bios"),  # both: BIOS
+        (FakeGuest("msdos", {1: "83", 2: "8e"}, b"\xebc GRUB", {"/boot/grub/i386-pc/core.img": ""}), "bios"),
+        (FakeGuest("gpt", {1: ESP}, b"\0" * 512, {}), "uefi"),  # an ESP without loaders: still UEFI
+        (FakeGuest("msdos", {1: "ef", 2: "83"}, b"\0" * 512, {"/boot/efi/EFI/debian/grubx64.efi": ""}), "uefi"),
+    ],
+)
+def test_detect_firmware(guest: FakeGuest, firmware: str) -> None:
+    assert boottest.detect_firmware(guest) == firmware  # type: ignore[arg-type]
+
+
+def test_install_unit_enables_it() -> None:
+    g = FakeGuest("msdos", {}, b"", {"/usr/lib/systemd/systemd": ""})
+    boottest.install_unit(g, "a.qcow2")  # type: ignore[arg-type]
+    assert g.written[boottest.UNIT_PATH] == boottest.UNIT_TEXT.encode()
+    assert g.written[boottest.SCRIPT_PATH] == boottest.SCRIPT_TEXT.encode()
+    assert ("ln_sf", (boottest.UNIT_PATH, boottest.WANTS_LINK)) in g.calls
+    assert boottest.WANTS_LINK.startswith("/etc/systemd/system/multi-user.target.wants/")
+
+
+def test_install_unit_needs_systemd() -> None:
+    with pytest.raises(Exception, match="does not use systemd"):
+        boottest.install_unit(FakeGuest("msdos", {}, b"", {}), "a.qcow2")  # type: ignore[arg-type]
+
+
+# -- real boots ------------------------------------------------------------------------------------
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def bios_image() -> Path:
+    return fixture_path("bios")
+
+
+@pytest.mark.integration
+def test_boot_bios_fixture(imgclone: Run, bios_image: Path, tmp_path: Path) -> None:
+    before = _sha256(bios_image)
+    kept = tmp_path / "serial.log"
+    r = imgclone("boot-test", str(bios_image), "--json", "--expect", "Reached target", "--keep-log", str(kept))
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    out = json.loads(r.stdout)
+    assert out["ok"] and out["firmware"] == "bios" and out["expect_found"] is True
+    assert out["marker_line"].startswith("IMGCLONE-BOOT-OK imgclone-fixture ")
+    assert out["log"] == str(kept) and "IMGCLONE-BOOT-OK" in kept.read_text(errors="replace")
+    assert "Mounted var.mount" in kept.read_text(errors="replace").replace("\x1b[0;1;39m", "").replace("\x1b[0m", "")
+    assert _sha256(bios_image) == before, "boot-test changed the image"
+
+
+@pytest.mark.integration
+def test_boot_ext3_fixture_expect_missing_fails(imgclone: Run) -> None:
+    """Also the ext3 fixture boots: the marker comes, the expected text never does, QEMU powers off → exit 1."""
+    image = fixture_path("ext3")
+    r = imgclone("boot-test", str(image), "--expect", "THIS TEXT NEVER APPEARS", "--timeout", "240")
+    assert r.returncode == 1
+    out = r.stdout.decode()
+    assert "FAILED" in out and "'IMGCLONE-BOOT-OK imgclone-fixture " in out and "not the expected text" in out
+    assert "qemu exited (code 0)" in out  # the guest powered off after the marker: no need to wait 240 s
+    tail = [line for line in r.stderr.decode().splitlines() if line.startswith("  | ")]
+    assert 0 < len(tail) <= 30
+    assert any("reboot: Power down" in line for line in tail)
+
+
+@pytest.mark.integration
+def test_boot_uefi_fixture_detected(imgclone: Run) -> None:
+    image = fixture_path("uefi")
+    r = imgclone("boot-test", str(image), "--json")
+    assert r.returncode == 0, r.stderr.decode()[-3000:]
+    out = json.loads(r.stdout)
+    assert out["ok"] and out["firmware"] == "uefi"

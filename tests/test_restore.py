@@ -1,0 +1,130 @@
+"""Restore the captured GPT + LVM image onto new images and a loop device, and compare every file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from imgclone.guest import Guest
+from tests.conftest import Captured
+from tests.guestcmp import compare
+
+pytestmark = pytest.mark.integration
+Run = Callable[..., subprocess.CompletedProcess[bytes]]
+GiB = 1 << 30
+
+
+@pytest.fixture(autouse=True)
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path / "state"))
+    return tmp_path / "state"
+
+
+def restore(imgclone: Run, archive: Path, *args: str) -> dict[str, object]:
+    r = imgclone("restore", "-a", str(archive), *args, "--json")
+    assert r.returncode == 0, r.stderr.decode()
+    return dict(json.loads(r.stdout))
+
+
+def check_clone(archive: Path, drives: list[tuple[str, str]], work: Path) -> dict[str, object]:
+    """Open the targets read-only; compare every filesystem with the archive; return facts."""
+    g = Guest()
+    for path, fmt in drives:
+        g.add_drive(path, readonly=True, format=fmt)
+    with g:
+        lvs = sorted(g.lvs())
+        facts: dict[str, object] = {"lvs": lvs, "pvs": sorted(g.pvs()), "types": {}}
+        devs = {"fs-root": "/dev/altinst_rootvg/alt_root", "fs-var": "/dev/altinst_rootvg/alt_var",
+                "fs-boot": "/dev/sda2", "fs-boot-efi": "/dev/sda1"}  # fmt: skip
+        problems = []
+        for fs_id, dev in devs.items():
+            facts["types"][fs_id] = g.vfs_type(dev)  # type: ignore[index]
+            # /etc/fstab is rewritten to the new UUIDs and types on purpose: checked below
+            diffs = [d for d in compare(archive, fs_id, g, dev, work) if not d.startswith("b'./etc/fstab' ")]
+            problems += [f"{fs_id}: {d}" for d in diffs]
+        g.mount_ro(devs["fs-root"], "/")
+        facts["fstab"] = g.read_file("/etc/fstab").decode()
+        facts["uuids"] = {fs_id: g.vfs_uuid(dev) for fs_id, dev in devs.items()}
+        facts["parttype"] = g.part_get_parttype("/dev/sda")
+    assert problems == []
+    return facts
+
+
+def test_grow_onto_a_larger_qcow2(gpt_lvm_capture: Captured, tmp_path: Path, imgclone: Run, state_dir: Path) -> None:
+    _, archive, _, _ = gpt_lvm_capture
+    target = tmp_path / "big.qcow2"
+    out = restore(imgclone, archive, "-d", str(target), "--size", "3G")
+    facts = check_clone(archive, [(str(target), "qcow2")], tmp_path)
+    assert facts["lvs"] == [
+        "/dev/altinst_rootvg/alt_root",
+        "/dev/altinst_rootvg/alt_swap",
+        "/dev/altinst_rootvg/alt_var",
+    ]
+    assert facts["parttype"] == "gpt"
+    uuids = facts["uuids"]
+    assert isinstance(uuids, dict)
+    assert f"UUID={uuids['fs-boot']}" in str(facts["fstab"]), "fstab does not name the new /boot UUID"
+    assert out["uuids"]["fs-root"] == uuids["fs-root"]  # type: ignore[index]
+    assert len(list(state_dir.glob("*.json"))) == 1, "Phase 1 state was not recorded"
+
+
+def test_fit_onto_a_small_raw_with_xfs(gpt_lvm_capture: Captured, tmp_path: Path, imgclone: Run) -> None:
+    _, archive, _, _ = gpt_lvm_capture
+    target = tmp_path / "small.img"
+    restore(imgclone, archive, "-d", str(target), "--resize", "fit", "--convert", "ext4=xfs")
+    assert target.stat().st_size < GiB + (64 << 20)
+    facts = check_clone(archive, [(str(target), "raw")], tmp_path)
+    assert facts["types"] == {"fs-root": "xfs", "fs-var": "xfs", "fs-boot": "xfs", "fs-boot-efi": "vfat"}
+    assert "\t/\txfs\t" in str(facts["fstab"])
+
+
+def test_vg_spans_two_qcow2_targets(gpt_lvm_capture: Captured, tmp_path: Path, imgclone: Run) -> None:
+    _, archive, _, _ = gpt_lvm_capture
+    a, b = tmp_path / "a.qcow2", tmp_path / "b.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(b), "1G"], check=True)
+    restore(imgclone, archive, "-d", f"{a} {b}")
+    facts = check_clone(archive, [(str(a), "qcow2"), (str(b), "qcow2")], tmp_path)
+    assert facts["pvs"] == ["/dev/sda3", "/dev/sdb1"]
+
+
+@pytest.fixture
+def loop_device(tmp_path: Path) -> Iterator[str]:
+    backing = tmp_path / "disk.raw"
+    with open(backing, "wb") as f:
+        f.truncate(2 * GiB)
+    dev = subprocess.run(["losetup", "--find", "--show", str(backing)], capture_output=True, text=True, check=True)
+    try:
+        yield dev.stdout.strip()
+    finally:
+        subprocess.run(["losetup", "-d", dev.stdout.strip()], check=False)
+
+
+def test_loop_device_as_a_physical_disk(
+    gpt_lvm_capture: Captured, tmp_path: Path, imgclone: Run, loop_device: str
+) -> None:
+    _, archive, _, _ = gpt_lvm_capture
+    restore(imgclone, archive, "-d", loop_device)
+    check_clone(archive, [(loop_device, "raw")], tmp_path)
+    again = imgclone("restore", "-a", str(archive), "-d", loop_device)
+    assert again.returncode == 2 and b"holds a gpt partition table" in again.stderr, "a used disk must be refused"
+
+
+def test_dry_run_and_too_small_write_nothing(gpt_lvm_capture: Captured, tmp_path: Path, imgclone: Run) -> None:
+    _, archive, _, _ = gpt_lvm_capture
+    r = imgclone("restore", "-a", str(archive), "-d", str(tmp_path / "new.qcow2"), "--dry-run", "--convert", "ext4=xfs")
+    assert r.returncode == 0, r.stderr.decode()
+    out = r.stdout.decode()
+    assert "ext4 → xfs" in out and "root → alt_root" in out and "rootvg → altinst_rootvg" in out
+    assert "nothing was written" in out
+    small = tmp_path / "small.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(small), "256M"], check=True)
+    before = small.read_bytes()
+    r = imgclone("restore", "-a", str(archive), "-d", str(small), "--resize", "exact")
+    assert r.returncode == 2, r.stderr.decode()
+    assert b"MiB" in r.stderr and b"Traceback" not in r.stderr
+    assert small.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.qcow2"]

@@ -1,0 +1,77 @@
+"""restore's arguments: sizes, conversions, layout files, and refusals that write nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from imgclone.errors import LayoutError, UsageError
+from imgclone.restore_cmd import load_layout, parse_convert, parse_size
+
+Run = Callable[..., subprocess.CompletedProcess[bytes]]
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize(("text", "size"), [("20G", 20 << 30), ("512M", 512 << 20), ("1.5T", int(1.5 * (1 << 40))),
+                                            ("4096", 4096), ("2GiB", 2 << 30)])  # fmt: skip
+def test_parse_size(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+def test_parse_size_rejects_nonsense() -> None:
+    with pytest.raises(UsageError, match="not a size"):
+        parse_size("big")
+
+
+def test_convert_and_upgrade() -> None:
+    assert parse_convert([], upgrade=True) == {"ext2": "ext4", "ext3": "ext4"}
+    assert parse_convert(["ext4=xfs"], upgrade=True) == {"ext2": "ext4", "ext3": "ext4", "ext4": "xfs"}
+    for bad in ("ext4", "vfat=ext4", "ext4=ext4", "ext4=zfs"):
+        with pytest.raises(UsageError, match="expected SRC=DST"):
+            parse_convert([bad], upgrade=False)
+
+
+def test_layout_file_rules(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="must be a full path name"):
+        load_layout("layout.json")
+    with pytest.raises(UsageError, match="No such file"):
+        load_layout(str(tmp_path / "none.json"))
+    bad = tmp_path / "bad.json"
+    bad.write_text("{")
+    with pytest.raises(LayoutError, match="not valid JSON"):
+        load_layout(str(bad))
+    dangling = json.loads((DATA / "layout-bios-lvm.json").read_text())
+    dangling["lvs"][0]["vg"] = "vg-nope"
+    bad.write_text(json.dumps(dangling))
+    with pytest.raises(LayoutError, match="LogicalVolume lv-rootvg-root: volume group vg-nope does not exist"):
+        load_layout(str(bad))
+    assert load_layout(str(DATA / "layout-bios-lvm.json")) is not None
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["-a", "{tmp}/none.mksysb", "-d", "{tmp}/t.img"], 1, "no such archive"),
+        (["-a", "{tmp}/junk", "-d", "{tmp}/t.img"], 1, "not an imgclone archive"),
+        (["-a", "{tmp}/junk", "-d", "{tmp}/t.img", "-i", "rel.json"], 2, "must be a full path name"),
+        (["-a", "{tmp}/junk", "-d", "{tmp}/t.img", "--convert", "ext4=zfs"], 2, "expected SRC=DST"),
+        (["-a", "{tmp}/junk", "-d", "{tmp}/t.img", "--size", "lots"], 2, "not a size"),
+        (["-a", "{tmp}/junk", "-d", "{tmp}/t.img", "--lv-name-limit", "3"], 2, "too small"),
+        (["-a", "{tmp}/junk", "-d", "{tmp}/t.img {tmp}/t.img"], 2, "target given twice"),
+        (["-a", "{tmp}/junk"], 2, "required: -d"),
+    ],
+)
+def test_bad_restore_input_writes_nothing(
+    imgclone: Run, tmp_path: Path, args: list[str], code: int, message: str
+) -> None:
+    (tmp_path / "junk").write_bytes(b"not a tar" * 200)
+    before = sorted(tmp_path.rglob("*"))
+    r = imgclone("restore", *[a.replace("{tmp}", str(tmp_path)) for a in args])
+    err = r.stderr.decode()
+    assert r.returncode == code, err
+    assert message in err and "Traceback" not in err
+    assert sorted(tmp_path.rglob("*")) == before

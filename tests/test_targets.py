@@ -1,0 +1,91 @@
+"""Target resolution and the refusals, with a fake host."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from imgclone import targets
+from imgclone.errors import UsageError
+from tests.fakes import FakeRunner
+
+
+def test_split_targets_accepts_the_seeds_quoted_list() -> None:
+    assert targets.split_targets(["a.qcow2 b.qcow2", "c.img"]) == ["a.qcow2", "b.qcow2", "c.img"]
+    with pytest.raises(UsageError, match="given twice"):
+        targets.split_targets(["a.img a.img"])
+    with pytest.raises(UsageError, match="no target"):
+        targets.split_targets([" "])
+
+
+def test_new_images_get_their_format_from_the_name(tmp_path: Path) -> None:
+    a, b = targets.resolve([str(tmp_path / "x.qcow2"), str(tmp_path / "y.img")], runner=FakeRunner())
+    assert (a.format, a.exists, a.size) == ("qcow2", False, 0)
+    assert (b.format, b.kind) == ("raw", "image")
+
+
+def test_existing_image_is_probed(tmp_path: Path) -> None:
+    img = tmp_path / "old.img"
+    img.write_bytes(b"")
+    info = json.dumps({"format": "qcow2", "virtual-size": 1 << 30})
+    (t,) = targets.resolve([str(img)], runner=FakeRunner({("qemu-img", "info"): info}))
+    assert (t.format, t.size, t.exists) == ("qcow2", 1 << 30, True)
+
+
+def test_missing_directory_and_odd_files(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="does not exist"):
+        targets.resolve([str(tmp_path / "no" / "x.img")], runner=FakeRunner())
+    with pytest.raises(UsageError, match="neither a disk image file nor a block device"):
+        targets.resolve([str(tmp_path)], runner=FakeRunner())
+    with pytest.raises(UsageError, match="not a block device"):
+        targets.resolve(["/dev/definitely-not-here"], runner=FakeRunner())
+
+
+def lsblk(children: list[dict[str, object]] | None = None, **dev: object) -> str:
+    d: dict[str, object] = {"name": "/dev/loop7", "type": "loop", "size": 1 << 30, "log-sec": 512}
+    d.update({"mountpoints": [None], "fstype": None})
+    d.update(dev)
+    if children:
+        d["children"] = children
+    return json.dumps({"blockdevices": [d]})
+
+
+@pytest.mark.parametrize(
+    ("reply", "message"),
+    [
+        (lsblk(mountpoints=["/mnt"]), "is mounted"),
+        (lsblk(fstype="LVM2_member"), "holds an LVM physical volume"),
+        (lsblk([{"name": "/dev/loop7p1", "type": "part", "mountpoints": [None]}]), "holds partitions"),
+    ],
+)
+def test_occupied_devices_are_refused_unless_forced(reply: str, message: str) -> None:
+    fake = FakeRunner({("lsblk",): reply, ("blkid",): ""})
+    with pytest.raises(UsageError, match=message):
+        targets._device("/dev/loop7", fake, False, {})
+    assert targets._device("/dev/loop7", fake, True, {}).size == 1 << 30
+
+
+def test_running_root_is_refused_even_with_force() -> None:
+    fake = FakeRunner(
+        {("lsblk",): lsblk([{"name": "/dev/loop7p1", "type": "part", "mountpoints": ["/"]}]), ("blkid",): ""}
+    )
+    with pytest.raises(UsageError, match="holds running root"):
+        targets._device("/dev/loop7", fake, True, {"/dev/loop7p1": "running root"})
+
+
+def test_source_disk_is_refused_without_force() -> None:
+    fake = FakeRunner({("lsblk",): lsblk(), ("blkid",): ""})
+    with pytest.raises(UsageError, match="holds the source"):
+        targets._device("/dev/loop7", fake, False, {"/dev/loop7": "the source"})
+    assert targets._device("/dev/loop7", fake, True, {"/dev/loop7": "the source"}).kind == "device"
+
+
+def test_blkid_signature_without_udev() -> None:
+    fake = FakeRunner({("lsblk",): lsblk(), ("blkid",): "DEVNAME=/dev/loop7\nPTUUID=x\nPTTYPE=gpt\n"})
+    with pytest.raises(UsageError, match="holds a gpt partition table"):
+        targets._device("/dev/loop7", fake, False, {})
+    fake = FakeRunner({("lsblk",): lsblk(), ("blkid",): "TYPE=LVM2_member\n"})
+    with pytest.raises(UsageError, match="LVM physical volume"):
+        targets._device("/dev/loop7", fake, False, {})
