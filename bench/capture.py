@@ -8,7 +8,9 @@ files, hardlinks, symlinks, a sparse file, xattrs and ACLs) lives on a fresh ext
 sparse image file in the workdir, attached with a direct-I/O loop device and mounted
 read-only for the runs. Every tool writes its output to the workdir's disk (outside the
 source filesystem); caches are dropped before every run; the tools run round-robin,
-rotating who goes first. Times are the minimum over the runs, memory the maximum.
+rotating who goes first, each after waiting for other processes to go idle, and a run
+during which other processes took CPU is redone. Times are the minimum over the runs,
+memory the maximum.
 
 Exit status: 0 when every tool ran (even when a goal is missed: this is a report), 1
 when a tool failed, 130 when interrupted.
@@ -55,19 +57,15 @@ CONTENDED = 0.2  # a run is redone when other processes used more than this many
 GOALS = {"tar|zstd": 1.05, "fsarchiver": 0.85}  # imgclone wall / tool wall must stay at or below
 SEED = 20240611
 KEEP_DIR = Path("/var/tmp/imgclone-bench")
-HEADER = ["tool", "wall s (min)", "runs s", "wall+sync s", "cpu s", "others s"] + [
-    "output bytes",
-    "data/out",
-    "peak RSS largest proc",
-    "peak tree RSS",
-]
+HEADER = ["tool", "wall s (min)", "runs s", "wall+sync s", "cpu s", "others s",
+          "output bytes", "data/out", "peak RSS largest proc", "peak tree RSS"]  # fmt: skip
 
 
 @dataclass(frozen=True)
 class Run:
     m: Measured
     size: int
-    redone: int = 0  # runs discarded for contention before this one
+    redone: int = 0  # extra attempts made because other processes took CPU meanwhile
 
 
 @dataclass(frozen=True)
@@ -274,9 +272,10 @@ def report(s: Setup, summary: str, results: dict[str, list[Run]], data_bytes: in
     print("  then up to --patience s waited for other processes to go idle;")
     print("  wall = min over runs; wall+sync = min of (wall + the sync() right after it);")
     print("  cpu = min user+sys of the tool's processes; others = max busy CPU s of everything else")
-    print(f"  during a run (contention; a run is redone, up to --retries times, above {CONTENDED} CPUs);")
-    print("  data/out = tree data bytes / output bytes; RSS = max over runs (largest process: wait4's")
-    print("  ru_maxrss; tree: summed RSS of the tool's session sampled every 50 ms, at least the former)")
+    print("  during a run, kernel I/O threads working for the tool included (~0.1 CPU when idle); a run")
+    print(f"  is redone, up to --retries times, when others averaged above {CONTENDED} CPUs;")
+    print("  data/out = tree data bytes / output bytes; RSS = max over runs (largest process: GNU time's")
+    print("  %M; tree: summed RSS of the tool's session sampled every 50 ms, at least the former)")
     print()
     print(table(HEADER, result_rows(results, data_bytes)))
     print()

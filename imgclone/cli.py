@@ -92,6 +92,8 @@ def _add_boot_test(sub: argparse._SubParsersAction[argparse.ArgumentParser], com
     bt.add_argument("--keep-log", metavar="PATH", help="copy the serial log to PATH (else it is deleted)")
 
 
+PHASES = ("1", "2", "3", "12", "23", "all")
+
 RESTORE_EPILOG = textwrap.dedent("""\
     examples:
       imgclone restore -a host.mksysb -d /var/lib/libvirt/images/clone.qcow2        a new image, smallest that fits
@@ -115,7 +117,7 @@ def add_restore(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
         "the LVM volume groups altinst_<vg> with logical volumes alt_<lv>, make the filesystems (optionally "
         "converted), and restore every file with its metadata.",
     )  # fmt: skip
-    r.add_argument("-a", "--archive", required=True, metavar="ARCHIVE", help="archive made by imgclone capture")
+    r.add_argument("-a", "--archive", metavar="ARCHIVE", help="archive made by imgclone capture (needed for Phase 1)")
     r.add_argument("-d", "--target", action="append", required=True, metavar="TARGET",
                    help="disk image (created when absent; .qcow2 → qcow2, else raw) or block device; "
                    "repeat, or quote a space-separated list")  # fmt: skip
@@ -134,3 +136,8 @@ def add_restore(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
     r.add_argument("--force", action="store_true", help="overwrite targets that hold partitions, PVs or data")
     r.add_argument("--dry-run", action="store_true", help="print the plan and write nothing")
     r.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    r.add_argument("-P", dest="phases", default="all", choices=PHASES, metavar="PHASES",
+                   help="phases to run: 1 (restore), 2 (customize), 3 (final names, initramfs, GRUB), 12, 23 or all; "
+                   "a later run with -P23 on the same -d targets continues where -P1 stopped")  # fmt: skip
+    r.add_argument("-g", dest="skip_boot_checks", action="store_true",
+                   help="Phase 3: skip the bootability checks (kernel, initramfs, firmware vs partitions)")  # fmt: skip

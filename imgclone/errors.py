@@ -53,3 +53,7 @@ class ArchiveError(ImgcloneError):
 
 class ReadErrors(ImgcloneError):
     """Files could not be read during capture (the seed's backup errors)."""
+
+
+class PhaseStateError(ImgcloneError):
+    """A phase that needs an earlier one which is missing or stale."""

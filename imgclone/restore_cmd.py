@@ -10,8 +10,10 @@ import sys
 
 from .commands import emit, human
 from .errors import UsageError
+from .finalize import finalize
 from .layout import Layout
 from .plan import PlanOptions, Resize
+from .restore import Context as RestoreContext
 from .restore import RestoreOptions, restore
 from .targets import split_targets
 
@@ -54,8 +56,15 @@ def load_layout(path: str | None) -> Layout | None:
     return layout
 
 
+def phases(value: str) -> set[str]:
+    """-P: 1, 2, 3, 12, 23 or all."""
+    return {"1", "2", "3"} if value == "all" else set(value)
+
+
 def options(args: argparse.Namespace) -> RestoreOptions:
     """Every usage check of restore, before anything is read or written."""
+    if "1" in phases(args.phases) and not args.archive:
+        raise UsageError("-a ARCHIVE is needed for Phase 1", "or give -P23 to continue an earlier -P1")
     if args.lv_name_limit < 5:
         raise UsageError(f"--lv-name-limit {args.lv_name_limit}: too small for the alt_ prefix")
     plan = PlanOptions(
@@ -67,26 +76,43 @@ def options(args: argparse.Namespace) -> RestoreOptions:
         edited=load_layout(args.layout),
     )
     return RestoreOptions(
-        archive=args.archive, targets=tuple(split_targets(args.target)), plan=plan, force=args.force,
+        archive=args.archive or "", targets=tuple(split_targets(args.target)), plan=plan, force=args.force,
         keep_uuids=args.keep_uuids, dry_run=args.dry_run, verbose=args.verbose, debug=args.debug,
         progress=False if args.no_progress else None,
     )  # fmt: skip
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
-    """imgclone restore."""
+    """imgclone restore: Phase 1 from the archive, then Phases 2 and 3 as -P says."""
     opts = options(args)
-    ctx = restore(opts)
+    todo = phases(args.phases)
+    if "1" in todo:
+        ctx = restore(opts)
+        for w in ctx.plan.warnings:
+            print(f"imgclone: warning: {w}", file=sys.stderr)
+        if opts.dry_run:
+            plan = ctx.plan
+            emit(
+                args,
+                {"dry_run": True, "plan": plan.to_dict()},
+                lambda: plan.table() + "\nnothing was written (--dry-run)\n",
+            )
+            return 0
+        report_phase1(args, ctx)
+    elif opts.dry_run:
+        raise UsageError("--dry-run plans Phase 1; give -P1 or more")
+    if "2" in todo:
+        print("imgclone: Phase 2: no customization requested", file=sys.stderr)
+    if "3" in todo:
+        fin = finalize(opts.targets, skip_checks=args.skip_boot_checks, debug=args.debug)
+        emit(args, {"phase3": {"actions": fin.actions, "timings": fin.timings}},
+             lambda: "Phase 3: " + "; ".join(fin.actions) + "\n")  # fmt: skip
+    return 0
+
+
+def report_phase1(args: argparse.Namespace, ctx: RestoreContext) -> None:
+    """What Phase 1 built."""
     plan = ctx.plan
-    for w in plan.warnings:
-        print(f"imgclone: warning: {w}", file=sys.stderr)
-    if opts.dry_run:
-        emit(
-            args,
-            {"dry_run": True, "plan": plan.to_dict()},
-            lambda: plan.table() + "\nnothing was written (--dry-run)\n",
-        )
-        return 0
     data = {"targets": [d.path for d in ctx.disks], "uuids": ctx.uuids, "timings": ctx.timings,
             "plan": plan.to_dict()}  # fmt: skip
 
@@ -96,8 +122,6 @@ def cmd_restore(args: argparse.Namespace) -> int:
             used = human(os.path.getsize(d.path)) if d.kind == "image" else human(d.size)
             lines.append(f"restored onto {d.path} ({d.kind}, {d.format}, {used} on disk)")
         lines.append("steps: " + ", ".join(f"{k} {v:.0f} s" for k, v in ctx.timings.items()))
-        lines.append("volume groups stay altinst_<vg> until Phase 3 (alt_disk_copy -P3) renames them")
         return "\n".join(lines) + "\n"
 
     emit(args, json.loads(json.dumps(data)), text)
-    return 0

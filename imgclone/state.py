@@ -65,3 +65,13 @@ def load(target_paths: Sequence[str]) -> dict[str, Any] | None:
         return None
     data: dict[str, Any] = json.loads(path.read_text())
     return data
+
+
+def mark_phase(target_paths: Sequence[str], phase: str, details: dict[str, Any]) -> None:
+    """Record a completed phase in the journal."""
+    path = state_path(target_paths)
+    doc = json.loads(path.read_text())
+    doc.setdefault("phases", {})[phase] = {"completed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **details}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)

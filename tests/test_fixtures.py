@@ -38,6 +38,7 @@ def test_build_once_is_atomic_and_removes_stale(tmp_path: Path) -> None:
     stale = tmp_path / "bios-000000000000.qcow2"
     other = tmp_path / "rootfs-bios-000000000000.tar"
     stale.write_text("old")
+    (tmp_path / "bios-000000000000.qcow2.lock").touch()
     other.write_text("tar")
     built: list[Path] = []
 
@@ -48,7 +49,8 @@ def test_build_once_is_atomic_and_removes_stale(tmp_path: Path) -> None:
     path = tmp_path / "bios-0123456789ab.qcow2"
     assert cache.build_once(path, make) == path
     assert built == [tmp_path / "bios-0123456789ab.qcow2.partial"]
-    assert path.read_text() == "new" and not stale.exists() and other.exists()
+    assert path.read_text() == "new" and other.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, path.name + ".lock", other.name]
     cache.build_once(path, make)
     assert len(built) == 1  # cached: not built again
 
@@ -61,7 +63,7 @@ def test_build_once_failure_leaves_nothing(tmp_path: Path) -> None:
     path = tmp_path / "ext3-0123456789ab.qcow2"
     with pytest.raises(RuntimeError):
         cache.build_once(path, fail)
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["ext3-0123456789ab.qcow2.lock"]  # no image, no partial
 
 
 # -- mmdebstrap ------------------------------------------------------------------------------------

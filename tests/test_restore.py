@@ -25,7 +25,7 @@ def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def restore(imgclone: Run, archive: Path, *args: str) -> dict[str, object]:
-    r = imgclone("restore", "-a", str(archive), *args, "--json")
+    r = imgclone("restore", "-a", str(archive), "-P1", *args, "--json")
     assert r.returncode == 0, r.stderr.decode()
     return dict(json.loads(r.stdout))
 
