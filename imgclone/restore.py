@@ -88,8 +88,8 @@ def restore(opts: RestoreOptions) -> Context:
             g.add_drive(d.path, readonly=False, format=d.format)
         with g:
             ctx.g = g
-            run_steps(ctx, [check_targets, partition, create_lvm, make_filesystems, mount_tree, extract_streams,
-                            fix_references, finish])  # fmt: skip
+            run_steps(ctx, [check_targets, partition, create_lvm, make_filesystems, extract_streams, fix_references,
+                            finish])  # fmt: skip
     except BaseException:
         targets.remove_created(ctx.created)
         raise
@@ -147,10 +147,6 @@ def make_filesystems(ctx: Context) -> None:
     ctx.uuids = build.make_filesystems(_guest(ctx), _devs(ctx), keep)
 
 
-def mount_tree(ctx: Context) -> None:
-    build.mount_tree(_guest(ctx), _devs(ctx))
-
-
 def _devs(ctx: Context) -> build.Devices:
     assert ctx.devs is not None
     return ctx.devs
@@ -159,7 +155,9 @@ def _devs(ctx: Context) -> build.Devices:
 def extract_streams(ctx: Context) -> None:
     """Stream every filesystem from the archive into its mounted target (one pass over the archive)."""
     g = _guest(ctx)
-    where = {fs.id: fs.mountpoint for fs in ctx.plan.target.filesystems}
+    devs = _devs(ctx)
+    # each filesystem mounted alone at / while its stream goes in: layouts without "/" work too
+    where = {fs.id: devs.path(fs.device) for fs in ctx.plan.target.filesystems}
     total = sum(int(s["bytes"]) for s in ctx.manifest["streams"])
     disable = not (sys.stderr.isatty() if ctx.opts.progress is None else ctx.opts.progress)
     with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="restore", disable=disable,
@@ -181,8 +179,11 @@ def extract_streams(ctx: Context) -> None:
 class _Extraction:
     """One stream: parts → zstd -d (host) → pipe → tar_in (appliance), in a thread."""
 
-    def __init__(self, g: Guest, member: str, mountpoint: str) -> None:
+    def __init__(self, g: Guest, member: str, device: str) -> None:
         self.member = member
+        self._g = g
+        g.umount_all()
+        g.mount(device, "/")
         r, w = os.pipe()
         self._pipe = Pipeline([ZSTD_DECOMPRESS], stdin=PIPE, stdout=w, stderr=PIPE).__enter__()
         os.close(w)
@@ -190,7 +191,7 @@ class _Extraction:
 
         def consume() -> None:
             try:
-                g.tar_in(f"/dev/fd/{r}", mountpoint, xattrs=True, selinux=True, acls=True)
+                g.tar_in(f"/dev/fd/{r}", "/", xattrs=True, selinux=True, acls=True)
             except BaseException as e:  # noqa: B036 - handed to the main thread
                 self._failure.append(e)
             finally:
@@ -220,6 +221,7 @@ class _Extraction:
         self._thread.join()
         err = self._pipe.procs[0].stderr.read().decode(errors="replace") if self._pipe.procs[0].stderr else ""
         self._pipe.__exit__(None, None, None)
+        self._g.umount_all()
         if rc != 0:
             raise ArchiveError(f"stream {self.member} is damaged: zstd: {err.strip() or rc}")
         if self._failure:
@@ -229,7 +231,14 @@ class _Extraction:
 
 def fix_references(ctx: Context) -> None:
     """Rewrite the clone's fstab (and resume/crypttab) to the new UUIDs and filesystem types."""
-    fixups.rewrite_references(_guest(ctx), ctx.plan, ctx.uuids)
+    g, devs = _guest(ctx), _devs(ctx)
+    root = ctx.plan.target.filesystem_at("/")
+    if root is None:
+        return
+    g.mount(devs.path(root.device), "/")
+    for fs in ctx.plan.target.mount_order()[1:]:
+        g.mkdir_p(fs.mountpoint)  # Phase 3 and the booted clone mount here, even if the stream lacked it
+    fixups.rewrite_references(g, ctx.plan, ctx.uuids)
 
 
 def finish(ctx: Context) -> None:

@@ -8,7 +8,7 @@ import os
 import re
 import sys
 
-from .commands import emit, human
+from .commands import human
 from .errors import UsageError
 from .finalize import finalize
 from .layout import Layout
@@ -86,42 +86,49 @@ def cmd_restore(args: argparse.Namespace) -> int:
     """imgclone restore: Phase 1 from the archive, then Phases 2 and 3 as -P says."""
     opts = options(args)
     todo = phases(args.phases)
+    result: dict[str, object] = {"targets": list(opts.targets)}
     if "1" in todo:
         ctx = restore(opts)
         for w in ctx.plan.warnings:
             print(f"imgclone: warning: {w}", file=sys.stderr)
+        result["plan"] = ctx.plan.to_dict()
         if opts.dry_run:
-            plan = ctx.plan
-            emit(
-                args,
-                {"dry_run": True, "plan": plan.to_dict()},
-                lambda: plan.table() + "\nnothing was written (--dry-run)\n",
-            )
-            return 0
-        report_phase1(args, ctx)
+            result["dry_run"] = True
+            say(args, ctx.plan.table() + "\nnothing was written (--dry-run)\n")
+            return finish(args, result)
+        result["phase1"] = {"uuids": ctx.uuids, "timings": ctx.timings}
+        say(args, phase1_text(ctx))
     elif opts.dry_run:
         raise UsageError("--dry-run plans Phase 1; give -P1 or more")
     if "2" in todo:
-        print("imgclone: Phase 2: no customization requested", file=sys.stderr)
+        result["phase2"] = {"actions": []}
+        say(args, "Phase 2: no customization requested\n")
     if "3" in todo:
         fin = finalize(opts.targets, skip_checks=args.skip_boot_checks, debug=args.debug)
-        emit(args, {"phase3": {"actions": fin.actions, "timings": fin.timings}},
-             lambda: "Phase 3: " + "; ".join(fin.actions) + "\n")  # fmt: skip
+        result["phase3"] = {"actions": fin.actions, "timings": fin.timings}
+        say(args, "Phase 3: " + "; ".join(fin.actions) + "\n")
+    return finish(args, result)
+
+
+def say(args: argparse.Namespace, text: str) -> None:
+    """Human output as each phase ends (with --json, one document at the end instead)."""
+    if not args.json:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def finish(args: argparse.Namespace, result: dict[str, object]) -> int:
+    if args.json:
+        json.dump(result, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
     return 0
 
 
-def report_phase1(args: argparse.Namespace, ctx: RestoreContext) -> None:
+def phase1_text(ctx: RestoreContext) -> str:
     """What Phase 1 built."""
-    plan = ctx.plan
-    data = {"targets": [d.path for d in ctx.disks], "uuids": ctx.uuids, "timings": ctx.timings,
-            "plan": plan.to_dict()}  # fmt: skip
-
-    def text() -> str:
-        lines = [plan.table(), ""]
-        for d in ctx.disks:
-            used = human(os.path.getsize(d.path)) if d.kind == "image" else human(d.size)
-            lines.append(f"restored onto {d.path} ({d.kind}, {d.format}, {used} on disk)")
-        lines.append("steps: " + ", ".join(f"{k} {v:.0f} s" for k, v in ctx.timings.items()))
-        return "\n".join(lines) + "\n"
-
-    emit(args, json.loads(json.dumps(data)), text)
+    lines = [ctx.plan.table(), ""]
+    for d in ctx.disks:
+        used = human(os.path.getsize(d.path)) if d.kind == "image" else human(d.size)
+        lines.append(f"restored onto {d.path} ({d.kind}, {d.format}, {used} on disk)")
+    lines.append("steps: " + ", ".join(f"{k} {v:.0f} s" for k, v in ctx.timings.items()))
+    return "\n".join(lines) + "\n"

@@ -41,4 +41,11 @@ def compare(archive: Path, fs_id: str, g: Guest, device: str, work: Path) -> lis
     want, got = describe(str(a)), describe(str(b))
     for d in (want, got):
         d.pop(b".", None)  # the root directory of a fresh filesystem
+    # tar_out reads sparse files densely: ask the target filesystem itself how much they occupy
+    g.mount_ro(device, "/")
+    for rel, meta in got.items():
+        if want.get(rel, {}).get("sparse"):
+            st = g.statns(rel[1:].decode())
+            meta["sparse"] = st["st_blocks"] * 512 < st["st_size"] // 2
+    g.umount_all()
     return diff(want, got)

@@ -68,7 +68,7 @@ def test_grow_onto_a_larger_qcow2(gpt_lvm_capture: Captured, tmp_path: Path, img
     uuids = facts["uuids"]
     assert isinstance(uuids, dict)
     assert f"UUID={uuids['fs-boot']}" in str(facts["fstab"]), "fstab does not name the new /boot UUID"
-    assert out["uuids"]["fs-root"] == uuids["fs-root"]  # type: ignore[index]
+    assert out["phase1"]["uuids"]["fs-root"] == uuids["fs-root"]  # type: ignore[index]
     assert len(list(state_dir.glob("*.json"))) == 1, "Phase 1 state was not recorded"
 
 
@@ -115,7 +115,8 @@ def test_loop_device_as_a_physical_disk(
 
 def test_dry_run_and_too_small_write_nothing(gpt_lvm_capture: Captured, tmp_path: Path, imgclone: Run) -> None:
     _, archive, _, _ = gpt_lvm_capture
-    r = imgclone("restore", "-a", str(archive), "-d", str(tmp_path / "new.qcow2"), "--dry-run", "--convert", "ext4=xfs")
+    new = str(tmp_path / "new.qcow2")
+    r = imgclone("restore", "-a", str(archive), "-d", new, "--dry-run", "--resize", "fit", "--convert", "ext4=xfs")
     assert r.returncode == 0, r.stderr.decode()
     out = r.stdout.decode()
     assert "ext4 → xfs" in out and "root → alt_root" in out and "rootvg → altinst_rootvg" in out
