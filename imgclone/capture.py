@@ -129,13 +129,13 @@ def run_capture(
     check_options(opts)
     writer = ArchiveWriter(opts.output)
     try:
-        with tempfile.TemporaryDirectory(prefix="imgclone-") as tmp, progress_bar(0, opts.progress) as bar:
-            ctx = Context(opts=opts, workdir=Path(tmp), writer=writer, bar=bar)
+        with tempfile.TemporaryDirectory(prefix="imgclone-") as tmp:
+            ctx = Context(opts=opts, workdir=Path(tmp), writer=writer, bar=None)
             fields = prepare(ctx)
-            bar.reset(total=sum(f.used for f in ctx.layout.filesystems) or None)
             manifest = new_manifest(layout=ctx.layout.to_dict(), excludes=ctx.rules.to_dict(), **fields)
             writer.begin(manifest, len(ctx.layout.filesystems))
-            stream_all(ctx)
+            with progress_bar(sum(f.used for f in ctx.layout.filesystems), opts.progress) as ctx.bar:
+                stream_all(ctx)
             manifest["streams"] = [s.to_dict() for s in ctx.streams]
             manifest["read_errors"] = len(ctx.read_errors)
             writer.finish(manifest)
