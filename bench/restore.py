@@ -12,13 +12,15 @@ var xfs, swap), which is only ever opened read-only.
    mkswap, mounts in order) and tar-in's the same streams, decompressed to plain tar files on
    the host beforehand (guestfish does no decompression: the anchor of the transfer path).
    Both whole commands are timed, appliance launch included. Goal: imgclone / anchor <= 1.10.
-2. clone: `imgclone capture FIXTURE` + `imgclone restore --size 4G` (all phases, as the
-   default: a bootable clone, as virt-resize's) against `qemu-img create` + `virt-resize
-   --expand <PV partition> --LV-expand <root LV>` (names from the archive's layout). Goal <= 1.0.
-   virt-resize copies blocks (only used ones, with its default sparse copy); imgclone copies files.
+2. clone: `imgclone capture FIXTURE` + `imgclone restore --size 4G` against `qemu-img create` +
+   `virt-resize --expand <PV partition> --LV-expand <root LV>` (names from the archive's layout).
+   Goal <= 1.0. The restore runs all phases (its default: a bootable clone, as virt-resize's), as
+   two commands, `-P1` then `-P23` (same work, one more Python start), so that Phase 1 (the data)
+   and Phase 3 (final names, initramfs, GRUB) are timed apart and Phase 1 is known even when
+   Phase 3 fails. virt-resize copies blocks (only used ones: sparse copy); imgclone copies files.
 3. time to first byte of restore (run 1): the sum of imgclone's steps before the data
-   (check_targets .. mount_tree, from its --json timings), and, from outside, when imgclone's
-   first `zstd -d` started (its /proc start time; the first byte follows it into tar_in);
+   (those of check_targets .. mount_tree it reports, from its --json timings), and, from outside,
+   when imgclone's first `zstd -d` started (its /proc start time; the first byte follows it into tar_in);
    for the anchor, guestfish's own marks (`!date`) around its layout commands.
 
 The archive of run 2 (whose capture is timed there) is the input of run 1. Caches are dropped
@@ -71,10 +73,11 @@ CLONE_SIZE = "4G"
 GOAL_RESTORE = 1.10  # imgclone restore / guestfish anchor
 GOAL_CLONE = 1.0  # imgclone capture + restore / virt-resize
 BEFORE_DATA = ("check_targets", "partition", "create_lvm", "make_filesystems", "mount_tree")
+STEP_ORDER = (*BEFORE_DATA, "extract_streams", "fix_references", "finish",  # Phase 1, then Phase 3:
+              "rename_volumes", "mount_clone", "check_bootable", "ensure_initramfs", "install_grub", "update_grub",
+              "unmount")  # fmt: skip
 ZSTD_D = ["zstd", "-d", "-q", "-c"]  # imgclone.streams.ZSTD_DECOMPRESS (read from there when importable)
-HEADER = ["test", "run", "wall s", "cpu s", "others s", "peak tree RSS", "largest proc"] + [
-    "input",
-    "output image alloc / virtual",
+HEADER = ["run", "wall s", "cpu s", "others s", "peak tree RSS", "largest proc", "input", "output alloc / virtual"] + [
     "ratio",
     "goal",
 ]
@@ -230,10 +233,12 @@ def load_json(path: Path) -> dict[str, Any]:
 
 
 def step_timings(doc: dict[str, Any], phase: str = "phase1") -> dict[str, float]:
-    """A restore --json's step timings (under phaseN, or at the top level in older imgclones)."""
+    """A restore --json's step timings (under phaseN, or at the top level in older imgclones), in run order."""
     block = doc.get(phase) if isinstance(doc.get(phase), dict) else doc if phase == "phase1" else {}
     timings = block.get("timings", {}) if isinstance(block, dict) else {}
-    return {str(k): float(v) for k, v in timings.items()}
+    rank = {name: i for i, name in enumerate(STEP_ORDER)}
+    names = sorted(timings, key=lambda k: (rank.get(k, len(rank)), k))
+    return {str(k): float(timings[k]) for k in names}
 
 
 # -- the archive and the anchor's inputs --------------------------------------------------------
@@ -439,59 +444,80 @@ class Runs:
     capture: Result
     restore: Result | None = None  # run 1, imgclone
     anchor: Result | None = None  # run 1, guestfish
-    clone: Result | None = None  # run 2, imgclone restore --size
+    clone: Result | None = None  # run 2, imgclone restore -P1 --size
+    final: Result | None = None  # run 2, imgclone restore -P23
     resize: Result | None = None  # run 2, virt-resize
     resize_cmd: str = ""
     restore_argv: list[str] = field(default_factory=list)
     clone_argv: list[str] = field(default_factory=list)
+    final_argv: list[str] = field(default_factory=list)
     images: dict[str, Path] = field(default_factory=dict)
 
     def all(self) -> list[Result]:
-        return [r for r in (self.capture, self.restore, self.anchor, self.clone, self.resize) if r is not None]
+        runs = (self.capture, self.restore, self.anchor, self.clone, self.final, self.resize)
+        return [r for r in runs if r is not None]
 
 
-def ttfb(runs: Runs) -> tuple[float | None, float | None, float | None, float | None]:
-    """imgclone's steps before data and first byte; the anchor's layout commands and first tar-in."""
+def ttfb(runs: Runs) -> tuple[float | None, list[str], float | None, float | None, float | None]:
+    """imgclone's steps before data (and which), its first byte; the anchor's layout commands and first tar-in."""
     steps = step_timings(runs.restore.json) if runs.restore and runs.restore.ok else {}
-    before = sum(steps[k] for k in BEFORE_DATA) if all(k in steps for k in BEFORE_DATA) else None
+    names = [k for k in BEFORE_DATA if k in steps]
+    before = sum(steps[k] for k in names) if names else None
     first = runs.restore.first_byte if runs.restore and runs.restore.ok else None
     marks = runs.anchor.marks if runs.anchor and runs.anchor.ok else {}
     layout = marks["layout ready"] - marks["launched"] if "layout ready" in marks and "launched" in marks else None
-    return before, first, layout, marks.get("layout ready")
+    return before, names, first, layout, marks.get("layout ready")
+
+
+def chain(*ms: Measured | None) -> Measured | None:
+    """Commands run one after the other, as one (None when one of them did not run)."""
+    if any(m is None for m in ms):
+        return None
+    out = ms[0]
+    for m in ms[1:]:
+        assert out is not None and m is not None
+        out = summed(out, m)
+    return out
 
 
 def rows(runs: Runs, archive: Path, plain: int, fixture_alloc: int) -> list[list[str]]:
     empty = Result("", None)
     restore, anchor = runs.restore or empty, runs.anchor or empty
-    clone, resize = runs.clone or empty, runs.resize or empty
+    clone, final, resize = runs.clone or empty, runs.final or empty, runs.resize or empty
     r1, g1 = verdict(wall(restore), wall(anchor), GOAL_RESTORE)
     arch = f"archive {mib(archive.stat().st_size)}" if archive.exists() else "-"
+    fix, big = f"fixture {mib(fixture_alloc)}", image_cell(runs.images["big"])
+    p1 = " -P1" if runs.final_argv else ""
     out: list[list[str]] = [
-        ["1 restore", "imgclone restore (exact)", *cells(restore.m), arch, image_cell(runs.images["t1"]), r1, g1],
-        ["1 restore", "guestfish layout + tar-in (anchor)", *cells(anchor.m), f"plain tars {mib(plain)}",
+        [f"1 imgclone restore{p1} --resize exact", *cells(restore.m), arch, image_cell(runs.images["t1"]), r1, g1],
+        ["1 guestfish layout + tar-in (anchor)", *cells(anchor.m), f"plain tars {mib(plain)}",
          image_cell(runs.images["t2"]), "1", "anchor"],
+        ["2 imgclone capture", *cells(runs.capture.m), fix, arch, "", ""],
+        [f"2 imgclone restore{p1} --size {CLONE_SIZE}", *cells(clone.m), arch, big, "", ""],
     ]  # fmt: skip
-    fix = f"fixture {mib(fixture_alloc)}"
-    out.append(["2 clone 4G", "imgclone capture", *cells(runs.capture.m), fix, arch, "", ""])
-    out.append(["2 clone 4G", f"imgclone restore --size {CLONE_SIZE}", *cells(clone.m), arch,
-                image_cell(runs.images["big"]), "", ""])  # fmt: skip
-    both = summed(runs.capture.m, clone.m) if runs.capture.m is not None and clone.m is not None else None
-    mine = both.wall if both is not None and both.returncode == 0 else None
-    r2, g2 = verdict(mine, wall(resize), GOAL_CLONE)
-    out.append(["2 clone 4G", "imgclone clone = capture + restore", *cells(both), fix, image_cell(runs.images["big"]),
-                r2, g2])  # fmt: skip
-    out.append(["2 clone 4G", "qemu-img create + virt-resize (anchor)", *cells(resize.m), fix,
-                image_cell(runs.images["big2"]), "1", "anchor"])  # fmt: skip
-    before, first, layout, anchor_first = ttfb(runs)
+    data_only = chain(runs.capture.m, clone.m)
+    if runs.final_argv:
+        out.append(["2 imgclone restore -P23 (names, GRUB)", *cells(final.m), "clone", big, "", ""])
+        full = chain(runs.capture.m, clone.m, final.m)
+        r, _ = verdict(data_only.wall if data_only and data_only.returncode == 0 else None, wall(resize), GOAL_CLONE)
+        out.append(["2 imgclone clone, data only (capture + P1)", *cells(data_only), fix, big, r, "info"])
+    else:
+        full = data_only
+    r2, g2 = verdict(full.wall if full is not None and full.returncode == 0 else None, wall(resize), GOAL_CLONE)
+    label = "2 imgclone clone, bootable (capture+P1+P23)" if runs.final_argv else "2 imgclone clone (capture+restore)"
+    out.append([label, *cells(full), fix, big, r2, g2])
+    out.append(["2 qemu-img create + virt-resize (anchor)", *cells(resize.m), fix, image_cell(runs.images["big2"]), "1",
+                "anchor"])  # fmt: skip
+    before, _, first, layout, anchor_first = ttfb(runs)
     ratio_before = f"{before / layout:.3f}" if before is not None and layout else "-"
     ratio_first = f"{first / anchor_first:.3f}" if first is not None and anchor_first else "-"
     for label, x, ratio in (
-        ("imgclone: time before data (steps)", before, ratio_before),
-        ("guestfish: layout commands", layout, "1"),
-        ("imgclone: first stream byte, from start", first, ratio_first),
-        ("guestfish: first tar-in, from start", anchor_first, "1"),
+        ("3 imgclone: time before data (its steps)", before, ratio_before),
+        ("3 guestfish: layout commands (anchor)", layout, "1"),
+        ("3 imgclone: first stream byte, from start", first, ratio_first),
+        ("3 guestfish: first tar-in, from start (anchor)", anchor_first, "1"),
     ):
-        out.append(["3 first byte", label, secs(x), *["-"] * 4, "", "", ratio, "anchor" if ratio == "1" else "none"])
+        out.append([label, secs(x), *["-"] * 4, "", "", ratio, "anchor" if ratio == "1" else "info"])
     return out
 
 
@@ -524,35 +550,55 @@ def report(s: Setup, runs: Runs, manifest: dict[str, Any], tars: dict[str, Path]
     print("sizes: alloc = bytes allocated on the host (st_blocks); virtual = the qcow2's disk size")
     print("RSS: peak tree = summed RSS of the command's session (qemu included), sampled every 50 ms;")
     print("  largest proc = GNU time's max RSS of one process of the tree")
-    print("step timings (s), from imgclone's --json; 'outside the steps' = wall - their sum: Python start,")
-    print("  archive and plan reading, image creation, appliance launch and shutdown, Phase 3 when run")
+    print("step timings (s), from imgclone's --json, in run order; 'outside' = the command's wall - their sum:")
+    print("  Python start, archive and plan reading, image creation, appliance launch and shutdown")
     if runs.restore is not None:
-        doc = runs.restore.json
-        print(step_line("run 1 imgclone restore, Phase 1", step_timings(doc), wall(runs.restore)))
+        print(step_line("run 1 imgclone restore, Phase 1", step_timings(runs.restore.json), wall(runs.restore)))
     if runs.anchor is not None and runs.anchor.marks and runs.anchor.m is not None:
         mk = runs.anchor.marks
         pts = [0.0, mk.get("launched"), mk.get("layout ready"), mk.get("data in"), runs.anchor.m.wall]
         labels = ("launch", "layout", "tar-in x3", "exit (autosync, shutdown)")
         parts = [f"{lab} {b - a:.1f}" for lab, a, b in zip(labels, pts, pts[1:], strict=False)
                  if a is not None and b is not None]  # fmt: skip
-        print(f"  run 1 guestfish anchor (its own marks): {', '.join(parts)}")
+        print(f"  run 1 guestfish anchor, from its marks: {', '.join(parts)}")
     if runs.clone is not None:
-        doc = runs.clone.json
-        p1, p3 = step_timings(doc), step_timings(doc, "phase3")
-        print(step_line("run 2 imgclone restore, Phase 1", p1, None))
-        print(step_line("run 2 imgclone restore, Phase 3", p3, None))
-        if runs.clone.m is not None and (p1 or p3):
-            outside = runs.clone.m.wall - sum(p1.values()) - sum(p3.values())
-            print(f"  run 2 outside the steps (2 appliance launches and shutdowns, plan, ...): {outside:.1f}")
+        print(step_line("run 2 imgclone restore, Phase 1", step_timings(runs.clone.json), wall(runs.clone)))
+    if runs.final is not None:
+        print(step_line("run 2 imgclone restore, Phase 3", step_timings(runs.final.json, "phase3"), wall(runs.final)))
+    _, names, *_ = ttfb(runs)
+    missing = [k for k in BEFORE_DATA if k not in names]
+    print(f"time before data = {' + '.join(names) or 'n/a'}" + (f" ({', '.join(missing)}: not a step of this "
+          "imgclone: it mounts each filesystem inside extract_streams)" if missing and names else ""))  # fmt: skip
+    for r in runs.all():
+        if r.m is not None and r.m.returncode != 0:
+            last = [ln for ln in r.m.stderr.strip().splitlines() if ln.strip()][-3:]
+            print(f"FAILED: {r.name} (exit {r.m.returncode}): " + " | ".join(last))
     print()
     print(f"run 1: {shlex.join(runs.restore_argv)}")
     gfs = s.workdir / "anchor.gfs"
     print(f"       guestfish -f {gfs} (layout from imgclone's plan; tar-in ... xattrs:true selinux:true acls:true)")
     print(f"run 2: {shlex.join([*imgclone_argv(), 'capture', str(s.fixture), '-o', str(archive), '--no-progress'])}")
     print(f"       {shlex.join(runs.clone_argv)}")
+    if runs.final_argv:
+        print(f"       {shlex.join(runs.final_argv)}")
+        print("       (restore's default, all phases, as two commands: P1 and P23 timed apart; P2 does nothing)")
     print(f"       {runs.resize_cmd}")
     print("run 3: first stream byte = start of imgclone's first `zstd -d` (/proc start time, 10 ms ticks);")
     print("       the anchor's from `!date` lines in its script (after `run`, after the mounts)")
+
+
+def report_failed_capture(s: Setup, runs: Runs) -> None:
+    """Without an archive there is nothing to restore: the machine and the capture's failure."""
+    print("== imgclone restore benchmark ==")
+    print(*(f"  {line}" for line in machine(s.workdir, tool_versions())), sep="\n")
+    print(f"fixture: {s.fixture}")
+    print()
+    print(table(HEADER, [["2 imgclone capture", *cells(runs.capture.m), "fixture", "-", "", ""]]))
+    m = runs.capture.m
+    if m is not None:
+        last = [ln for ln in m.stderr.strip().splitlines() if ln.strip()][-3:]
+        print(f"FAILED: imgclone capture (exit {m.returncode}): " + " | ".join(last))
+    print("no archive: runs 1 to 3 need one, none was made")
 
 
 # -- main ----------------------------------------------------------------------------------------
@@ -611,9 +657,15 @@ def benchmark(s: Setup) -> tuple[Runs, dict[str, Any], dict[str, Path], Path]:
                          "--no-progress"]  # fmt: skip
     runs.restore = run_imgclone_restore(s, "imgclone restore (exact)", runs.restore_argv, s.path("t1.json"))
     runs.anchor = run_anchor_restore(s, plan["target"], images["t2"], tars)
-    runs.clone_argv = [*imgclone_argv(), "restore", "--json", "-a", str(archive), "-d", str(images["big"]),
+    big = str(images["big"])
+    runs.clone_argv = [*imgclone_argv(), "restore", "--json", "-a", str(archive), "-d", big, *phase,
                        "--size", CLONE_SIZE, "--no-progress"]  # fmt: skip
     runs.clone = run_imgclone_restore(s, f"imgclone restore --size {CLONE_SIZE}", runs.clone_argv, s.path("big.json"))
+    if phase and runs.clone.ok:  # Phases 2 and 3 of the same restore, as a second command (see the docstring)
+        runs.final_argv = [*imgclone_argv(), "restore", "--json", "-d", big, "-P23", "--no-progress"]
+        out = s.path("big-p23.json")
+        runs.final = Result("imgclone restore -P23", timed(s, "imgclone restore -P23", runs.final_argv, stdout_to=out))
+        runs.final.json = load_json(out)
     runs.resize, runs.resize_cmd = run_virt_resize(s, manifest["layout"], images["big2"])
     return runs, manifest, tars, archive
 
@@ -639,9 +691,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         runs, manifest, tars, archive = benchmark(s)
         if manifest:
             report(s, runs, manifest, tars, archive)
+        else:
+            report_failed_capture(s, runs)
     except KeyboardInterrupt:
         note("interrupted")
         return 130
+    except RuntimeError as e:  # a helper command failed (common.run): the archive, the plan, qemu-img
+        note(f"failed: {e}")
+        return 1
     finally:
         cleanup(s, args.keep, created)
     failed = any(not r.ok for r in runs.all()) or not manifest

@@ -69,8 +69,10 @@ def finalize(targets: tuple[str, ...], *, skip_checks: bool = False, debug: bool
     ctx = load(targets)
     ctx.skip_checks = skip_checks
     g = Guest(trace=debug)
-    for t in ctx.doc["targets"]:
-        g.add_drive(t["path"], readonly=False, format=t["format"])
+    for i, t in enumerate(ctx.doc["targets"]):
+        # labelled: commands in the guest name the disk /dev/disk/guestfs/tN, which does not depend on
+        # the order the appliance's kernel enumerated its disks in (libguestfs translates only API names)
+        g.add_drive(t["path"], readonly=False, format=t["format"], label=f"t{i}")
     steps: list[Callable[[Finalize], None]] = [rename_volumes, mount_clone, check_bootable, ensure_initramfs,
                                                install_grub, update_grub, unmount]  # fmt: skip
     with g:
@@ -159,7 +161,7 @@ def install_grub(ctx: Finalize) -> None:
     g = ctx.guest
     assert ctx.devs is not None
     fw = firmware(ctx)
-    disk0 = ctx.devs.disks[ctx.layout.disks[0].id]
+    disk0 = "/dev/disk/guestfs/t0"
     if "bios" in fw:
         g.command(["grub-install", "--target=i386-pc", disk0])
         ctx.actions.append("installed GRUB for BIOS (i386-pc) on the first target")

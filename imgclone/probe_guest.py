@@ -330,7 +330,9 @@ class _Probe:
 
     def lvm(self) -> None:
         g = self.g
-        pv_names = {str(pv["pv_uuid"]).replace("-", ""): str(pv["pv_name"]) for pv in g.pvs_full()}
+        # pvs_full's pv_name is LVM's own name for the device, which under load can be the kernel's
+        # (/dev/sdb3 when the appliance disk was enumerated first); pvs() gives libguestfs's names
+        pv_names = {str(g.pvuuid(dev)).replace("-", ""): str(dev) for dev in g.pvs()}
         lvs = {str(lv["lv_uuid"]).replace("-", ""): lv for lv in g.lvs_full()}
         for vg in sorted(g.vgs_full(), key=lambda v: str(v["vg_name"])):
             name = str(vg["vg_name"])

@@ -235,9 +235,8 @@ def fix_references(ctx: Context) -> None:
     root = ctx.plan.target.filesystem_at("/")
     if root is None:
         return
-    g.mount(devs.path(root.device), "/")
-    for fs in ctx.plan.target.mount_order()[1:]:
-        g.mkdir_p(fs.mountpoint)  # Phase 3 and the booted clone mount here, even if the stream lacked it
+    # the whole tree, parents first: a mount point missing from its parent's stream is made in the right one
+    build.mount_tree(g, devs)
     fixups.rewrite_references(g, ctx.plan, ctx.uuids)
 
 

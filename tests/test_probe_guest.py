@@ -292,7 +292,7 @@ class FakeGuest:
     def pvs_full(self) -> list[Any]:
         return []
 
-    lvs_full = vgs_full = pvs_full
+    lvs_full = vgs_full = pvs = pvs_full
 
     def mount_ro(self, dev: str, mountpoint: str) -> None:
         assert mountpoint == "/" or "/" in self.mounted, "parents first"
