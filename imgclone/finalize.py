@@ -70,9 +70,9 @@ def finalize(targets: tuple[str, ...], *, skip_checks: bool = False, debug: bool
     ctx.skip_checks = skip_checks
     g = Guest(trace=debug)
     for i, t in enumerate(ctx.doc["targets"]):
-        # labelled: commands in the guest name the disk /dev/disk/guestfs/tN, which does not depend on
-        # the order the appliance's kernel enumerated its disks in (libguestfs translates only API names)
-        g.add_drive(t["path"], readonly=False, format=t["format"], label=f"t{i}")
+        # labelled (letters only): commands in the guest name the disk /dev/disk/guestfs/targeta, which does not
+        # depend on the order the appliance's kernel enumerated its disks in (libguestfs translates only API names)
+        g.add_drive(t["path"], readonly=False, format=t["format"], label=f"target{chr(ord('a') + i)}")
     steps: list[Callable[[Finalize], None]] = [rename_volumes, mount_clone, check_bootable, ensure_initramfs,
                                                install_grub, update_grub, unmount]  # fmt: skip
     with g:
@@ -161,7 +161,7 @@ def install_grub(ctx: Finalize) -> None:
     g = ctx.guest
     assert ctx.devs is not None
     fw = firmware(ctx)
-    disk0 = "/dev/disk/guestfs/t0"
+    disk0 = "/dev/disk/guestfs/targeta"
     if "bios" in fw:
         g.command(["grub-install", "--target=i386-pc", disk0])
         ctx.actions.append("installed GRUB for BIOS (i386-pc) on the first target")

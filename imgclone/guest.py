@@ -64,7 +64,10 @@ class Guest:
     def launch(self) -> None:
         """Start the appliance (once), falling back to TCG when KVM fails."""
         self.accel = accel.choose()
-        g = self._new_handle(self.accel)
+        try:
+            g = self._new_handle(self.accel)
+        except RuntimeError as e:
+            raise GuestfsError(f"libguestfs: {e}") from e
         try:
             g.launch()
         except RuntimeError as e:
