@@ -37,6 +37,7 @@ from common import (  # noqa: E402
     MiB,
     TreeBuilder,
     drop_caches,
+    lock_dir,
     loop_mounted,
     machine,
     make_ext4,
@@ -310,6 +311,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     sigterm_as_interrupt()
     s, created = make_setup(args)
+    lock = lock_dir(s.workdir)
+    if lock is None or os.path.ismount(s.mnt):
+        why = "is in use by another benchmark" if lock is None else "has a filesystem mounted on mnt/"
+        print(f"capture.py: workdir {s.workdir} {why}; leaving it alone", file=sys.stderr)
+        return 2
     try:
         summary, data_bytes = ensure_tree(s, reuse=args.keep)
         with loop_mounted(s.image, s.mnt, readonly=True):

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import os
 import platform
@@ -261,6 +262,17 @@ class TreeBuilder:
         self.stats.dirs = sum(1 for _ in self.root.rglob("*") if _.is_dir() and not _.is_symlink())
         self.stats.paths = []
         return self.stats
+
+
+def lock_dir(directory: Path) -> int | None:
+    """An exclusive lock on directory/.lock (held until exit), or None when another process holds it."""
+    fd = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
 
 
 # -- loop-mounted filesystems ----------------------------------------------------------------

@@ -12,6 +12,9 @@ var xfs, swap), which is only ever opened read-only.
    mkswap, mounts in order) and tar-in's the same streams, decompressed to plain tar files on
    the host beforehand (guestfish does no decompression: the anchor of the transfer path).
    Both whole commands are timed, appliance launch included. Goal: imgclone / anchor <= 1.10.
+   Informative third run: the same guestfish script with tar-in from /dev/fd/N pipes fed by host
+   `tar -xOf ARCHIVE | zstd -d` (imgclone's data path without imgclone), to tell the cost of the
+   decompression path from imgclone's own.
 2. clone: `imgclone capture FIXTURE` + `imgclone restore --size 4G` against `qemu-img create` +
    `virt-resize --expand <PV partition> --LV-expand <root LV>` (names from the archive's layout).
    Goal <= 1.0. The restore runs all phases (its default: a bootable clone, as virt-resize's), as
@@ -308,8 +311,8 @@ class Devices:
         return f"/dev/{self.vgs[lv['vg']]['name']}/{lv['name']}"
 
 
-def guestfish_script(s: Setup, layout: dict[str, Any], image: Path, tars: dict[str, Path], marks: Path) -> str:
-    """Build `layout` on image and tar-in the plain tars; `!date` marks around the layout commands."""
+def guestfish_script(s: Setup, layout: dict[str, Any], image: Path, tars: dict[str, str], marks: Path) -> str:
+    """Build `layout` on image and tar-in the tars (host paths); `!date` marks around the layout commands."""
     devs = Devices(layout)
     ss = int(devs.disk["sector_size"])
     mark = f"!date +%s.%N >> {shlex.quote(str(marks))}"
@@ -398,18 +401,39 @@ def run_imgclone_restore(s: Setup, name: str, argv: Sequence[str], out_json: Pat
     return Result(name, m, load_json(out_json), first_byte=first)
 
 
-def run_anchor_restore(s: Setup, layout: dict[str, Any], image: Path, tars: dict[str, Path]) -> Result:
-    """One guestfish run: launch, the layout, tar-in of the plain tars; its marks in seconds from its start."""
-    marks, script = s.path("anchor.marks"), s.path("anchor.gfs")
+def pipe_sources(archive: Path, manifest: dict[str, Any]) -> tuple[dict[str, str], str]:
+    """/dev/fd/N for every stream, and the bash redirections feeding them from the archive through zstd -d."""
+    sources: dict[str, str] = {}
+    redirections = []
+    for i, st in enumerate(manifest["streams"]):
+        fd = 3 + i
+        sources[str(st["fs"])] = f"/dev/fd/{fd}"
+        member = shlex.quote(str(st["member"]) + ".*")
+        redirections.append(f"{fd}< <(tar -xOf {shlex.quote(str(archive))} --wildcards {member} | zstd -dqc)")
+    return sources, " ".join(redirections)
+
+
+def run_anchor_restore(
+    s: Setup, name: str, layout: dict[str, Any], image: Path, tars: dict[str, str], redirections: str = ""
+) -> Result:
+    """One guestfish run: launch, the layout, tar-in of the tars; its marks in seconds from its start.
+
+    With redirections (pipe_sources), the tars are pipes from host zstd processes, as imgclone's.
+    """
+    stem = image.stem
+    marks, script = s.path(f"{stem}.marks"), s.path(f"{stem}.gfs")
     script.write_text(guestfish_script(s, layout, image, tars, marks))
     image.unlink(missing_ok=True)
     run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), str(int(layout["disks"][0]["size"]))])
     marks.unlink(missing_ok=True)
-    m = timed(s, "guestfish anchor", ["guestfish", "-f", str(script)])
+    argv = ["guestfish", "-f", str(script)]
+    if redirections:
+        argv = ["bash", "-c", f"exec {shlex.join(argv)} {redirections}"]
+    m = timed(s, name, argv)
     start = started_at(m, time.time)
     stamps = [float(x) for x in marks.read_text().split()] if marks.exists() else []
     names = ("launched", "layout ready", "data in")
-    return Result("guestfish anchor", m, marks={n: t - start for n, t in zip(names, stamps, strict=False)})
+    return Result(name, m, marks={n: t - start for n, t in zip(names, stamps, strict=False)})
 
 
 def run_virt_resize(s: Setup, layout: dict[str, Any], image: Path) -> tuple[Result, str]:
@@ -477,6 +501,7 @@ class Runs:
     capture: Result
     restore: Result | None = None  # run 1, imgclone
     anchor: Result | None = None  # run 1, guestfish
+    piped: Result | None = None  # run 1, guestfish reading pipes from host zstd -d (informative)
     clone: Result | None = None  # run 2, imgclone restore -P1 --size
     final: Result | None = None  # run 2, imgclone restore -P23
     resize: Result | None = None  # run 2, virt-resize
@@ -487,7 +512,7 @@ class Runs:
     images: dict[str, Path] = field(default_factory=dict)
 
     def all(self) -> list[Result]:
-        runs = (self.capture, self.restore, self.anchor, self.clone, self.final, self.resize)
+        runs = (self.capture, self.restore, self.anchor, self.piped, self.clone, self.final, self.resize)
         return [r for r in runs if r is not None]
 
 
@@ -518,6 +543,8 @@ def rows(runs: Runs, archive: Path, plain: int, fixture_alloc: int) -> list[list
     restore, anchor = runs.restore or empty, runs.anchor or empty
     clone, final, resize = runs.clone or empty, runs.final or empty, runs.resize or empty
     r1, g1 = verdict(wall(restore), wall(anchor), GOAL_RESTORE)
+    piped = runs.piped or empty
+    rp, _ = verdict(wall(piped), wall(anchor), GOAL_RESTORE)
     arch = f"archive {mib(archive.stat().st_size)}" if archive.exists() else "-"
     fix, big = f"fixture {mib(fixture_alloc)}", image_cell(runs.images["big"])
     p1 = " -P1" if runs.final_argv else ""
@@ -525,6 +552,7 @@ def rows(runs: Runs, archive: Path, plain: int, fixture_alloc: int) -> list[list
         [f"1 imgclone restore{p1} --resize exact", *rcells(restore), arch, image_cell(runs.images["t1"]), r1, g1],
         ["1 guestfish layout + tar-in (anchor)", *rcells(anchor), f"plain tars {mib(plain)}",
          image_cell(runs.images["t2"]), "1", "anchor"],
+        ["1 guestfish, tar-in from zstd -d pipes", *rcells(piped), arch, image_cell(runs.images["t3"]), rp, "info"],
         ["2 imgclone capture", *rcells(runs.capture), fix, arch, "", ""],
         [f"2 imgclone restore{p1} --size {CLONE_SIZE}", *rcells(clone), arch, big, "", ""],
     ]  # fmt: skip
@@ -590,13 +618,14 @@ def report(s: Setup, runs: Runs, manifest: dict[str, Any], tars: dict[str, Path]
     print("  Python start, archive and plan reading, image creation, appliance launch and shutdown")
     if runs.restore is not None:
         print(step_line("run 1 imgclone restore, Phase 1", step_timings(runs.restore.json), wall(runs.restore)))
-    if runs.anchor is not None and runs.anchor.marks and runs.anchor.m is not None:
-        mk = runs.anchor.marks
-        pts = [0.0, mk.get("launched"), mk.get("layout ready"), mk.get("data in"), runs.anchor.m.wall]
+    for label, r in (("guestfish anchor", runs.anchor), ("guestfish, zstd -d pipes", runs.piped)):
+        if r is None or not r.marks or r.m is None:
+            continue
+        pts = [0.0, r.marks.get("launched"), r.marks.get("layout ready"), r.marks.get("data in"), r.m.wall]
         labels = ("launch", "layout", "tar-in x3", "exit (autosync, shutdown)")
         parts = [f"{lab} {b - a:.1f}" for lab, a, b in zip(labels, pts, pts[1:], strict=False)
                  if a is not None and b is not None]  # fmt: skip
-        print(f"  run 1 guestfish anchor, from its marks: {', '.join(parts)}")
+        print(f"  run 1 {label}, from its marks: {', '.join(parts)}")
     if runs.clone is not None:
         print(step_line("run 2 imgclone restore, Phase 1", step_timings(runs.clone.json), wall(runs.clone)))
     if runs.final is not None:
@@ -611,8 +640,10 @@ def report(s: Setup, runs: Runs, manifest: dict[str, Any], tars: dict[str, Path]
             print(f"FAILED: {r.name} (exit {r.m.returncode}): " + " | ".join(last))
     print()
     print(f"run 1: {shlex.join(runs.restore_argv)}")
-    gfs = s.workdir / "anchor.gfs"
+    gfs = s.workdir / "t2.gfs"
     print(f"       guestfish -f {gfs} (layout from imgclone's plan; tar-in ... xattrs:true selinux:true acls:true)")
+    print("       the same with tar-in /dev/fd/N: bash 'exec guestfish -f t3.gfs 3< <(tar -xOf ARCHIVE --wildcards")
+    print("         STREAM.* | zstd -dqc) 4< <(...) 5< <(...)': imgclone's data path without imgclone (informative)")
     print(f"run 2: {shlex.join([*imgclone_argv(), 'capture', str(s.fixture), '-o', str(archive), '--no-progress'])}")
     print(f"       {shlex.join(runs.clone_argv)}")
     if runs.final_argv:
@@ -675,7 +706,7 @@ def benchmark(s: Setup) -> tuple[Runs, dict[str, Any], dict[str, Path], Path]:
     state_dir = s.path("state")
     os.environ["IMGCLONE_STATE_DIR"] = str(state_dir)  # imgclone's journals stay in the workdir
     os.environ.update(s.env)
-    images = {name: s.path(f"{name}.qcow2") for name in ("t1", "t2", "big", "big2")}
+    images = {name: s.path(f"{name}.qcow2") for name in ("t1", "t2", "t3", "big", "big2")}
     for p in (archive, *images.values()):
         p.unlink(missing_ok=True)
     shutil.rmtree(state_dir, ignore_errors=True)
@@ -702,8 +733,18 @@ def benchmark(s: Setup) -> tuple[Runs, dict[str, Any], dict[str, Path], Path]:
         return [run_imgclone_restore(s, "imgclone restore (exact)", runs.restore_argv, s.path("t1.json"))]
 
     runs.restore = least_contended(s, "imgclone restore (exact)", restore)[0]
-    anchor = least_contended(s, "guestfish anchor", lambda: [run_anchor_restore(s, plan["target"], images["t2"], tars)])
-    runs.anchor = anchor[0]
+    plain = {fs_id: str(path) for fs_id, path in tars.items()}
+    layout = plan["target"]
+
+    def anchor() -> list[Result]:
+        return [run_anchor_restore(s, "guestfish anchor", layout, images["t2"], plain)]
+
+    def piped() -> list[Result]:
+        sources, redirections = pipe_sources(archive, manifest)
+        return [run_anchor_restore(s, "guestfish, zstd -d pipes", layout, images["t3"], sources, redirections)]
+
+    runs.anchor = least_contended(s, "guestfish anchor", anchor)[0]
+    runs.piped = least_contended(s, "guestfish, zstd -d pipes", piped)[0]
     big = str(images["big"])
     runs.clone_argv = [*imgclone_argv(), "restore", "--json", "-a", str(archive), "-d", big, *phase,
                        "--size", CLONE_SIZE, "--no-progress"]  # fmt: skip
