@@ -97,7 +97,7 @@ class Setup:
     smp: int
     patience: float
     retries: int
-    env: dict[str, str]  # extra environment of the anchors (guestfish, virt-resize)
+    env: dict[str, str]  # libguestfs environment for every tool (imgclone sets the same by itself)
     created: list[Path] = field(default_factory=list)
 
     def path(self, name: str) -> Path:
@@ -593,8 +593,9 @@ def report(s: Setup, runs: Runs, manifest: dict[str, Any], tars: dict[str, Path]
     plain = sum(p.stat().st_size for p in tars.values() if p.exists())
     print("== imgclone restore benchmark ==")
     print(*(f"  {line}" for line in machine(s.workdir, tool_versions())), sep="\n")
+    env = "; " + " ".join(f"{k}={v}" for k, v in s.env.items()) + " for every tool" if s.env else ""
     print(f"  libguestfs: {s.accel.upper()} (imgclone's choice); appliance vCPUs: imgclone {s.smp}, guestfish anchor"
-          f" {s.smp} (set-smp), virt-resize libguestfs's default 1")  # fmt: skip
+          f" {s.smp} (set-smp), virt-resize libguestfs's default 1{env}")  # fmt: skip
     print(f"fixture: {s.fixture} ({mib(allocated(s.fixture))} allocated, {virtual_size(s.fixture) / GiB:.2f} GiB)")
     streams = ", ".join(
         f"{st['mountpoint']} {mib(int(st['bytes']))} zstd / {mib(tars[st['fs']].stat().st_size)} tar, "
