@@ -201,25 +201,16 @@ class _Extraction:
         self._thread.start()
 
     def feed(self, part: Part, bar: Any) -> None:
-        stdin = self._pipe.procs[0].stdin
-        assert stdin is not None
         while chunk := part.data.read(1 << 20):
-            try:
-                stdin.write(chunk)
-            except BrokenPipeError:
-                break
+            if not self._pipe.write(chunk):
+                break  # zstd gave up; finish() reports why
             bar.update(len(chunk))
 
     def finish(self) -> None:
-        stdin = self._pipe.procs[0].stdin
-        assert stdin is not None
-        try:
-            stdin.close()
-        except BrokenPipeError:
-            pass
-        rc = self._pipe.procs[0].wait()
+        self._pipe.close_input()
+        [rc] = self._pipe.wait()
         self._thread.join()
-        err = self._pipe.procs[0].stderr.read().decode(errors="replace") if self._pipe.procs[0].stderr else ""
+        err = self._pipe.stderr_text()
         self._pipe.__exit__(None, None, None)
         self._g.umount_all()
         if rc != 0:

@@ -139,6 +139,33 @@ class Pipeline:
         assert out is not None, "pipeline stdout is not a pipe"
         return out
 
+    @property
+    def input(self) -> IO[bytes]:
+        """The first stage's stdin (the pipeline was made with stdin=PIPE)."""
+        inp = self.procs[0].stdin
+        assert inp is not None, "pipeline stdin is not a pipe"
+        return inp
+
+    def write(self, data: bytes) -> bool:
+        """Feed the first stage; False once it has stopped reading (its exit code and stderr say why)."""
+        try:
+            self.input.write(data)
+        except BrokenPipeError:
+            return False
+        return True
+
+    def close_input(self) -> None:
+        """End the first stage's input; a stage that already exited is reported by its exit code, not here."""
+        try:
+            self.input.close()
+        except BrokenPipeError:
+            pass
+
+    def stderr_text(self, stage: int = 0) -> str:
+        """What a stage wrote to stderr (read to the end: call after wait()); "" when it is not a pipe."""
+        err = self.procs[stage].stderr
+        return err.read().decode(errors="replace") if err is not None else ""
+
     def kill(self) -> None:
         for p in self.procs:
             if p.poll() is None:

@@ -62,27 +62,16 @@ class _StreamReader:
         if part.index != self.check.parts:
             self.check.errors.append(f"part {part.index} where part {self.check.parts} was expected")
         self.check.parts += 1
-        stdin = self._pipe.procs[0].stdin
-        assert stdin is not None
         while chunk := part.data.read(1 << 20):
             self._sha.update(chunk)
             self.check.bytes += len(chunk)
-            try:
-                stdin.write(chunk)
-            except BrokenPipeError:
-                pass  # zstd gave up; its message says why
+            self._pipe.write(chunk)  # False: zstd gave up, its message says why; keep hashing
 
     def close(self) -> StreamCheck:
-        stdin = self._pipe.procs[0].stdin
-        assert stdin is not None
-        try:
-            stdin.close()
-        except BrokenPipeError:
-            pass
+        self._pipe.close_input()
         self._counter.join()
-        zstd, tar = self._pipe.procs
         rcs = self._pipe.wait()
-        msgs = [p.stderr.read().decode(errors="replace").strip() if p.stderr else "" for p in (zstd, tar)]
+        msgs = [self._pipe.stderr_text(i).strip() for i in range(len(rcs))]
         self._pipe.__exit__(None, None, None)
         if rcs[0] != 0:
             self.check.errors.append(f"zstd: {_last(msgs[0]) or f'exit code {rcs[0]}'}")
