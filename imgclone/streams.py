@@ -49,12 +49,6 @@ def tar_create(directory: str, names: Path, verbose: bool = False) -> list[str]:
     return argv
 
 
-def tar_extract(directory: str) -> list[str]:
-    """argv of tar that restores a stream into `directory` as root, keeping all metadata."""
-    return ["tar", "--extract", "--file=-", "-C", directory, *TAR_METADATA, "--same-permissions",
-            "--same-owner", "--sparse"]  # fmt: skip
-
-
 @dataclass
 class TarMessages:
     """What tar said on stderr: progress, listed files (-V) and read errors."""
