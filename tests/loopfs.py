@@ -7,7 +7,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-MKFS = {"ext4": ["mkfs.ext4", "-q", "-F"], "xfs": ["mkfs.xfs", "-q", "-f"], "ext3": ["mkfs.ext3", "-q", "-F"]}
+MKFS = {
+    "ext4": ["mkfs.ext4", "-q", "-F"],
+    "xfs": ["mkfs.xfs", "-q", "-f"],
+    "ext3": ["mkfs.ext3", "-q", "-F"],
+    "btrfs": ["mkfs.btrfs", "-q", "-f"],
+}
 
 
 def sh(*argv: str) -> str:

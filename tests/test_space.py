@@ -5,9 +5,6 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import subprocess
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -15,6 +12,7 @@ import pytest
 from imgclone import space
 from imgclone.layout import Disk, Filesystem, FsType, Layout, LogicalVolume, Partition, VolumeGroup
 from imgclone.space import GiB, MiB
+from tests.loopfs import loop_fs
 
 # Blocks in use on a fresh filesystem (dumpe2fs -h: block count - free blocks), MiB, e2fsprogs 1.47.0 defaults.
 MEASURED_EXT = {
@@ -153,29 +151,6 @@ def test_layout_checks_and_free_space() -> None:
 
 
 # -- against the real tools -------------------------------------------------------------------------------------
-def _sh(*argv: str) -> str:
-    return subprocess.run(argv, check=True, capture_output=True, text=True).stdout
-
-
-@contextmanager
-def _mounted(tmp: Path, fstype: str, size: int) -> Iterator[Path]:
-    image, mnt = tmp / f"{fstype}.img", tmp / fstype
-    with open(image, "wb") as f:
-        f.truncate(size)
-    mkfs = {"ext4": ["mkfs.ext4", "-q", "-F"], "xfs": ["mkfs.xfs", "-q", "-f"], "btrfs": ["mkfs.btrfs", "-q", "-f"]}
-    _sh(*mkfs[fstype], str(image))
-    mnt.mkdir()
-    dev = _sh("losetup", "--find", "--show", str(image)).strip()
-    try:
-        _sh("mount", dev, str(mnt))
-        try:
-            yield mnt
-        finally:
-            subprocess.run(["umount", str(mnt)], check=False)
-    finally:
-        subprocess.run(["losetup", "-d", dev], check=False)
-
-
 def _fill(mnt: Path) -> int:
     """Bytes one file can take (allocated as root, like the restore) before ENOSPC."""
     fd = os.open(mnt / "fill", os.O_CREAT | os.O_WRONLY)
@@ -201,7 +176,7 @@ def test_overhead_against_a_real_filesystem(tmp_path: Path, fstype: str) -> None
     if not shutil.which(f"mkfs.{fstype}"):
         pytest.fail(f"mkfs.{fstype} is missing (make setup installs it)")
     size = 512 * MiB
-    with _mounted(tmp_path, fstype, size) as mnt:
+    with loop_fs(tmp_path, fstype, size // MiB, name=fstype) as mnt:
         measured = size - _fill(mnt)
     model = space.overhead_bytes(fstype, size)
     assert model == pytest.approx(measured, rel=0.25)
