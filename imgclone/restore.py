@@ -62,8 +62,6 @@ class Context:
 
 def prepare(opts: RestoreOptions) -> Context:
     """Read the manifest, resolve the targets and plan: every refusal happens here."""
-    if not opts.archive.startswith("/") and opts.archive != "-" and not os.path.exists(opts.archive):
-        raise ArchiveError(f"{opts.archive}: no such archive")
     if opts.archive == "-":
         raise ImgcloneError("restore reads the archive twice (manifest, then streams)", "give a file, not -")
     manifest = read_manifest(opts.archive)
@@ -126,9 +124,10 @@ def check_targets(ctx: Context) -> None:
     assert g is not None
     devices = g.list_devices()
     ctx.devs = build.Devices(ctx.plan.target, {d.id: devices[i] for i, d in enumerate(ctx.plan.target.disks)})
+    # images this run made are empty: the occupancy check is for targets that already existed
     created = {d.path for d in ctx.created}
-    must_be_empty = not ctx.opts.force and not all(d.path in created for d in ctx.disks)
-    build.check_empty(g, ctx.devs, force=not must_be_empty)
+    force = ctx.opts.force or all(d.path in created for d in ctx.disks)
+    build.check_empty(g, ctx.devs, force=force)
 
 
 def partition(ctx: Context) -> None:
