@@ -18,8 +18,6 @@ from .errors import GuestfsError, ImgcloneError
 
 log = logging.getLogger("imgclone")
 
-ProgressCallback = Callable[[int, int], None]  # (position, total)
-
 
 def _import_guestfs() -> Any:
     try:
@@ -84,16 +82,6 @@ class Guest:
                 g.close()
                 raise GuestfsError(f"libguestfs appliance did not start: {e2}", "run `libguestfs-test-tool`") from e2
         self._g = g
-
-    def on_progress(self, callback: ProgressCallback) -> None:
-        """Route libguestfs progress events (for calls that send them) to callback."""
-        events = self._gfs.EVENT_PROGRESS
-
-        def cb(_ev: int, _eh: int, _buf: bytes, array: list[int]) -> None:
-            if len(array) >= 4:
-                callback(int(array[2]), int(array[3]))
-
-        self._g.set_event_callback(cb, events)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if self._g is None:
