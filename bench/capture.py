@@ -24,7 +24,6 @@ import os
 import shlex
 import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,29 +31,32 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
+    CONTENDED,
     GiB,
     Measured,
     MiB,
     TreeBuilder,
+    bench_parser,
     drop_caches,
+    imgclone_argv,
+    is_root,
     lock_dir,
     loop_mounted,
-    machine,
     make_ext4,
+    make_workdir,
     measure,
     mib,
     note,
     output,
+    print_header,
     repeat_interleaved,
     sigterm_as_interrupt,
     table,
     wait_quiet,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 TOOLS = ("tar|zstd", "fsarchiver", "imgclone")
 OUTPUTS = {"tar|zstd": "out.tar.zst", "fsarchiver": "out.fsa", "imgclone": "out.mksysb"}
-CONTENDED = 0.2  # a run is redone when other processes used more than this many CPUs meanwhile
 GOALS = {"tar|zstd": 1.05, "fsarchiver": 0.85}  # imgclone wall / tool wall must stay at or below
 SEED = 20240611
 KEEP_DIR = Path("/var/tmp/imgclone-bench")
@@ -79,11 +81,6 @@ class Setup:
     nproc: int
     patience: float
     retries: int
-
-
-def imgclone_argv() -> list[str]:
-    exe = ROOT / ".venv/bin/imgclone"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "imgclone"]
 
 
 def command(tool: str, s: Setup) -> list[str]:
@@ -154,13 +151,7 @@ def ensure_tree(s: Setup, reuse: bool) -> tuple[str, int]:
 
 def make_setup(args: argparse.Namespace) -> tuple[Setup, bool]:
     """The workdir layout; the flag says whether we created the workdir (and may remove it)."""
-    if args.workdir:
-        workdir, created = Path(args.workdir).resolve(), not Path(args.workdir).exists()
-    elif args.keep:
-        workdir, created = KEEP_DIR, not KEEP_DIR.exists()
-    else:
-        workdir, created = Path(tempfile.mkdtemp(prefix="imgclone-bench-", dir="/var/tmp")), True
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir, created = make_workdir(args, KEEP_DIR, "imgclone-bench-")
     (workdir / "out").mkdir(exist_ok=True)
     size = int(args.size_gb * GiB)
     nproc = len(os.sched_getaffinity(0))
@@ -265,8 +256,7 @@ def imgclone_zstd() -> str:
 
 
 def report(s: Setup, summary: str, results: dict[str, list[Run]], data_bytes: int, runs: int) -> None:
-    print("== imgclone capture benchmark ==")
-    print(*(f"  {line}" for line in machine(s.workdir, tool_versions())), sep="\n")
+    print_header("capture", s.workdir, tool_versions())
     print(f"tree: {summary}")
     print(f"source: ext4 on a direct-I/O loop device, mounted read-only at {s.mnt}; outputs in {s.out}")
     print(f"method: {runs} runs per tool, round-robin with rotating order; caches dropped before each,")
@@ -290,24 +280,15 @@ def report(s: Setup, summary: str, results: dict[str, list[Run]], data_bytes: in
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = bench_parser(__doc__, holds="the image and outputs", kept="the tree and reuse it", keep_dir=KEEP_DIR, retries=3)
     p.add_argument("--size-gb", type=float, default=1.0, help="tree data size in GiB (default 1.0)")
-    p.add_argument("--workdir", help="where the image and outputs go (default: a new dir in /var/tmp)")
-    p.add_argument("--keep", action="store_true", help=f"keep the tree and reuse it (default dir {KEEP_DIR})")
     p.add_argument("--runs", type=int, default=2, help="runs per tool (default 2)")
-    p.add_argument("--patience", type=float, default=120.0,
-                   help="before each run, wait up to this many seconds for other processes to go idle "
-                        "(default 120; 0: don't wait)")  # fmt: skip
-    p.add_argument("--retries", type=int, default=3,
-                   help=f"redo a run up to this many times when others used > {CONTENDED} CPUs meanwhile "
-                        "(default 3; the least contended attempt counts)")  # fmt: skip
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if os.geteuid() != 0:
-        print("capture.py: needs root (loop devices, mount, drop_caches)", file=sys.stderr)
+    if not is_root("capture.py", "loop devices, mount, drop_caches"):
         return 2
     sigterm_as_interrupt()
     s, created = make_setup(args)

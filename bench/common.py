@@ -4,11 +4,13 @@
   symlinks, a sparse file, xattrs and ACLs),
 - fresh ext4 filesystems on loop devices, cleaned up on any exit (Ctrl-C included),
 - timing of a child process with the peak RSS of its whole process tree,
-- the machine description that goes with every report.
+- the machine description that goes with every report,
+- the command line every benchmark shares (--workdir, --keep, --patience, --retries).
 """
 
 from __future__ import annotations
 
+import argparse
 import fcntl
 import itertools
 import os
@@ -27,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+ROOT = Path(__file__).resolve().parent.parent
+CONTENDED = 0.2  # a run is redone when other processes used more than this many CPUs meanwhile
 KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
@@ -55,6 +59,49 @@ def sigterm_as_interrupt() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, handler)
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def imgclone_argv() -> list[str]:
+    """The imgclone under test: the venv's entry point, else this Python's module."""
+    exe = ROOT / ".venv/bin/imgclone"
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "imgclone"]
+
+
+def bench_parser(doc: str | None, *, holds: str, kept: str, keep_dir: Path, retries: int) -> argparse.ArgumentParser:
+    """A parser with the options every benchmark has; the script adds its own."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workdir", help=f"where {holds} go (default: a new dir in /var/tmp)")
+    p.add_argument("--keep", action="store_true", help=f"keep {kept} (default dir {keep_dir})")
+    p.add_argument("--patience", type=float, default=120.0,
+                   help="before each run, wait up to this many seconds for other processes to go idle "
+                        "(default 120; 0: don't wait)")  # fmt: skip
+    p.add_argument("--retries", type=int, default=retries,
+                   help=f"redo a run up to this many times when others used > {CONTENDED} CPUs meanwhile "
+                        f"(default {retries}; the least contended attempt counts)")  # fmt: skip
+    return p
+
+
+def make_workdir(args: argparse.Namespace, keep_dir: Path, prefix: str) -> tuple[Path, bool]:
+    """--workdir, else keep_dir with --keep, else a new dir in /var/tmp; and whether it was created here."""
+    if args.workdir:
+        workdir, created = Path(args.workdir).resolve(), not Path(args.workdir).exists()
+    elif args.keep:
+        workdir, created = keep_dir, not keep_dir.exists()
+    else:
+        workdir, created = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp")), True
+    workdir.mkdir(parents=True, exist_ok=True)
+    return workdir, created
+
+
+def is_root(script: str, why: str) -> bool:
+    """True as root; otherwise says what root is needed for."""
+    if os.geteuid() == 0:
+        return True
+    print(f"{script}: needs root ({why})", file=sys.stderr)
+    return False
 
 
 # -- the test tree ---------------------------------------------------------------------------
@@ -517,6 +564,12 @@ def machine(workdir: Path, tools: dict[str, Sequence[str]]) -> list[str]:
     ]
     lines += [f"{name}: {first_line(argv)}" for name, argv in tools.items()]
     return lines
+
+
+def print_header(title: str, workdir: Path, tools: dict[str, Sequence[str]]) -> None:
+    """The report's first lines: its title, this machine and the tools' versions."""
+    print(f"== imgclone {title} benchmark ==")
+    print(*(f"  {line}" for line in machine(workdir, tools)), sep="\n")
 
 
 def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

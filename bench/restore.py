@@ -45,7 +45,6 @@ import shlex
 import shutil
 import sys
 import tarfile
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -58,15 +57,20 @@ ROOT = HERE.parent
 sys.path[:0] = [str(HERE), str(ROOT)]
 
 from common import (  # noqa: E402
+    CONTENDED,
     GiB,
     Measured,
     MiB,
+    bench_parser,
     drop_caches,
-    machine,
+    imgclone_argv,
+    is_root,
+    make_workdir,
     measure,
     mib,
     note,
     output,
+    print_header,
     run,
     sigterm_as_interrupt,
     table,
@@ -75,7 +79,6 @@ from common import (  # noqa: E402
 
 KEEP_DIR = Path("/var/tmp/imgclone-bench-restore")
 CLONE_SIZE = "4G"
-CONTENDED = 0.2  # a run is redone when other processes used more than this many CPUs meanwhile
 GOAL_RESTORE = 1.10  # imgclone restore / guestfish anchor
 GOAL_CLONE = 1.0  # imgclone capture + restore / virt-resize
 BEFORE_DATA = ("check_targets", "partition", "create_lvm", "make_filesystems", "mount_tree")
@@ -121,11 +124,6 @@ class Result:
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def imgclone_argv() -> list[str]:
-    exe = ROOT / ".venv/bin/imgclone"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "imgclone"]
 
 
 def zstd_decompress() -> list[str]:
@@ -591,8 +589,7 @@ def step_line(label: str, steps: dict[str, float], total: float | None) -> str:
 
 def report(s: Setup, runs: Runs, manifest: dict[str, Any], tars: dict[str, Path], archive: Path) -> None:
     plain = sum(p.stat().st_size for p in tars.values() if p.exists())
-    print("== imgclone restore benchmark ==")
-    print(*(f"  {line}" for line in machine(s.workdir, tool_versions())), sep="\n")
+    print_header("restore", s.workdir, tool_versions())
     env = "; " + " ".join(f"{k}={v}" for k, v in s.env.items()) + " for every tool" if s.env else ""
     print(f"  libguestfs: {s.accel.upper()} (imgclone's choice); appliance vCPUs: imgclone {s.smp}, guestfish anchor"
           f" {s.smp} (set-smp), virt-resize libguestfs's default 1{env}")  # fmt: skip
@@ -657,8 +654,7 @@ def report(s: Setup, runs: Runs, manifest: dict[str, Any], tars: dict[str, Path]
 
 def report_failed_capture(s: Setup, runs: Runs) -> None:
     """Without an archive there is nothing to restore: the machine and the capture's failure."""
-    print("== imgclone restore benchmark ==")
-    print(*(f"  {line}" for line in machine(s.workdir, tool_versions())), sep="\n")
+    print_header("restore", s.workdir, tool_versions())
     print(f"fixture: {s.fixture}")
     print()
     print(table(HEADER, [["2 imgclone capture", *rcells(runs.capture), "fixture", "-", "", ""]]))
@@ -674,13 +670,7 @@ def report_failed_capture(s: Setup, runs: Runs) -> None:
 
 def make_setup(args: argparse.Namespace) -> tuple[Setup, bool]:
     """The workdir; the flag says whether we created it (and may remove it)."""
-    if args.workdir:
-        workdir, created = Path(args.workdir).resolve(), not Path(args.workdir).exists()
-    elif args.keep:
-        workdir, created = KEEP_DIR, not KEEP_DIR.exists()
-    else:
-        workdir, created = Path(tempfile.mkdtemp(prefix="imgclone-bench-restore-", dir="/var/tmp")), True
-    workdir.mkdir(parents=True, exist_ok=True)
+    workdir, created = make_workdir(args, KEEP_DIR, "imgclone-bench-restore-")
     from fixtures.build import fixture_path
 
     fixture = fixture_path("bios")
@@ -778,22 +768,15 @@ def benchmark(s: Setup) -> tuple[Runs, dict[str, Any], dict[str, Path], Path]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--workdir", help="where archives and images go (default: a new dir in /var/tmp)")
-    p.add_argument("--keep", action="store_true", help=f"keep archives, images, scripts (default dir {KEEP_DIR})")
-    p.add_argument("--retries", type=int, default=2,
-                   help=f"redo a run up to this many times when others used > {CONTENDED} CPUs meanwhile "
-                        "(default 2; the least contended attempt counts)")  # fmt: skip
-    p.add_argument("--patience", type=float, default=120.0,
-                   help="before each run, wait up to this many seconds for other processes to go idle "
-                        "(default 120; 0: don't wait)")  # fmt: skip
+    p = bench_parser(
+        __doc__, holds="archives and images", kept="archives, images, scripts", keep_dir=KEEP_DIR, retries=2
+    )
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if os.geteuid() != 0:
-        print("restore.py: needs root (drop_caches, libguestfs on the fixture)", file=sys.stderr)
+    if not is_root("restore.py", "drop_caches, libguestfs on the fixture"):
         return 2
     sigterm_as_interrupt()
     s, created = make_setup(args)
