@@ -4,7 +4,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 APT_PACKAGES := python3-guestfs libguestfs-tools python3-parted python3-venv lvm2 xfsprogs e2fsprogs \
 	dosfstools btrfs-progs gdisk parted qemu-utils qemu-system-x86 ovmf zstd tar acl attr \
-	fsarchiver mmdebstrap linux-image-amd64 libcap2-bin
+	fsarchiver mmdebstrap linux-image-amd64 libcap2-bin guestmount
 STAMP := $(VENV)/.setup-done
 
 .PHONY: setup test unit lint demo bench clean fixtures

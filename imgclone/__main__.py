@@ -33,5 +33,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     sys.exit(rc)
 
 
+def alt_disk_copy() -> None:
+    """The alt_disk_copy console script: `imgclone copy` with the AIX flags (they are the same letters)."""
+    main(["copy", *sys.argv[1:]])
+
+
+def alt_disk_mksysb() -> None:
+    """The alt_disk_mksysb console script: `imgclone restore`, with AIX's -m ARCHIVE for -a."""
+    main(["restore", *mksysb_argv(sys.argv[1:])])
+
+
+def mksysb_argv(argv: Sequence[str]) -> list[str]:
+    """alt_disk_mksysb -m device → restore -a device."""
+    return ["-a" if a == "-m" else "-a" + a[2:] if a.startswith("-m") and len(a) > 2 else a for a in argv]
+
+
 if __name__ == "__main__":
     main()

@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
 
     add_restore(sub, common)
+    add_copy(sub, common)
 
     arc = sub.add_parser("archive", help="list, show or verify an archive")
     asub = arc.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -115,29 +116,112 @@ def add_restore(sub: argparse._SubParsersAction[argparse.ArgumentParser], common
         help="rebuild partitions, LVM and filesystems from an archive onto disks or images (alt_disk_mksysb)",
         description="Plan a layout on the targets from the archive (or a -i layout file), then partition, create "
         "the LVM volume groups altinst_<vg> with logical volumes alt_<lv>, make the filesystems (optionally "
-        "converted), and restore every file with its metadata.",
+        "converted), and restore every file with its metadata (Phase 1); customize the clone (Phase 2); give "
+        "it its final names and make it bootable (Phase 3).",
     )  # fmt: skip
     r.add_argument("-a", "--archive", metavar="ARCHIVE", help="archive made by imgclone capture (needed for Phase 1)")
-    r.add_argument("-d", "--target", action="append", required=True, metavar="TARGET",
+    add_target_options(r)
+    add_phase_options(r)
+
+
+COPY_EPILOG = textwrap.dedent("""\
+    examples (the AIX spellings work too: alt_disk_copy -d "disk1.qcow2 disk2.qcow2" -P12):
+      imgclone copy -d /dev/sdb                                  clone the running system to a second disk
+      imgclone copy -d "/dev/sdb /dev/sdc" -b update_all -l /updates   and update from local packages
+      imgclone copy --source vm.qcow2 -d clone.qcow2 --size 20G  clone an offline image into a bigger one
+      imgclone copy -d /dev/sdb -P1; imgclone copy -d /dev/sdb -P23 -r   stop after Phase 1; later finish, reboot
+      imgclone copy -d clone.img -O -c ttyS0,115200 -x /root/firstboot.sh   for another machine
+      imgclone copy -B -T -d "/dev/sdb /dev/sdc"                  ext2/3 become ext4; boot order left alone
+
+    Phase 1 captures into --archive PATH (else a temporary file in $TMPDIR, removed at the end) and restores
+    it; Phase 2 customizes; Phase 3 renames altinst_<vg> → <vg>, alt_<lv> → <lv> and installs GRUB.
+    exit codes: 0 success, 1 failure, 2 usage error; ALT_BAK_ERR_REPORT=1: files that cannot be read make the
+    exit code 1 and the boot order is not set; ALT_BAK_ERR_FAIL=1: they stop the copy, and what it made is removed.
+    """)
+
+
+def add_copy(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    """The copy subcommand (alt_disk_copy)."""
+    c = sub.add_parser(
+        "copy", parents=[common], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=COPY_EPILOG,
+        help="clone the running system (or an image) onto disks or images in three phases (alt_disk_copy)",
+        description="Capture the mounted filesystems of the running system (the disks or VGs that hold /), or "
+        "of --source IMAGE, and restore them onto the targets: Phase 1 builds partitions, VG altinst_<vg>, LVs "
+        "alt_<lv> and filesystems and restores the data; Phase 2 customizes; Phase 3 gives the final names and "
+        "makes the clone bootable.",
+    )  # fmt: skip
+    c.add_argument("--source", metavar="IMAGE", help="clone this disk image instead of the running system")
+    c.add_argument("--archive", metavar="PATH", help="keep the Phase 1 archive here (default: temporary)")
+    c.add_argument("-e", "--exclude-list", metavar="EXCLUDELIST", help="grep patterns, one a line (full path)")
+    add_target_options(c)
+    add_phase_options(c)
+
+
+def add_target_options(r: argparse.ArgumentParser) -> None:
+    """Phase 1 options shared by restore and copy."""
+    t = r.add_argument_group("targets and Phase 1")
+    t.add_argument("-d", "--target", action="append", required=True, metavar="TARGET",
                    help="disk image (created when absent; .qcow2 → qcow2, else raw) or block device; "
                    "repeat, or quote a space-separated list")  # fmt: skip
-    r.add_argument("-i", "--layout", metavar="LAYOUT.json", help="edited layout to use (full path), as printed "
+    t.add_argument("-i", "--layout", metavar="LAYOUT.json", help="edited layout to use (full path), as printed "
                    "by `imgclone archive show --layout`")  # fmt: skip
-    r.add_argument("--size", metavar="SIZE", help="size of images created, e.g. 20G, 512M (default: smallest fit)")
-    r.add_argument("--resize", choices=["exact", "fit", "grow"], help="sizes: source sizes, shrink to the data, "
+    t.add_argument("--size", metavar="SIZE", help="size of images created, e.g. 20G, 512M (default: smallest fit)")
+    t.add_argument("--resize", choices=["exact", "fit", "grow"], help="sizes: source sizes, shrink to the data, "
                    "or grow into bigger targets (default: grow when the targets are bigger, else exact)")  # fmt: skip
-    r.add_argument("-T", dest="upgrade", action="store_true", help="convert ext2/ext3 to ext4 (as JFS to JFS2)")
-    r.add_argument("--convert", action="append", default=[], metavar="SRC=DST",
+    t.add_argument("-T", dest="upgrade", action="store_true", help="convert ext2/ext3 to ext4 (as JFS to JFS2)")
+    t.add_argument("--convert", action="append", default=[], metavar="SRC=DST",
                    help="convert filesystems of type SRC to DST (ext2, ext3, ext4, xfs, btrfs)")  # fmt: skip
-    r.add_argument("-S", dest="skip_space", action="store_true", help="skip the space check on the targets")
-    r.add_argument("--lv-name-limit", type=int, default=127, metavar="N",
+    t.add_argument("-S", dest="skip_space", action="store_true", help="skip the space check on the targets")
+    t.add_argument("--lv-name-limit", type=int, default=127, metavar="N",
                    help="longest LV name allowed with the alt_ prefix (127: Linux LVM; 15: the AIX rule)")  # fmt: skip
-    r.add_argument("--keep-uuids", action="store_true", help="keep the source's filesystem UUIDs")
-    r.add_argument("--force", action="store_true", help="overwrite targets that hold partitions, PVs or data")
-    r.add_argument("--dry-run", action="store_true", help="print the plan and write nothing")
-    r.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
-    r.add_argument("-P", dest="phases", default="all", choices=PHASES, metavar="PHASES",
+    t.add_argument("--keep-uuids", action="store_true", help="keep the source's filesystem UUIDs")
+    t.add_argument("--force", action="store_true", help="overwrite targets that hold partitions, PVs or data")
+    t.add_argument("--dry-run", action="store_true", help="print the plan and write nothing")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    t.add_argument("-P", dest="phases", default="all", choices=PHASES, metavar="PHASES",
                    help="phases to run: 1 (restore), 2 (customize), 3 (final names, initramfs, GRUB), 12, 23 or all; "
                    "a later run with -P23 on the same -d targets continues where -P1 stopped")  # fmt: skip
-    r.add_argument("-g", dest="skip_boot_checks", action="store_true",
-                   help="Phase 3: skip the bootability checks (kernel, initramfs, firmware vs partitions)")  # fmt: skip
+
+
+def add_phase_options(r: argparse.ArgumentParser) -> None:
+    """Phase 2 and 3 flags of alt_disk_copy, shared by restore and copy."""
+    c = r.add_argument_group("Phase 2: customize the clone (names still altinst_/alt_)")
+    c.add_argument("-l", dest="images", metavar="DIR",
+                   help="directory (full path) of local packages (.deb/.rpm) to install or update from")  # fmt: skip
+    c.add_argument("-w", dest="install", action="append", default=[], metavar="PKGS",
+                   help="packages to install from -l (quote a space-separated list, or repeat)")  # fmt: skip
+    c.add_argument("-b", dest="bundle", metavar="FILE",
+                   help="file listing packages to install from -l; the word update_all updates every package "
+                   "installed in the clone for which -l has a newer version")  # fmt: skip
+    c.add_argument("-F", dest="fixes", action="append", default=[], metavar="FIXES",
+                   help="package updates to apply from -l (the APAR analog), or update_all")  # fmt: skip
+    c.add_argument("-f", dest="fix_file", metavar="FIXFILE", help="file listing package updates to apply from -l")
+    c.add_argument("-I", dest="install_flags", metavar="FLAGS",
+                   help="extra flags for dpkg --install (or rpm -Uvh), e.g. -I='--force-confnew'")  # fmt: skip
+    c.add_argument("-s", dest="script", metavar="SCRIPT",
+                   help="executable run on this host with the clone's filesystems mounted at /alt_inst (FUSE); "
+                   "its exit status counts")  # fmt: skip
+    c.add_argument("-R", dest="resolv_conf", metavar="RESOLVCONF", help="file (full path) to become the clone's "
+                   "/etc/resolv.conf")  # fmt: skip
+    c.add_argument("-x", dest="first_boot", metavar="SCRIPT",
+                   help="script run once on the clone's first boot, after all filesystems are mounted")  # fmt: skip
+    c.add_argument("-n", dest="managed_client", action="store_true",
+                   help="remain a managed client: copy this host's root authorized_keys and Salt/Puppet/Chef "
+                   "client identity into the clone (the NIM /.rhosts and /etc/niminfo analog)")  # fmt: skip
+    c.add_argument("-O", dest="device_reset", action="store_true",
+                   help="device reset, for a clone that becomes another machine: empty machine-id, no ssh host "
+                   "keys (new ones on first boot), no MAC-bound network configuration, no random seed")  # fmt: skip
+    c.add_argument("-c", dest="console", metavar="CONSOLE",
+                   help="with -O: the clone's console, e.g. ttyS0,115200 (console= and a serial getty)")  # fmt: skip
+    c.add_argument("-u", dest="wpar", action="store_true",
+                   help="accepted for alt_disk_copy compatibility: container filesystems on the root disks "
+                   "(the WPAR analog) are always copied")  # fmt: skip
+    c.add_argument("--alt-inst", default="/alt_inst", metavar="DIR",
+                   help="where -s sees the clone (default /alt_inst)")  # fmt: skip
+    f = r.add_argument_group("Phase 3: final names, initramfs, GRUB, boot order")
+    f.add_argument("-g", dest="skip_boot_checks", action="store_true",
+                   help="skip the bootability checks (kernel, initramfs, firmware vs partitions)")  # fmt: skip
+    f.add_argument("-B", dest="no_bootlist", action="store_true",
+                   help="do not set the boot order (efibootmgr BootNext for a disk of this UEFI host)")  # fmt: skip
+    f.add_argument("-r", dest="reboot", action="store_true",
+                   help="reboot into the clone when all is done (disks of this host only; not with -B)")  # fmt: skip

@@ -153,6 +153,7 @@ def cmd_boot_test(args: argparse.Namespace) -> int:
 
 def dispatch(args: argparse.Namespace) -> int:
     """Run the chosen subcommand; return its exit code."""
+    from .copy_cmd import cmd_copy
     from .restore_cmd import cmd_restore
 
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
@@ -160,5 +161,6 @@ def dispatch(args: argparse.Namespace) -> int:
         "archive": cmd_archive,
         "boot-test": cmd_boot_test,
         "restore": cmd_restore,
+        "copy": cmd_copy,
     }
     return handlers[args.command](args)

@@ -10,15 +10,14 @@ and regenerates grub.cfg, which names the clone's new UUIDs.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import build, names, state
-from .errors import ImgcloneError, PhaseStateError
+from . import alternate, build, names, state
+from .errors import ImgcloneError
 from .guest import Guest
 from .layout import Layout, PartFlag, TableType
 
@@ -44,41 +43,23 @@ class Finalize:
         return self.g
 
 
-def final_layout(alt: Layout) -> Layout:
-    """The layout with the alt prefixes removed (what Phase 3 renames to)."""
-    vgs = tuple(dataclasses.replace(v, name=names.final_name(v.name)) for v in alt.vgs)
-    lvs = tuple(dataclasses.replace(lv, name=names.final_name(lv.name)) for lv in alt.lvs)
-    return dataclasses.replace(alt, vgs=vgs, lvs=lvs)
-
-
 def load(targets: tuple[str, ...]) -> Finalize:
     """Phase 1 must have run on exactly these targets."""
-    doc = state.load(targets)
-    if doc is None:
-        raise PhaseStateError(
-            f"no Phase 1 recorded for -d {' '.join(targets)}", "run Phase 1 first (restore/copy -P1 or all phases)"
-        )
+    doc = alternate.load(targets)
     if "3" in doc.get("phases", {}):
         log.info("Phase 3 already ran on these targets; running it again")
-    alt = Layout.from_dict(doc["layout"])
-    return Finalize(targets=targets, doc=doc, layout=final_layout(alt))
+    return Finalize(targets=targets, doc=doc, layout=alternate.final_layout(Layout.from_dict(doc["layout"])))
 
 
 def finalize(targets: tuple[str, ...], *, skip_checks: bool = False, debug: bool = False) -> Finalize:
     """Run Phase 3 on the targets of an earlier Phase 1."""
     ctx = load(targets)
     ctx.skip_checks = skip_checks
-    g = Guest(trace=debug)
-    for i, t in enumerate(ctx.doc["targets"]):
-        # labelled (letters only): commands in the guest name the disk /dev/disk/guestfs/targeta, which does not
-        # depend on the order the appliance's kernel enumerated its disks in (libguestfs translates only API names)
-        g.add_drive(t["path"], readonly=False, format=t["format"], label=f"target{chr(ord('a') + i)}")
     steps: list[Callable[[Finalize], None]] = [rename_volumes, mount_clone, check_bootable, ensure_initramfs,
                                                install_grub, update_grub, unmount]  # fmt: skip
-    with g:
+    with alternate.guest(ctx.doc, debug=debug) as g:
         ctx.g = g
-        devices = g.list_devices()
-        ctx.devs = build.Devices(ctx.layout, {d.id: devices[i] for i, d in enumerate(ctx.layout.disks)})
+        ctx.devs = alternate.devices(g, ctx.layout)
         for step in steps:
             t0 = time.monotonic()
             step(ctx)
@@ -161,7 +142,7 @@ def install_grub(ctx: Finalize) -> None:
     g = ctx.guest
     assert ctx.devs is not None
     fw = firmware(ctx)
-    disk0 = "/dev/disk/guestfs/targeta"
+    disk0 = f"/dev/disk/guestfs/{alternate.disk_label(0)}"
     if "bios" in fw:
         g.command(["grub-install", "--target=i386-pc", disk0])
         ctx.actions.append("installed GRUB for BIOS (i386-pc) on the first target")

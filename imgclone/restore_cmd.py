@@ -1,4 +1,4 @@
-"""imgclone restore: arguments → RestoreOptions, and what it prints."""
+"""imgclone restore (alt_disk_mksysb): arguments → options, the three phases, the boot order, what it prints."""
 
 from __future__ import annotations
 
@@ -7,8 +7,11 @@ import json
 import os
 import re
 import sys
+from typing import Any
 
+from . import bootorder, flags, state
 from .commands import human
+from .customize import customize
 from .errors import UsageError
 from .finalize import finalize
 from .layout import Layout
@@ -56,17 +59,17 @@ def load_layout(path: str | None) -> Layout | None:
     return layout
 
 
-def phases(value: str) -> set[str]:
-    """-P: 1, 2, 3, 12, 23 or all."""
-    return {"1", "2", "3"} if value == "all" else set(value)
-
-
-def options(args: argparse.Namespace) -> RestoreOptions:
-    """Every usage check of restore, before anything is read or written."""
-    if "1" in phases(args.phases) and not args.archive:
+def options(args: argparse.Namespace, archive: str | None = None) -> RestoreOptions:
+    """Every usage check of restore and copy, before anything is read or written."""
+    flags.check_rules(args)
+    todo = flags.phases(args.phases)
+    archive = archive if archive is not None else args.archive
+    if "1" in todo and not archive:
         raise UsageError("-a ARCHIVE is needed for Phase 1", "or give -P23 to continue an earlier -P1")
     if args.lv_name_limit < 5:
         raise UsageError(f"--lv-name-limit {args.lv_name_limit}: too small for the alt_ prefix")
+    if args.dry_run and "1" not in todo:
+        raise UsageError("--dry-run plans Phase 1; give -P1 or more")
     plan = PlanOptions(
         resize=Resize(args.resize) if args.resize else None,
         convert=parse_convert(args.convert, args.upgrade),
@@ -75,18 +78,27 @@ def options(args: argparse.Namespace) -> RestoreOptions:
         size=parse_size(args.size) if args.size else None,
         edited=load_layout(args.layout),
     )
-    return RestoreOptions(
-        archive=args.archive or "", targets=tuple(split_targets(args.target)), plan=plan, force=args.force,
+    opts = RestoreOptions(
+        archive=archive or "", targets=tuple(split_targets(args.target)), plan=plan, force=args.force,
         keep_uuids=args.keep_uuids, dry_run=args.dry_run, verbose=args.verbose, debug=args.debug,
         progress=False if args.no_progress else None,
     )  # fmt: skip
+    flags.check_reboot(args, opts.targets)
+    return opts
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
     """imgclone restore: Phase 1 from the archive, then Phases 2 and 3 as -P says."""
     opts = options(args)
-    todo = phases(args.phases)
-    result: dict[str, object] = {"targets": list(opts.targets)}
+    return finish(args, run_phases(args, opts, {"targets": list(opts.targets)}))
+
+
+def run_phases(
+    args: argparse.Namespace, opts: RestoreOptions, result: dict[str, Any], report_errors: bool = False
+) -> dict[str, Any]:
+    """Phases 1, 2 and 3 as -P says, then the boot order; report_errors: ALT_BAK_ERR_REPORT saw read errors."""
+    todo = flags.phases(args.phases)
+    custom = flags.customize_options(args)
     if "1" in todo:
         ctx = restore(opts)
         for w in ctx.plan.warnings:
@@ -95,19 +107,40 @@ def cmd_restore(args: argparse.Namespace) -> int:
         if opts.dry_run:
             result["dry_run"] = True
             say(args, ctx.plan.table() + "\nnothing was written (--dry-run)\n")
-            return finish(args, result)
+            return result
         result["phase1"] = {"uuids": ctx.uuids, "timings": ctx.timings}
         say(args, phase1_text(ctx))
-    elif opts.dry_run:
-        raise UsageError("--dry-run plans Phase 1; give -P1 or more")
     if "2" in todo:
-        result["phase2"] = {"actions": []}
-        say(args, "Phase 2: no customization requested\n")
+        if custom.requested:
+            cus = customize(opts.targets, custom, debug=args.debug)
+            result["phase2"] = {"actions": cus.actions, "notes": cus.notes, "timings": cus.timings}
+            for note in cus.notes:
+                print(f"imgclone: note: {note}", file=sys.stderr)
+            say(args, steps_text("Phase 2", cus.actions or ["nothing changed"]))
+        else:
+            result["phase2"] = {"actions": [], "notes": [], "timings": {}}
+            say(args, "Phase 2: no customization requested\n")
     if "3" in todo:
         fin = finalize(opts.targets, skip_checks=args.skip_boot_checks, debug=args.debug)
         result["phase3"] = {"actions": fin.actions, "timings": fin.timings}
-        say(args, "Phase 3: " + "; ".join(fin.actions) + "\n")
-    return finish(args, result)
+        say(args, steps_text("Phase 3", fin.actions))
+        boot_order(args, opts, result, report_errors)
+    return result
+
+
+def boot_order(args: argparse.Namespace, opts: RestoreOptions, result: dict[str, Any], report_errors: bool) -> None:
+    """The seed's bootlist after Phase 3: unless -B, or read errors under ALT_BAK_ERR_REPORT; then -r."""
+    if args.no_bootlist:
+        lines = ["boot order: left alone (-B)"]
+    elif report_errors:
+        lines = ["boot order: not set, files could not be read (ALT_BAK_ERR_REPORT)"]
+    else:
+        lines = bootorder.set_boot_order(state.load(opts.targets) or {"targets": []})
+    result["boot_order"] = lines
+    say(args, "\n".join(lines) + "\n")
+    if args.reboot and not report_errors:
+        say(args, "rebooting into the clone (-r)\n")
+        bootorder.reboot()
 
 
 def say(args: argparse.Namespace, text: str) -> None:
@@ -117,11 +150,15 @@ def say(args: argparse.Namespace, text: str) -> None:
         sys.stdout.flush()
 
 
-def finish(args: argparse.Namespace, result: dict[str, object]) -> int:
+def finish(args: argparse.Namespace, result: dict[str, Any], rc: int = 0) -> int:
     if args.json:
         json.dump(result, sys.stdout, indent=2, sort_keys=True)
         sys.stdout.write("\n")
-    return 0
+    return rc
+
+
+def steps_text(phase: str, actions: list[str]) -> str:
+    return f"{phase}:\n" + "".join(f"  {a}\n" for a in actions)
 
 
 def phase1_text(ctx: RestoreContext) -> str:

@@ -1,4 +1,10 @@
-"""The promise: a clone made by imgclone boots. BIOS fixture → capture → restore (XFS) → Phase 3 → boot."""
+"""The promise: a clone made by imgclone boots, customized as asked.
+
+BIOS fixture → capture → restore -P1 (root and /var to XFS, smaller image) → in a new process
+-P23 with a local .deb (-l/-w), a host script through /alt_inst (-s), resolv.conf (-R), a
+device reset with a serial console (-O -c) and a first-boot script (-x) → boot-test: the
+first-boot line on the serial console shows the package, the script's file and resolv.conf.
+"""
 
 from __future__ import annotations
 
@@ -10,28 +16,64 @@ from pathlib import Path
 import pytest
 
 from fixtures.build import fixture_path
+from tests.debs import build_deb
 from tests.treecmp import file_sha256
 
 pytestmark = pytest.mark.integration
 Run = Callable[..., subprocess.CompletedProcess[bytes]]
 
+FIRSTBOOT = """\
+#!/bin/sh
+echo "IMGCLONE-FIRSTBOOT pkg=$(dpkg-query -W -f '${Version}' hello-imgclone) say=$(/usr/bin/hello-imgclone) \
+s=$(cat /etc/imgclone-s-test) $(grep nameserver /etc/resolv.conf) mid=$(wc -c < /etc/machine-id)"
+"""
+HOST_SCRIPT = """\
+#!/bin/sh
+set -e
+test -d "$ALT_INST/etc" && test -d "$ALT_INST/var/lib"   # the clone's /var (its own XFS LV) is mounted under it
+echo "written by -s" > "$ALT_INST/etc/imgclone-s-test"
+"""
 
-def test_bios_clone_converted_to_xfs_boots(tmp_path: Path, imgclone: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+
+def _script(path: Path, text: str) -> str:
+    path.write_text(text)
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_bios_clone_customized_and_converted_boots(tmp_path: Path, imgclone: Run,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path / "state"))
     source = fixture_path("bios")
     before = file_sha256(source)
     archive, clone = tmp_path / "bios.mksysb", tmp_path / "clone.qcow2"
+    pkgs = tmp_path / "pkgs"
+    pkgs.mkdir()
+    build_deb(pkgs, "hello-imgclone", "1.2-3", {"/usr/bin/hello-imgclone": "#!/bin/sh\necho hello-from-deb\n"})
+    (pkgs / "resolv.conf").write_text("nameserver 192.0.2.53\n")
 
     r = imgclone("capture", str(source), "-o", str(archive), "--no-progress")
     assert r.returncode == 0, r.stderr.decode()
     r = imgclone("restore", "-a", str(archive), "-d", str(clone), "--size", "4G", "--resize", "fit",
-                 "--convert", "ext4=xfs", "--no-progress", "--json")  # fmt: skip
+                 "--convert", "ext4=xfs", "-P1", "--no-progress", "--json")  # fmt: skip
     assert r.returncode == 0, r.stderr.decode()
-    actions = json.loads(r.stdout)["phase3"]["actions"]
-    assert "renamed volume group altinst_rootvg → rootvg" in actions
-    assert "installed GRUB for BIOS (i386-pc) on the first target" in actions
+    assert "phase3" not in json.loads(r.stdout)
 
-    r = imgclone("boot-test", str(clone), "--timeout", "600", "--json")
+    r = imgclone("restore", "-d", str(clone), "-P23", "-l", str(pkgs), "-w", "hello-imgclone",
+                 "-s", _script(tmp_path / "host.sh", HOST_SCRIPT), "--alt-inst", str(tmp_path / "alt_inst"),
+                 "-R", str(pkgs / "resolv.conf"), "-O", "-c", "ttyS0,115200",
+                 "-x", _script(tmp_path / "firstboot.sh", FIRSTBOOT), "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()
     result = json.loads(r.stdout)
-    assert r.returncode == 0 and result["ok"], r.stderr.decode()
+    assert "installed hello-imgclone 1.2-3 from hello-imgclone_1.2-3_all.deb" in result["phase2"]["actions"]
+    assert "emptied /etc/machine-id" in result["phase2"]["actions"]
+    assert "renamed volume group altinst_rootvg → rootvg" in result["phase3"]["actions"]
+    assert "installed GRUB for BIOS (i386-pc) on the first target" in result["phase3"]["actions"]
+    assert "the targets are images, nothing to set" in result["boot_order"][0]
+    assert not (tmp_path / "alt_inst").exists(), "the -s mount point this run made is gone"
+
+    expect = "IMGCLONE-FIRSTBOOT pkg=1.2-3 say=hello-from-deb s=written by -s nameserver 192.0.2.53 mid=33"
+    r = imgclone("boot-test", str(clone), "--timeout", "600", "--expect", expect, "--json")
+    boot = json.loads(r.stdout)
+    assert r.returncode == 0 and boot["ok"] and boot["expect_found"], r.stderr.decode()
     assert file_sha256(source) == before, "the source fixture was modified"

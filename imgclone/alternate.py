@@ -1,0 +1,57 @@
+"""An alternate made by Phase 1, opened again by Phases 2 and 3: its journal and one appliance.
+
+Drives are added with labels (targeta, targetb, ...: letters only), so commands run in
+the appliance name /dev/disk/guestfs/targeta whatever order its kernel enumerated them in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from . import build, names, state
+from .errors import PhaseStateError
+from .guest import Guest
+from .layout import Layout
+
+
+def load(targets: tuple[str, ...]) -> dict[str, Any]:
+    """The journal of an earlier Phase 1 on exactly these targets."""
+    doc = state.load(targets)
+    if doc is None:
+        raise PhaseStateError(
+            f"no Phase 1 recorded for -d {' '.join(targets)}", "run Phase 1 first (restore/copy -P1 or all phases)"
+        )
+    return doc
+
+
+def final_layout(alt: Layout) -> Layout:
+    """The layout with the alt prefixes removed (what Phase 3 renames to)."""
+    vgs = tuple(dataclasses.replace(v, name=names.final_name(v.name)) for v in alt.vgs)
+    lvs = tuple(dataclasses.replace(lv, name=names.final_name(lv.name)) for lv in alt.lvs)
+    return dataclasses.replace(alt, vgs=vgs, lvs=lvs)
+
+
+def current_layout(doc: dict[str, Any]) -> Layout:
+    """The layout under the names the volumes carry now: altinst_/alt_ until Phase 3 renamed them."""
+    alt = Layout.from_dict(doc["layout"])
+    return final_layout(alt) if "3" in doc.get("phases", {}) else alt
+
+
+def disk_label(index: int) -> str:
+    """targeta, targetb, ... (libguestfs labels are letters only)."""
+    return "target" + chr(ord("a") + index)
+
+
+def guest(doc: dict[str, Any], *, debug: bool = False) -> Guest:
+    """A Guest (not yet launched) with the alternate's targets as writable, labelled drives."""
+    g = Guest(trace=debug)
+    for i, t in enumerate(doc["targets"]):
+        g.add_drive(t["path"], readonly=False, format=t["format"], label=disk_label(i))
+    return g
+
+
+def devices(g: Guest, layout: Layout) -> build.Devices:
+    """Layout ids → appliance device names, in the order the drives were added."""
+    listed = g.list_devices()
+    return build.Devices(layout, {d.id: listed[i] for i, d in enumerate(layout.disks)})

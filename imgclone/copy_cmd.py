@@ -1,0 +1,112 @@
+"""imgclone copy (alt_disk_copy): capture the running system or an image, restore it, customize, finalize.
+
+Phase 1 is a capture into an archive (--archive PATH, else a temporary file removed at
+the end) followed by a restore of it; the targets are refused, when they must be, before
+the capture starts. -P23 on targets of an earlier -P1 needs no source at all.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import shutil
+import sys
+import tempfile
+from typing import Any
+
+from . import targets
+from .capture import CaptureOptions, ErrMode
+from .errors import ReadErrors, UsageError
+from .guest import Guest
+from .layout import Layout
+from .plan import PlanOptions, Target, make_plan
+from .restore_cmd import finish, options, run_phases, say
+
+
+def cmd_copy(args: argparse.Namespace) -> int:
+    """alt_disk_copy: the three phases from the running system (or --source) onto the targets."""
+    todo_capture = "1" in set("123" if args.phases == "all" else args.phases)
+    archive = args.archive or ("<temporary>" if todo_capture else None)
+    opts = options(args, archive=archive)
+    if not todo_capture:
+        if args.source or args.archive or args.exclude_list:
+            raise UsageError("--source, --archive and -e belong to Phase 1, which -P" + args.phases + " does not run")
+        return finish(args, run_phases(args, opts, {"targets": list(opts.targets)}))
+    cap = capture_options(args)
+    disks = targets.resolve(list(opts.targets), force=opts.force, protected=targets.running_root_disks())
+    if cap.source and any(os.path.realpath(cap.source) == os.path.realpath(d.path) for d in disks):
+        raise UsageError(f"-d {cap.source}: is the source of the copy")
+    if opts.dry_run:
+        return finish(args, dry_run(args, opts.plan, cap, disks))
+    tmpdir = None if args.archive else tempfile.mkdtemp(prefix="imgclone-copy-")
+    path = args.archive or os.path.join(str(tmpdir), "copy.mksysb")
+    try:
+        report_errors = capture(args, dataclasses.replace(cap, output=path))
+        opts = options(args, archive=path)
+        result = run_phases(args, opts, {"targets": list(opts.targets), "archive": args.archive})
+    finally:
+        if tmpdir:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+    if report_errors:
+        result["read_errors"] = True
+    return finish(args, result, rc=1 if report_errors else 0)
+
+
+def capture_options(args: argparse.Namespace) -> CaptureOptions:
+    if args.archive and os.path.exists(args.archive):
+        raise UsageError(f"--archive {args.archive}: exists already", "give a new file, or restore it with -a")
+    if args.source and not os.path.exists(args.source):
+        raise UsageError(f"--source {args.source}: no such image or device")
+    return CaptureOptions(
+        output=args.archive or "-", source=os.path.abspath(args.source) if args.source else None,
+        exclude_list=args.exclude_list, verbose=args.verbose, debug=args.debug, err_mode=ErrMode.from_env(),
+        progress=False if args.no_progress else None,
+    )  # fmt: skip
+
+
+def capture(args: argparse.Namespace, cap: CaptureOptions) -> bool:
+    """Phase 1's capture; True when files could not be read and ALT_BAK_ERR_REPORT says go on with rc 1."""
+    try:
+        if cap.source:
+            from .capture_offline import capture_offline
+
+            manifest = capture_offline(cap)
+        else:
+            from .capture_host import capture_host
+
+            manifest = capture_host(cap)
+    except ReadErrors as e:
+        if cap.err_mode is not ErrMode.REPORT:
+            raise
+        print(f"imgclone: warning: {e}; going on (ALT_BAK_ERR_REPORT)", file=sys.stderr)
+        return True
+    total = sum(int(s["bytes"]) for s in manifest["streams"])
+    say(args, f"Phase 1: captured {len(manifest['streams'])} filesystem(s), {total} bytes of streams\n")
+    return False
+
+
+def dry_run(
+    args: argparse.Namespace, plan_opts: PlanOptions, cap: CaptureOptions, disks: list[targets.TargetDisk]
+) -> dict[str, Any]:
+    """The plan from the source's layout, probed without capturing anything."""
+    source = probe_source(cap)
+    plan = make_plan(source, [Target(d.path, d.size, d.sector_size) for d in disks], plan_opts)
+    for w in plan.warnings:
+        print(f"imgclone: warning: {w}", file=sys.stderr)
+    say(args, plan.table() + "\nnothing was written (--dry-run)\n")
+    return {"targets": [d.path for d in disks], "plan": plan.to_dict(), "dry_run": True}
+
+
+def probe_source(cap: CaptureOptions) -> Layout:
+    if cap.source is None:
+        from .probe_host import probe_running
+
+        return probe_running()[0]
+    from .capture_offline import image_format
+    from .probe_guest import probe_image
+
+    g = Guest(trace=cap.debug)
+    g.add_drive(cap.source, readonly=True, format=image_format(cap.source))
+    with g:
+        return probe_image(g, [cap.source])[0]

@@ -1,0 +1,62 @@
+"""The boot order after Phase 3 (the seed's bootlist): images nothing, UEFI hosts BootNext, BIOS hosts a hint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from imgclone.bootorder import parse_entry, set_boot_order
+from imgclone.errors import ImgcloneError
+from imgclone.layout import Disk, Layout, PartFlag, Partition, TableType
+from tests.fakes import FakeRunner
+
+EFI_OUT = """\
+BootCurrent: 0001
+Timeout: 1 seconds
+BootOrder: 0004,0001,0000
+Boot0000* UiApp
+Boot0001* debian	HD(1,GPT,...)/File(\\EFI\\debian\\shimx64.efi)
+Boot0004* imgclone clone on sdb	HD(1,GPT,...)/File(\\EFI\\BOOT\\BOOTX64.EFI)
+"""
+
+
+def _doc(kind: str, firmware: str = "uefi") -> dict[str, Any]:
+    layout = Layout(
+        disks=(Disk(id="disk-0", path="/dev/sdb", size=10 << 30, table=TableType.GPT),),
+        partitions=(Partition(id="p1", disk="disk-0", number=1, start=1 << 20, size=512 << 20,
+                              flags=(PartFlag.ESP,)),),
+    )  # fmt: skip
+    return {"targets": [{"path": "/dev/sdb" if kind == "device" else "/v/c.qcow2", "kind": kind}],
+            "layout": layout.to_dict(), "boot": {"firmware": firmware}}  # fmt: skip
+
+
+def test_images_get_no_boot_order() -> None:
+    run = FakeRunner()
+    assert "images, nothing to set" in set_boot_order(_doc("image"), runner=run, firmware="uefi")[0]
+    assert run.calls == []
+
+
+def test_uefi_host_gets_an_entry_and_bootnext() -> None:
+    run = FakeRunner({("efibootmgr", "--create"): EFI_OUT, ("efibootmgr", "--bootnext"): ""})
+    lines = set_boot_order(_doc("device"), runner=run, firmware="uefi")
+    assert run.calls[0] == ["efibootmgr", "--create", "--disk", "/dev/sdb", "--part", "1", "--label",
+                            "imgclone clone on sdb", "--loader", "\\EFI\\BOOT\\BOOTX64.EFI"]  # fmt: skip
+    assert run.calls[1] == ["efibootmgr", "--bootnext", "0004"]
+    assert "Boot0004" in lines[0]
+
+
+def test_bios_host_says_what_to_choose() -> None:
+    run = FakeRunner()
+    lines = set_boot_order(_doc("device"), runner=run, firmware="bios")
+    assert "choose /dev/sdb in its boot menu" in lines[0] and run.calls == []
+
+
+def test_bios_clone_on_uefi_host_is_a_hint() -> None:
+    lines = set_boot_order(_doc("device", firmware="bios"), runner=FakeRunner(), firmware="uefi")
+    assert "legacy (CSM)" in lines[0]
+
+
+def test_entry_not_listed_is_an_error() -> None:
+    with pytest.raises(ImgcloneError, match="did not list the new entry"):
+        parse_entry("BootOrder: 0001\n", "imgclone clone on sdb")
