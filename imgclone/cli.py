@@ -6,6 +6,7 @@ import argparse
 import textwrap
 
 from . import __version__
+from .altop_cmd import add_alt
 
 EPILOG = textwrap.dedent("""\
     examples:
@@ -75,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "show":
             a.add_argument("--layout", action="store_true", help="print only the layout JSON (for restore -i)")
     _add_boot_test(sub, common)
+    add_alt(sub, common)
     return parser
 
 

@@ -153,6 +153,7 @@ def cmd_boot_test(args: argparse.Namespace) -> int:
 
 def dispatch(args: argparse.Namespace) -> int:
     """Run the chosen subcommand; return its exit code."""
+    from .altop_cmd import cmd_alt
     from .copy_cmd import cmd_copy
     from .restore_cmd import cmd_restore
 
@@ -161,6 +162,7 @@ def dispatch(args: argparse.Namespace) -> int:
         "archive": cmd_archive,
         "boot-test": cmd_boot_test,
         "restore": cmd_restore,
+        "alt": cmd_alt,
         "copy": cmd_copy,
     }
     return handlers[args.command](args)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,3 +76,52 @@ def mark_phase(target_paths: Sequence[str], phase: str, details: dict[str, Any])
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
+
+
+# -- alt_rootvg_op (imgclone alt): every journal, the woken record, forgetting an alternate ---------------------------
+
+
+def list_alternates() -> list[tuple[Path, dict[str, Any]]]:
+    """Every journal in state_dir() with its contents, by file name; unreadable ones are skipped with a warning."""
+    out: list[tuple[Path, dict[str, Any]]] = []
+    directory = state_dir()
+    if not directory.is_dir():
+        return out
+    for path in sorted(directory.glob("*.json")):
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            logging.getLogger("imgclone").warning("%s: unreadable journal skipped: %s", path, e)
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("targets"), list):
+            out.append((path, doc))
+    return out
+
+
+def _rewrite(target_paths: Sequence[str], change: Callable[[dict[str, Any]], None]) -> None:
+    path = state_path(target_paths)
+    doc = json.loads(path.read_text())
+    change(doc)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def set_woken(target_paths: Sequence[str], record: dict[str, Any]) -> None:
+    """Record that the alternate is mounted on the host (alt wake): mount point, guestmount pid, since when."""
+    _rewrite(target_paths, lambda doc: doc.__setitem__("woken", record))
+
+
+def clear_woken(target_paths: Sequence[str]) -> None:
+    """Forget the woken record (alt sleep)."""
+    _rewrite(target_paths, lambda doc: doc.pop("woken", None))
+
+
+def remove(target_paths: Sequence[str]) -> bool:
+    """Delete the journal of these targets (alt cleanup); False when there was none."""
+    path = state_path(target_paths)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
