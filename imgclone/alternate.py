@@ -22,6 +22,10 @@ def load(targets: tuple[str, ...]) -> dict[str, Any]:
         raise PhaseStateError(
             f"no Phase 1 recorded for -d {' '.join(targets)}", "run Phase 1 first (restore/copy -P1 or all phases)"
         )
+    woken = doc.get("woken")
+    if woken:
+        raise PhaseStateError(f"the alternate on -d {' '.join(targets)} is mounted at {woken.get('mountpoint')}",
+                              f"imgclone alt sleep -d {' '.join(targets)} first")  # fmt: skip
     return doc
 
 
@@ -32,10 +36,19 @@ def final_layout(alt: Layout) -> Layout:
     return dataclasses.replace(alt, vgs=vgs, lvs=lvs)
 
 
+def deferred_layout(alt: Layout) -> Layout:
+    """Final LV names in VGs still called altinst_<vg> (renamed on the clone's first boot: oldvg.py)."""
+    lvs = tuple(dataclasses.replace(lv, name=names.final_name(lv.name)) for lv in alt.lvs)
+    return dataclasses.replace(alt, lvs=lvs)
+
+
 def current_layout(doc: dict[str, Any]) -> Layout:
     """The layout under the names the volumes carry now: altinst_/alt_ until Phase 3 renamed them."""
     alt = Layout.from_dict(doc["layout"])
-    return final_layout(alt) if "3" in doc.get("phases", {}) else alt
+    phase3 = doc.get("phases", {}).get("3")
+    if phase3 is None:
+        return alt
+    return deferred_layout(alt) if phase3.get("deferred_vgs") else final_layout(alt)
 
 
 def disk_label(index: int) -> str:

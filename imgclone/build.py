@@ -52,7 +52,7 @@ def check_empty(g: Guest, devs: Devices, force: bool) -> None:
         if vg.name in existing_vgs:
             raise UsageError(
                 f"volume group {vg.name} already exists on a target (an earlier alternate)",
-                "remove it first: vgremove and wipefs -a on its disks; --force does not override this",
+                "`imgclone alt cleanup -d TARGETS --wipe` removes it; --force does not override this",
             )
     if force:
         return

@@ -223,6 +223,9 @@ def add_phase_options(r: argparse.ArgumentParser) -> None:
     f = r.add_argument_group("Phase 3: final names, initramfs, GRUB, boot order")
     f.add_argument("-g", dest="skip_boot_checks", action="store_true",
                    help="skip the bootability checks (kernel, initramfs, firmware vs partitions)")  # fmt: skip
+    f.add_argument("--beside-source", action="store_true",
+                   help="the clone will boot with its source's disks attached: keep altinst_<vg> until its first "
+                   "boot, which renames the source's <vg> old_<vg> (automatic for disks of this host)")  # fmt: skip
     f.add_argument("-B", dest="no_bootlist", action="store_true",
                    help="do not set the boot order (efibootmgr BootNext for a disk of this UEFI host)")  # fmt: skip
     f.add_argument("-r", dest="reboot", action="store_true",

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import alternate, build, names, state
+from . import alternate, build, names, oldvg, state
 from .errors import ImgcloneError
 from .guest import Guest
 from .layout import Layout, PartFlag, TableType
@@ -30,8 +30,9 @@ class Finalize:
 
     targets: tuple[str, ...]
     doc: dict[str, Any]
-    layout: Layout  # with final names
+    layout: Layout  # the names Phase 3 gives: final, or altinst_<vg> kept with deferred_vgs
     skip_checks: bool = False
+    deferred_vgs: dict[str, str] = field(default_factory=dict)  # altinst_<vg> → <vg>, renamed on first boot
     g: Guest | None = None
     devs: build.Devices | None = None
     timings: dict[str, float] = field(default_factory=dict)
@@ -51,12 +52,17 @@ def load(targets: tuple[str, ...]) -> Finalize:
     return Finalize(targets=targets, doc=doc, layout=alternate.final_layout(Layout.from_dict(doc["layout"])))
 
 
-def finalize(targets: tuple[str, ...], *, skip_checks: bool = False, debug: bool = False) -> Finalize:
+def finalize(targets: tuple[str, ...], *, skip_checks: bool = False, beside_source: bool = False,
+             debug: bool = False) -> Finalize:  # fmt: skip
     """Run Phase 3 on the targets of an earlier Phase 1."""
     ctx = load(targets)
     ctx.skip_checks = skip_checks
-    steps: list[Callable[[Finalize], None]] = [rename_volumes, mount_clone, check_bootable, ensure_initramfs,
-                                               install_grub, update_grub, unmount]  # fmt: skip
+    if beside_source or _meets_host_vg(ctx):
+        alt = Layout.from_dict(ctx.doc["layout"])
+        ctx.deferred_vgs = {vg.name: names.final_name(vg.name) for vg in alt.vgs}
+        ctx.layout = alternate.deferred_layout(alt)
+    steps: list[Callable[[Finalize], None]] = [rename_volumes, mount_clone, check_bootable, install_vg_rename,
+                                               ensure_initramfs, install_grub, update_grub, unmount]  # fmt: skip
     with alternate.guest(ctx.doc, debug=debug) as g:
         ctx.g = g
         ctx.devs = alternate.devices(g, ctx.layout)
@@ -64,15 +70,27 @@ def finalize(targets: tuple[str, ...], *, skip_checks: bool = False, debug: bool
             t0 = time.monotonic()
             step(ctx)
             ctx.timings[step.__name__] = round(time.monotonic() - t0, 1)
-    state.mark_phase(targets, "3", {"timings": ctx.timings, "actions": ctx.actions})
+    state.mark_phase(targets, "3", {"timings": ctx.timings, "actions": ctx.actions,
+                                    "deferred_vgs": ctx.deferred_vgs})  # fmt: skip
     return ctx
+
+
+def _meets_host_vg(ctx: Finalize) -> bool:
+    """A clone on a disk of this host whose VG name this host uses already: the rename waits for its first boot."""
+    if not any(t["kind"] == "device" for t in ctx.doc["targets"]):
+        return False
+    clash = oldvg.host_vg_names() & {vg.name for vg in ctx.layout.vgs}
+    if clash:
+        log.info("this host has volume group(s) %s: the clone keeps altinst_ names until its first boot",
+                 ", ".join(sorted(clash)))  # fmt: skip
+    return bool(clash)
 
 
 def rename_volumes(ctx: Finalize) -> None:
     """altinst_<vg> → <vg>, alt_<lv> → <lv> (idempotent: a rerun finds them renamed)."""
     g = ctx.guest
     existing = set(g.vgs())
-    for vg in ctx.layout.vgs:
+    for vg in ctx.layout.vgs if not ctx.deferred_vgs else ():
         alt = names.alt_vg(vg.name)
         if alt in existing:
             if vg.name in existing:
@@ -121,6 +139,23 @@ def check_bootable(ctx: Finalize) -> None:
 ROOT_MODULES = {"xfs": "xfs.ko", "btrfs": "btrfs.ko", "ext4": "ext4.ko", "ext3": "ext4.ko", "ext2": "ext4.ko"}
 
 
+def install_vg_rename(ctx: Finalize) -> None:
+    """Deferred names: the initramfs script that renames the source's VG old_<vg> and the clone's <vg> on first boot."""
+    if not ctx.deferred_vgs:
+        return
+    g = ctx.guest
+    uuids = {oldvg.lvm_uuid(g.vguuid(alt)): final for alt, final in ctx.deferred_vgs.items()}
+    g.mkdir_p(oldvg.SCRIPT.rsplit("/", 1)[0])
+    g.write(oldvg.SCRIPT, oldvg.script_text(uuids).encode())
+    g.chmod(0o755, oldvg.SCRIPT)
+    log.info("regenerating the clone's initramfs with %s (minutes under TCG)", oldvg.SCRIPT)
+    g.command(["update-initramfs", "-u", "-k", "all"])
+    for alt, final in ctx.deferred_vgs.items():
+        ctx.actions.append(f"kept volume group {alt}: on its first boot the clone renames it {final}, and the "
+                           f"source's {final} old_{final}")  # fmt: skip
+    ctx.actions.append(f"regenerated the initramfs with {oldvg.SCRIPT}")
+
+
 def ensure_initramfs(ctx: Finalize) -> None:
     """Regenerate only when an initramfs lacks the root filesystem's module (costly under TCG)."""
     g = ctx.guest
@@ -153,8 +188,13 @@ def install_grub(ctx: Finalize) -> None:
 
 
 def update_grub(ctx: Finalize) -> None:
-    ctx.guest.command(["update-grub"])
+    """grub.cfg for the clone; with deferred names, its root= names the VG the clone will have after the rename."""
+    g = ctx.guest
+    g.command(["update-grub"])
     ctx.actions.append("regenerated /boot/grub/grub.cfg")
+    if ctx.deferred_vgs:
+        cfg = g.read_file("/boot/grub/grub.cfg").decode("utf-8", "surrogateescape")
+        g.write("/boot/grub/grub.cfg", oldvg.final_root_names(cfg, ctx.deferred_vgs).encode("utf-8", "surrogateescape"))
 
 
 def unmount(ctx: Finalize) -> None:

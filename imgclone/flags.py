@@ -14,7 +14,7 @@ from .errors import UsageError
 PHASE2_FLAGS = {"images": "-l", "install": "-w", "bundle": "-b", "fixes": "-F", "fix_file": "-f",
                 "install_flags": "-I", "script": "-s", "resolv_conf": "-R", "first_boot": "-x",
                 "managed_client": "-n", "device_reset": "-O", "console": "-c"}  # fmt: skip
-PHASE3_FLAGS = {"skip_boot_checks": "-g", "no_bootlist": "-B", "reboot": "-r"}
+PHASE3_FLAGS = {"skip_boot_checks": "-g", "no_bootlist": "-B", "reboot": "-r", "beside_source": "--beside-source"}
 NEEDS_IMAGES = ("bundle", "fix_file", "fixes", "install", "install_flags")
 
 

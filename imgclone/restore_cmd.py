@@ -121,7 +121,8 @@ def run_phases(
             result["phase2"] = {"actions": [], "notes": [], "timings": {}}
             say(args, "Phase 2: no customization requested\n")
     if "3" in todo:
-        fin = finalize(opts.targets, skip_checks=args.skip_boot_checks, debug=args.debug)
+        fin = finalize(opts.targets, skip_checks=args.skip_boot_checks, beside_source=args.beside_source,
+                       debug=args.debug)  # fmt: skip
         result["phase3"] = {"actions": fin.actions, "timings": fin.timings}
         say(args, steps_text("Phase 3", fin.actions))
         boot_order(args, opts, result, report_errors)

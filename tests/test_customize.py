@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from fixtures.debs import build_deb
 from imgclone import customize as cz
 from imgclone.errors import GuestfsError, ImgcloneError, PhaseStateError, UsageError
 from imgclone.layout import Layout
 from imgclone.packages import make_request, scan
-from tests.debs import build_deb
 
 
 class MemGuest:
@@ -180,3 +180,13 @@ def test_refusals_before_the_appliance(tmp_path: Path, monkeypatch: pytest.Monke
     with pytest.raises(UsageError, match="is a mount point already"):
         cz.check_mountpoint("/proc")
     cz.check_mountpoint(str(tmp_path / "absent"))
+
+
+def test_a_woken_alternate_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from imgclone import alternate, state
+
+    monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path))
+    path = state.state_path(["t.img"])
+    path.write_text('{"targets": [], "layout": {}, "woken": {"mountpoint": "/alt_inst", "pid": 1}}')
+    with pytest.raises(PhaseStateError, match="is mounted at /alt_inst .*imgclone alt sleep -d t.img first"):
+        alternate.load(("t.img",))

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.build import fixture_path
-from tests.debs import build_deb
+from fixtures.debs import build_deb
 from tests.treecmp import file_sha256
 
 pytestmark = pytest.mark.integration

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from fixtures.debs import build_deb
 from imgclone.errors import UsageError
 from imgclone.packages import make_request, parse_installed, read_list, scan, select
-from tests.debs import build_deb
 
 
 @pytest.fixture

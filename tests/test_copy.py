@@ -1,0 +1,78 @@
+"""imgclone copy (alt_disk_copy): capture and restore in one command, phases by -P, temporary archive removed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from imgclone.guest import Guest
+from imgclone.state import state_path
+from tests.treecmp import file_sha256
+
+pytestmark = pytest.mark.integration
+Run = Callable[..., subprocess.CompletedProcess[bytes]]
+HOST_SCRIPT = '#!/bin/sh\nset -e\necho "from -s: $ALT_INST" > "$ALT_INST/etc/copied-in"\n'
+
+
+def _read_clone(image: Path, device: str, path: str) -> bytes:
+    g = Guest()
+    g.add_drive(str(image), readonly=True, format="qcow2")
+    with g:
+        g.vg_activate_all(True)
+        g.mount_ro(device, "/")
+        return bytes(g.read_file(path))
+
+
+def test_alt_disk_copy_of_an_image_phases_1_and_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fixtures.small_image import gpt_lvm_image
+
+    source = gpt_lvm_image()
+    before = file_sha256(source)
+    script = tmp_path / "host.sh"
+    script.write_text(HOST_SCRIPT)
+    script.chmod(0o755)
+    (tmp_path / "tmp").mkdir()
+    env = dict(os.environ, IMGCLONE_STATE_DIR=str(tmp_path / "state"), TMPDIR=str(tmp_path / "tmp"))
+    clone = tmp_path / "clone.qcow2"
+    alias = Path(sys.executable).parent / "alt_disk_copy"
+    r = subprocess.run([str(alias), "--source", str(source), "-d", str(clone), "-P12", "-s", str(script),
+                        "--alt-inst", str(tmp_path / "alt_inst"), "--no-progress", "--json"],
+                       capture_output=True, env=env, check=False)  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()
+    out = json.loads(r.stdout)
+    assert "phase1" in out and "phase3" not in out
+    assert out["phase2"]["actions"] == [f"ran {script} with the clone at {tmp_path / 'alt_inst'}"]
+    left = [n for n in os.listdir(tmp_path / "tmp") if not n.startswith(".guestfs-")]  # libguestfs's cache
+    assert left == [], "the temporary archive is removed"
+    monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path / "state"))
+    journal = json.loads(state_path([str(clone)]).read_text())
+    assert sorted(journal["phases"]) == ["1", "2"]
+    text = _read_clone(clone, "/dev/altinst_rootvg/alt_root", "/etc/copied-in")
+    assert text == f"from -s: {tmp_path / 'alt_inst'}\n".encode()
+    assert file_sha256(source) == before
+
+
+def test_copy_keeps_the_archive_when_asked(tmp_path: Path, imgclone: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fixtures.small_image import gpt_lvm_image
+
+    monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path / "state"))
+    kept = tmp_path / "kept.mksysb"
+    r = imgclone("copy", "--source", str(gpt_lvm_image()), "--archive", str(kept), "-d", str(tmp_path / "c.img"),
+                 "-P1", "--no-progress")  # fmt: skip
+    assert r.returncode == 0, r.stderr.decode()
+    assert "Phase 1: captured 4 filesystem(s)" in r.stdout.decode()
+    r = imgclone("archive", "verify", str(kept))
+    assert r.returncode == 0 and "verified, all streams intact" in r.stdout.decode()
+
+
+def test_copy_of_the_running_system_dry_run(tmp_path: Path, imgclone: Run) -> None:
+    r = imgclone("copy", "-d", str(tmp_path / "c.img"), "--dry-run")
+    assert r.returncode == 0, r.stderr.decode()
+    assert "nothing was written (--dry-run)" in r.stdout.decode()
+    assert list(tmp_path.iterdir()) == []
