@@ -11,6 +11,10 @@ wants, which with After=multi-user.target would be a cycle, unless the wanted un
 DefaultDependencies=no (systemd.target(5), "Default Dependencies"); so it does, and adds back the
 shutdown conflict that default dependencies would have given it.
 
+Further images (--disk, e.g. the second disk a volume group spans) get overlays of their own and
+are attached, in order, after IMAGE: to the appliance (so that it finds a VG across them) and to QEMU
+as further virtio disks. IMAGE stays the first disk, the one the firmware boots.
+
 The serial console goes to a log file that is polled; QEMU is killed when the marker (and the
 --expect text) is there, when it exits by itself, or at the timeout.
 """
@@ -23,7 +27,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +88,7 @@ systemctl --no-block poweroff
 class BootTestOptions:
     image: str
     uefi: bool = False  # force UEFI (else detected)
+    disks: tuple[str, ...] = ()  # further images attached after IMAGE (--disk), each on its own overlay
     timeout: float = 300.0
     expect: str | None = None
     keep_log: str | None = None
@@ -134,12 +139,16 @@ def log_tail(text: str, lines: int = TAIL_LINES) -> tuple[str, ...]:
     return tuple(clean.splitlines()[-lines:])
 
 
-def qemu_argv(accel_name: str, overlay: Path, serial_log: Path, pflash: tuple[str, Path] | None) -> list[str]:
-    """The QEMU command: no display, serial console to a file, no reboot, the overlay as a virtio disk."""
+def qemu_argv(
+    accel_name: str, overlay: Path, serial_log: Path, pflash: tuple[str, Path] | None, extra: Sequence[Path] = ()
+) -> list[str]:
+    """The QEMU command: no display, serial console to a file, no reboot, the overlays as virtio disks."""
     argv = ["qemu-system-x86_64", "-name", "imgclone-boot-test", *accel.qemu_accel_args(accel_name),
             "-m", "1024", "-smp", "2", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-serial", f"file:{os.fspath(serial_log)}",
             "-drive", f"file={os.fspath(overlay)},format=qcow2,if=virtio,cache=unsafe"]  # fmt: skip
+    for disk in extra:
+        argv += ["-drive", f"file={os.fspath(disk)},format=qcow2,if=virtio,cache=unsafe"]
     if pflash:
         code, vars_copy = pflash
         argv += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={code}",
@@ -231,10 +240,11 @@ def detect_firmware(g: Guest) -> str:
     return "uefi" if fw == "uefi" else "bios"
 
 
-def prepare_overlay(opts: BootTestOptions, overlay: Path) -> str:
+def prepare_overlay(opts: BootTestOptions, overlay: Path, extra: Sequence[Path] = ()) -> str:
     """Inject the unit into the overlay in one appliance launch; returns the firmware to boot with."""
     g = Guest(trace=opts.debug)
-    g.add_drive(os.fspath(overlay), readonly=False, format="qcow2")
+    for disk in (overlay, *extra):  # all of them: the guest's VGs may span the disks
+        g.add_drive(os.fspath(disk), readonly=False, format="qcow2")
     with g:
         mount_guest(g, opts.image)
         install_unit(g, opts.image)
@@ -260,6 +270,10 @@ def run_qemu(argv: list[str], serial_log: Path, qemu_err: Path, opts: BootTestOp
 
 def check_options(opts: BootTestOptions) -> None:
     """Usage errors before anything is started."""
+    paths = [os.path.abspath(d) for d in (opts.image, *opts.disks)]
+    for disk, path in zip(opts.disks, paths[1:], strict=True):
+        if paths.count(path) > 1:
+            raise UsageError(f"--disk {disk}: this image is attached twice", "give each image once")
     if opts.timeout <= 0:
         raise UsageError(f"--timeout {opts.timeout:g}: expected a positive number of seconds")
     if opts.keep_log:
@@ -272,19 +286,23 @@ def boot_test(opts: BootTestOptions) -> BootResult:
     """Boot opts.image on an overlay and report whether it reached multi-user."""
     check_options(opts)
     fmt = image_format(opts.image)
+    formats = [image_format(d) for d in opts.disks]
     accel_name = accel.choose()
     with tempfile.TemporaryDirectory(prefix="imgclone-boot-test-") as tmpdir:
         tmp = Path(tmpdir)
         overlay, serial_log = tmp / "overlay.qcow2", tmp / "serial.log"
         create_overlay(opts.image, fmt, overlay)
-        firmware = prepare_overlay(opts, overlay)
+        extra = [tmp / f"disk{i}.qcow2" for i in range(1, len(opts.disks) + 1)]
+        for disk, disk_fmt, path in zip(opts.disks, formats, extra, strict=True):
+            create_overlay(disk, disk_fmt, path)
+        firmware = prepare_overlay(opts, overlay, extra)
         pflash = None
         if firmware == "uefi":
             code, vars_template = ovmf_files()
             shutil.copyfile(vars_template, tmp / "OVMF_VARS.fd")
             pflash = (code, tmp / "OVMF_VARS.fd")
         log.info("booting %s (%s, %s); timeout %g s", opts.image, firmware, accel_name, opts.timeout)
-        scan, seconds, reason = run_qemu(qemu_argv(accel_name, overlay, serial_log, pflash), serial_log,
+        scan, seconds, reason = run_qemu(qemu_argv(accel_name, overlay, serial_log, pflash, extra), serial_log,
                                          tmp / "qemu.err", opts)  # fmt: skip
         text = serial_log.read_bytes().decode("utf-8", "replace")
         if reason.startswith("qemu exited") and not scan.marker_line:

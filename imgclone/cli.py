@@ -90,6 +90,9 @@ def _add_boot_test(sub: argparse._SubParsersAction[argparse.ArgumentParser], com
     )  # fmt: skip
     bt.add_argument("image", metavar="IMAGE", help="disk image (qcow2 or raw)")
     bt.add_argument("--uefi", action="store_true", help="boot with OVMF (default: UEFI when the image only has an ESP)")
+    bt.add_argument("--disk", action="append", default=[], metavar="IMAGE2",
+                    help="attach a further image after IMAGE, on its own overlay (a VG's other disks); "
+                    "repeat for more")  # fmt: skip
     bt.add_argument("--timeout", type=float, default=300.0, metavar="S", help="seconds to wait (default 300)")
     bt.add_argument("--expect", metavar="TEXT", help="also require TEXT anywhere in the serial log")
     bt.add_argument("--keep-log", metavar="PATH", help="copy the serial log to PATH (else it is deleted)")

@@ -142,8 +142,8 @@ def cmd_boot_test(args: argparse.Namespace) -> int:
     """imgclone boot-test."""
     from .boottest import BootTestOptions, boot_test, result_text
 
-    opts = BootTestOptions(image=args.image, uefi=args.uefi, timeout=args.timeout, expect=args.expect,
-                           keep_log=args.keep_log, debug=args.debug)  # fmt: skip
+    opts = BootTestOptions(image=args.image, uefi=args.uefi, disks=tuple(args.disk), timeout=args.timeout,
+                           expect=args.expect, keep_log=args.keep_log, debug=args.debug)  # fmt: skip
     result = boot_test(opts)
     emit(args, result.to_dict(), lambda: result_text(result))
     if not result.ok:

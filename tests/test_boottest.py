@@ -129,6 +129,43 @@ def test_qemu_argv_uefi(tmp_path: Path) -> None:
     assert f"if=pflash,format=raw,unit=1,file={tmp_path}/vars.fd" in argv
 
 
+def test_qemu_argv_further_disks_follow_the_image(tmp_path: Path) -> None:
+    extra = [tmp_path / "disk1.qcow2", tmp_path / "disk2.qcow2"]
+    argv = boottest.qemu_argv("tcg", tmp_path / "o.qcow2", tmp_path / "s.log", None, extra)
+    drives = [argv[i + 1] for i, a in enumerate(argv) if a == "-drive"]
+    assert drives == [f"file={tmp_path}/{n},format=qcow2,if=virtio,cache=unsafe"
+                      for n in ("o.qcow2", "disk1.qcow2", "disk2.qcow2")]  # fmt: skip
+
+
+def test_prepare_overlay_gives_the_appliance_every_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A VG spanning the disks is only whole (and its root mountable) when the appliance sees all of them."""
+    added: list[tuple[str, bool, str]] = []
+
+    class Recorder:
+        def __init__(self, trace: bool = False) -> None:
+            pass
+
+        def add_drive(self, path: str, readonly: bool, format: str) -> None:
+            added.append((path, readonly, format))
+
+        def __enter__(self) -> Recorder:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def umount_all(self) -> None:
+            pass
+
+    monkeypatch.setattr(boottest, "Guest", Recorder)
+    monkeypatch.setattr(boottest, "mount_guest", lambda g, image: None)
+    monkeypatch.setattr(boottest, "install_unit", lambda g, image: None)
+    monkeypatch.setattr(boottest, "detect_firmware", lambda g: "bios")
+    opts = BootTestOptions("a.qcow2", disks=("b.qcow2",))
+    assert boottest.prepare_overlay(opts, tmp_path / "o.qcow2", [tmp_path / "disk1.qcow2"]) == "bios"
+    assert added == [(f"{tmp_path}/o.qcow2", False, "qcow2"), (f"{tmp_path}/disk1.qcow2", False, "qcow2")]
+
+
 def test_unit_orders_after_multi_user_without_a_cycle() -> None:
     unit = boottest.UNIT_TEXT
     for line in ("DefaultDependencies=no", "After=multi-user.target", "WantedBy=multi-user.target", "Type=oneshot"):
@@ -142,7 +179,9 @@ def test_parser() -> None:
     assert (args.command, args.image, args.uefi, args.timeout, args.expect, args.keep_log, args.json) == (
         "boot-test", "a.qcow2", True, 12.5, "hi there", "/tmp/x.log", True)  # fmt: skip
     args = build_parser().parse_args(["boot-test", "b.img"])
-    assert (args.uefi, args.timeout, args.expect, args.keep_log) == (False, 300.0, None, None)
+    assert (args.uefi, args.timeout, args.expect, args.keep_log, args.disk) == (False, 300.0, None, None, [])
+    args = build_parser().parse_args(["boot-test", "a.qcow2", "--disk", "b.qcow2", "--disk", "c.raw"])
+    assert args.disk == ["b.qcow2", "c.raw"]
 
 
 @pytest.mark.parametrize(
@@ -151,6 +190,8 @@ def test_parser() -> None:
         (BootTestOptions("x.qcow2", timeout=0), "--timeout 0"),
         (BootTestOptions("x.qcow2", keep_log="/nonexistent/dir/serial.log"), "--keep-log"),
         (BootTestOptions("x.qcow2", keep_log="/tmp"), "--keep-log"),
+        (BootTestOptions("x.qcow2", disks=("y.qcow2", "./y.qcow2")), "--disk y.qcow2: this image is attached twice"),
+        (BootTestOptions("x.qcow2", disks=("x.qcow2",)), "--disk x.qcow2: this image is attached twice"),
     ],
 )
 def test_check_options(opts: BootTestOptions, message: str) -> None:
@@ -171,6 +212,13 @@ def test_bad_input(imgclone: Run, tmp_path: Path, args: list[str], message: str)
     assert r.returncode == 2
     assert message in r.stderr.decode()
     assert "Traceback" not in r.stderr.decode()
+
+
+def test_missing_further_disk_is_a_usage_error(imgclone: Run, tmp_path: Path) -> None:
+    (tmp_path / "a.img").write_bytes(b"")
+    r = imgclone("boot-test", str(tmp_path / "a.img"), "--disk", str(tmp_path / "missing.qcow2"))
+    assert r.returncode == 2
+    assert f"{tmp_path}/missing.qcow2: no such image or device" in r.stderr.decode()
 
 
 def test_result_text_and_dict() -> None:
