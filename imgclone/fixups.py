@@ -6,6 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from .guest import Guest
+from .space import EXT_TYPES
 
 if TYPE_CHECKING:
     from .plan import Plan
@@ -14,7 +15,7 @@ log = logging.getLogger("imgclone")
 
 # files that may name filesystems or swap by UUID (fstab is also rewritten for types)
 UUID_FILES = ("/etc/crypttab", "/etc/initramfs-tools/conf.d/resume", "/etc/default/grub")
-# mount options every Linux filesystem accepts; anything else is dropped when the type changes
+# mount options every Linux filesystem accepts; anything else is dropped when the type changes family
 GENERIC_OPTIONS = {
     "defaults", "ro", "rw", "auto", "noauto", "user", "nouser", "users", "owner", "group", "exec", "noexec",
     "suid", "nosuid", "dev", "nodev", "sync", "async", "atime", "noatime", "relatime", "norelatime",
@@ -52,8 +53,9 @@ def rewrite_fstab(text: str, mapping: dict[str, str], types: dict[str, str]) -> 
             continue
         fields[0] = replace_uuids(fields[0], mapping)
         if fields[1] in types and fields[2] != types[fields[1]]:
+            same_family = {fields[2], types[fields[1]]} <= EXT_TYPES  # -T: ext3's options all apply to ext4
             fields[2] = types[fields[1]]
-            if len(fields) > 3:
+            if len(fields) > 3 and not same_family:
                 fields[3] = _options(fields[3])
             if len(fields) > 5 and fields[2] == "xfs":
                 fields[5] = "0"  # fsck.xfs does nothing at boot

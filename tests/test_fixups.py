@@ -35,6 +35,12 @@ def test_all_options_rejected_become_defaults() -> None:
     assert out == "UUID=x\t/\tbtrfs\tdefaults\t0\t1\n"
 
 
+def test_ext_upgrade_keeps_every_option() -> None:
+    """-T: ext3 → ext4 keeps errors=remount-ro and data=, as the plan (space.convert_filesystem) says."""
+    out = rewrite_fstab("UUID=x / ext3 errors=remount-ro,data=journal 0 1\n", {}, {"/": "ext4"})
+    assert out == "UUID=x\t/\text4\terrors=remount-ro,data=journal\t0\t1\n"
+
+
 def test_replace_uuids_in_resume_and_grub() -> None:
     text = 'GRUB_CMDLINE_LINUX="resume=UUID=ABCD-1234 quiet"\n'
     assert replace_uuids(text, {"abcd-1234": "9999"}) == 'GRUB_CMDLINE_LINUX="resume=UUID=9999 quiet"\n'
