@@ -166,7 +166,7 @@ def phase1_text(ctx: RestoreContext) -> str:
     """What Phase 1 built."""
     lines = [ctx.plan.table(), ""]
     for d in ctx.disks:
-        used = human(os.path.getsize(d.path)) if d.kind == "image" else human(d.size)
+        used = human(os.stat(d.path).st_blocks * 512) if d.kind == "image" else human(d.size)  # sparse: allocated
         lines.append(f"restored onto {d.path} ({d.kind}, {d.format}, {used} on disk)")
     lines.append("steps: " + ", ".join(f"{k} {v:.0f} s" for k, v in ctx.timings.items()))
     return "\n".join(lines) + "\n"
