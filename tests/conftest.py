@@ -53,3 +53,17 @@ def gpt_lvm_capture(
     r = _run_imgclone("capture", str(image), "-o", str(out), "-e", str(extra), "--json")
     assert r.returncode == 0, r.stderr.decode()
     return image, out, before, r
+
+
+@pytest.fixture(scope="session")
+def bios_capture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Path]:
+    """The bootable BIOS fixture captured once per session: (fixture image, its sha256 before, the archive)."""
+    from fixtures.build import fixture_path
+    from tests.treecmp import file_sha256
+
+    source = fixture_path("bios")
+    before = file_sha256(source)
+    archive = tmp_path_factory.mktemp("bios") / "bios.mksysb"
+    r = _run_imgclone("capture", str(source), "-o", str(archive), "--no-progress")
+    assert r.returncode == 0, r.stderr.decode()
+    return source, before, archive

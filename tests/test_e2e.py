@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.build import fixture_path
 from fixtures.debs import build_deb
 from tests.treecmp import file_sha256
 
@@ -41,19 +40,16 @@ def _script(path: Path, text: str) -> str:
     return str(path)
 
 
-def test_bios_clone_customized_and_converted_boots(tmp_path: Path, imgclone: Run,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_bios_clone_customized_and_converted_boots(tmp_path: Path, imgclone: Run, monkeypatch: pytest.MonkeyPatch,
+                                                    bios_capture: tuple[Path, str, Path]) -> None:  # fmt: skip
     monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path / "state"))
-    source = fixture_path("bios")
-    before = file_sha256(source)
-    archive, clone = tmp_path / "bios.mksysb", tmp_path / "clone.qcow2"
+    source, before, archive = bios_capture
+    clone = tmp_path / "clone.qcow2"
     pkgs = tmp_path / "pkgs"
     pkgs.mkdir()
     build_deb(pkgs, "hello-imgclone", "1.2-3", {"/usr/bin/hello-imgclone": "#!/bin/sh\necho hello-from-deb\n"})
     (pkgs / "resolv.conf").write_text("nameserver 192.0.2.53\n")
 
-    r = imgclone("capture", str(source), "-o", str(archive), "--no-progress")
-    assert r.returncode == 0, r.stderr.decode()
     r = imgclone("restore", "-a", str(archive), "-d", str(clone), "--size", "4G", "--resize", "fit",
                  "--convert", "ext4=xfs", "-P1", "--no-progress", "--json")  # fmt: skip
     assert r.returncode == 0, r.stderr.decode()

@@ -4,7 +4,8 @@
 - an ext3 system upgraded to ext4 on the way (-T), booted;
 - a volume group spread over two new images (each too small for it alone), booted with both attached.
 
-Each test captures its fixture once, works in tmp_path, and checks that the fixture image is unchanged.
+Each test captures its fixture once (the BIOS capture is the session fixture shared with test_e2e.py), works in
+tmp_path, and checks that the fixture image is unchanged.
 Under TCG here each takes several minutes (capture ≈ 2.5 min, restore 3-8 min, boot ≈ 2 min).
 """
 
@@ -118,11 +119,12 @@ def _pv_use(a: Path, b: Path) -> dict[str, tuple[int, int]]:
         return {str(p["pv_name"]): (int(p["pv_pe_count"]), int(p["pv_pe_alloc_count"])) for p in g.pvs_full()}
 
 
-def test_vg_across_two_disks_boots(tmp_path: Path, imgclone: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_vg_across_two_disks_boots(tmp_path: Path, imgclone: Run, monkeypatch: pytest.MonkeyPatch,
+                                   bios_capture: tuple[Path, str, Path]) -> None:  # fmt: skip
     """--size 1500M: /boot (256 MiB) and a 1.2 GiB PV on the first image cannot hold root (1.5 GiB) + var + swap,
     so the planner's second PV, the whole second image, takes the rest and root spans both disks."""
     monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path / "state"))
-    source, before, archive = _capture(imgclone, "bios", tmp_path)
+    source, before, archive = bios_capture  # shared with test_e2e.py
     a, b = tmp_path / "a.qcow2", tmp_path / "b.qcow2"
 
     result = _ok(imgclone("restore", "-a", str(archive), "-d", f"{a} {b}", "--size", "1500M", "--no-progress",
