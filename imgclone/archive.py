@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from . import __version__
+from . import __version__, faults
 from .errors import ArchiveError
 
 FORMAT = "imgclone-archive"
@@ -151,6 +151,7 @@ class ArchiveWriter:
                 on_bytes(n)
             if n < PART_SIZE:
                 break
+        faults.maybe_fail("capture", "stream")  # test hook: killed between two streams
         return member, parts, total, digest.hexdigest()
 
     def finish(self, manifest: dict[str, Any]) -> None:

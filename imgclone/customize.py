@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import alternate, build, clonefiles, packages, state
+from . import alternate, build, clonefiles, faults, packages, state
 from .errors import CommandError, GuestfsError, ImgcloneError, UsageError
 from .guest import Guest
 from .layout import Layout
@@ -111,6 +111,7 @@ def customize(targets: tuple[str, ...], opts: CustomizeOptions, *, debug: bool =
         ctx.g = g
         for step in steps:
             t0 = time.monotonic()
+            faults.maybe_fail("2", step.__name__)
             step(ctx)
             ctx.timings[step.__name__] = round(time.monotonic() - t0, 1)
     state.mark_phase(targets, "2", {"timings": ctx.timings, "actions": ctx.actions, "notes": ctx.notes})

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import alternate, build, names, oldvg, state
+from . import alternate, build, faults, names, oldvg, state
 from .errors import ImgcloneError
 from .guest import Guest
 from .layout import Layout, PartFlag, TableType
@@ -68,6 +68,7 @@ def finalize(targets: tuple[str, ...], *, skip_checks: bool = False, beside_sour
         ctx.devs = alternate.devices(g, ctx.layout)
         for step in steps:
             t0 = time.monotonic()
+            faults.maybe_fail("3", step.__name__)
             step(ctx)
             ctx.timings[step.__name__] = round(time.monotonic() - t0, 1)
     state.mark_phase(targets, "3", {"timings": ctx.timings, "actions": ctx.actions,

@@ -20,7 +20,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from . import build, fixups, state, targets
+from . import build, faults, fixups, state, targets
 from .archive import ArchiveReader, Part, read_manifest
 from .errors import ArchiveError, GuestfsError, ImgcloneError
 from .guest import Guest
@@ -100,6 +100,7 @@ def run_steps(ctx: Context, steps: list[Callable[[Context], None]]) -> None:
     for step in steps:
         t0 = time.monotonic()
         log.debug("step %s", step.__name__)
+        faults.maybe_fail("1", step.__name__)
         step(ctx)
         ctx.timings[step.__name__] = round(time.monotonic() - t0, 1)
 
