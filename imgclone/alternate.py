@@ -22,6 +22,9 @@ def load(targets: tuple[str, ...]) -> dict[str, Any]:
         raise PhaseStateError(
             f"no Phase 1 recorded for -d {' '.join(targets)}", "run Phase 1 first (restore/copy -P1 or all phases)"
         )
+    if state.interrupted_phase1(doc):
+        raise PhaseStateError(f"Phase 1 on -d {' '.join(targets)} did not complete (started {doc['phase1_started']})",
+                              "run Phase 1 again (imgclone alt cleanup --wipe first if it says so)")  # fmt: skip
     woken = doc.get("woken")
     if woken:
         raise PhaseStateError(f"the alternate on -d {' '.join(targets)} is mounted at {woken.get('mountpoint')}",

@@ -394,7 +394,7 @@ def _vg_present(ctx: Wipe) -> dict[str, str]:
 
 def check_holds_alternate(ctx: Wipe) -> None:
     """Wipe only targets that still hold this alternate: one of its VGs or of its filesystem UUIDs."""
-    if _vg_present(ctx):
+    if _vg_present(ctx) or not ctx.alt.phases:  # no phase completed: a Phase 1 that died while writing them
         return
     filesystems = ctx.g.list_filesystems()
     for fs in ctx.alt.layout.filesystems:

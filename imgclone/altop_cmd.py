@@ -138,7 +138,7 @@ def _alt_text(a: dict[str, Any]) -> str:
         lines.append(f"  volume group {vg['name']}: {', '.join(vg['lvs']) or 'no logical volumes'}")
     for fs in a["filesystems"]:
         lines.append(f"  filesystem   {fs['mountpoint']:<12} {fs['type']:<6} {fs['device']}")
-    done = ", ".join(f"{p} at {t}" for p, t in a["phases"].items())
+    done = ", ".join(f"{p} at {t}" for p, t in a["phases"].items()) or "none completed"
     todo = [p for p in ("1", "2", "3") if p not in a["phases"]]
     lines.append(f"  phases       {done}" + (f"; not run: {', '.join(todo)}" if todo else ""))
     created = f" (created {a['archive_created']})" if a["archive_created"] else ""

@@ -86,10 +86,12 @@ def restore(opts: RestoreOptions) -> Context:
             g.add_drive(d.path, readonly=False, format=d.format)
         with g:
             ctx.g = g
-            run_steps(ctx, [check_targets, partition, create_lvm, make_filesystems, extract_streams, fix_references,
-                            finish])  # fmt: skip
-    except BaseException:
+            run_steps(ctx, [check_targets, record_start, partition, create_lvm, make_filesystems, extract_streams,
+                            fix_references, finish])  # fmt: skip
+    except BaseException as e:
         targets.remove_created(ctx.created)
+        state.phase1_failed(ctx.opts.targets, e, started="record_start" in ctx.timings,
+                            targets_removed=len(ctx.created) == len(ctx.disks))  # fmt: skip
         raise
     state.save_phase1(ctx.opts.targets, ctx.disks, ctx.plan, ctx.manifest, opts.archive, ctx.uuids)
     return ctx
@@ -129,6 +131,11 @@ def check_targets(ctx: Context) -> None:
     created = {d.path for d in ctx.created}
     force = ctx.opts.force or all(d.path in created for d in ctx.disks)
     build.check_empty(g, ctx.devs, force=force)
+
+
+def record_start(ctx: Context) -> None:
+    """Journal the alternate before the first write (state.save_phase1 started=True)."""
+    state.save_phase1(ctx.opts.targets, ctx.disks, ctx.plan, ctx.manifest, ctx.opts.archive, {}, started=True)
 
 
 def partition(ctx: Context) -> None:

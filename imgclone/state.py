@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .errors import ImgcloneError
 from .plan import Plan
 from .targets import TargetDisk
 
@@ -38,8 +39,14 @@ def state_path(target_paths: Sequence[str]) -> Path:
 
 
 def save_phase1(target_paths: Sequence[str], disks: Sequence[TargetDisk], plan: Plan, manifest: dict[str, Any],
-                archive: str, uuids: dict[str, str]) -> Path:  # fmt: skip
-    """Record Phase 1 as complete: targets, the built layout with its names and new UUIDs."""
+                archive: str, uuids: dict[str, str], *, started: bool = False) -> Path:  # fmt: skip
+    """Record Phase 1 as complete: targets, the built layout with its names and new UUIDs.
+
+    started: record instead that Phase 1 is about to write to the targets (no phase completed), so that one
+    that dies half-way leaves a journal saying so: `alt cleanup --wipe` can blank the targets, Phases 2 and 3
+    refuse them.
+    """
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     doc = {
         "version": STATE_VERSION,
         "targets": [{"path": d.path, "kind": d.kind, "format": d.format, "size": d.size} for d in disks],
@@ -49,14 +56,35 @@ def save_phase1(target_paths: Sequence[str], disks: Sequence[TargetDisk], plan: 
         "archive": os.path.abspath(archive),
         "archive_created": manifest.get("created"),
         "boot": manifest.get("boot", {}),
-        "phases": {"1": {"completed": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}},
+        "phases": {} if started else {"1": {"completed": now}},
     }
+    if started:
+        doc["phase1_started"] = now
     path = state_path(target_paths)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def interrupted_phase1(doc: dict[str, Any] | None) -> bool:
+    """Whether a journal is that of a Phase 1 that started writing and did not complete."""
+    return doc is not None and "phase1_started" in doc and "1" not in doc.get("phases", {})
+
+
+def phase1_failed(target_paths: Sequence[str], error: BaseException, *, started: bool, targets_removed: bool) -> None:
+    """After a failed Phase 1 that had started writing: forget it when its targets are gone (images it created),
+    else say in the error how to blank them."""
+    if not started or not interrupted_phase1(load(target_paths)):
+        return  # it failed before writing: the targets (and an earlier journal) are as they were
+    if targets_removed:
+        remove(target_paths)
+        return
+    if isinstance(error, ImgcloneError):
+        dflag = target_paths[0] if len(target_paths) == 1 else '"' + " ".join(target_paths) + '"'
+        done = f"the targets are partly written; imgclone alt cleanup -d {dflag} --wipe blanks them"
+        error.hint = f"{error.hint}; {done}" if error.hint else done
 
 
 def load(target_paths: Sequence[str]) -> dict[str, Any] | None:
