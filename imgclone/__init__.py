@@ -1,3 +1,3 @@
 """imgclone: the Linux counterpart of AIX alt_disk_copy / mksysb."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -13,20 +13,31 @@ at its end; cutting it into parts keeps memory flat (one part) with no temp copy
 first manifest is written with room reserved (JSON padded with spaces) and rewritten in
 place with the streams' digests when the output is a file; on a pipe the final manifest
 is appended instead, and, as with tar extraction, the last one wins.
+
+Every manifest carries its own sha256 (`manifest_sha256`, over the member's exact bytes
+with that value zeroed), so a changed byte in it is found even where the JSON still parses
+(a size, a UUID). Readers check it, and check each stream's parts, size and sha256 against
+the manifest as they go: a damaged archive is an ArchiveError naming the manifest or the
+stream, never a silent success.
 """
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import errno
 import hashlib
+import io
 import json
 import os
+import re
 import sys
 import tarfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, Protocol
 
 from . import __version__, faults
 from .errors import ArchiveError
@@ -38,6 +49,10 @@ STREAM_DIR = "streams"
 PART_SIZE = 32 * 1024 * 1024
 BLOCK = 512
 RECORD = 20 * BLOCK
+DIGEST = "manifest_sha256"
+_ZEROS = b"0" * 64
+_DIGEST_FIELD = re.compile(rb'\n  "manifest_sha256": "([0-9a-f]{64})"')  # top level: json.dumps(indent=2)
+DIGEST_SINCE = (0, 2, 0)  # imgclone versions from this one write manifest_sha256; older archives have none
 
 
 def stream_member(fs_id: str) -> str:
@@ -94,6 +109,23 @@ def _pad(n: int) -> bytes:
     return b"\0" * (-n % BLOCK)
 
 
+def manifest_bytes(manifest: dict[str, Any], room: int = 0) -> bytes:
+    """The manifest member's data: sorted, indented JSON padded with spaces to room, holding its own sha256."""
+    text = json.dumps(dict(manifest, **{DIGEST: _ZEROS.decode()}), indent=2, sort_keys=True).encode()
+    data = text + b" " * (room - len(text))
+    digest = hashlib.sha256(data).hexdigest().encode()
+    return _DIGEST_FIELD.sub(lambda m: m.group(0).replace(_ZEROS, digest), data, count=1)
+
+
+def _write_error(path: str, e: OSError) -> ArchiveError:
+    """An OSError while writing the archive, as one line (ENOSPC says where space is missing)."""
+    hint = None
+    if e.errno in (errno.ENOSPC, errno.EDQUOT) and path != "-":
+        where = os.path.dirname(os.path.abspath(path))
+        hint = f"free space in {where} or write elsewhere; the partial archive was removed"
+    return ArchiveError(f"{path}: cannot write the archive: {e.strerror or e}", hint)
+
+
 class ArchiveWriter:
     """Writes an archive to a path (atomically, via a .partial file) or to "-" (stdout)."""
 
@@ -106,13 +138,19 @@ class ArchiveWriter:
         if path == "-":
             self._out = sys.stdout.buffer
         else:
-            self._out = open(self._partial or path, "wb")  # noqa: SIM115 - closed in finish()/abort()
+            try:
+                self._out = open(self._partial or path, "wb")  # noqa: SIM115 - closed in finish()/abort()
+            except OSError as e:
+                raise _write_error(path, e) from e
         self._written = 0
         self._manifest_at = -1
         self._manifest_room = 0
 
     def _write(self, data: bytes | memoryview) -> None:
-        self._out.write(data)
+        try:
+            self._out.write(data)
+        except OSError as e:
+            raise _write_error(self.path, e) from e
         self._written += len(data)
 
     def _member(self, name: str, data: bytes | memoryview) -> None:
@@ -122,13 +160,12 @@ class ArchiveWriter:
 
     def begin(self, manifest: dict[str, Any], expected_streams: int) -> None:
         """Write the first manifest, with room for the streams' digests when seekable."""
-        text = json.dumps(manifest, indent=2, sort_keys=True).encode()
-        room = len(text) + 1024 * max(expected_streams, 1) + 4096
+        room = len(manifest_bytes(manifest)) + 1024 * max(expected_streams, 1) + 4096
         room += -room % BLOCK
         self._write(_header(MANIFEST, room))
         self._manifest_at = self._written
         self._manifest_room = room
-        self._write(text + b" " * (room - len(text)))
+        self._write(manifest_bytes(manifest, room))
 
     def add_stream(
         self, fs_id: str, src: IO[bytes], on_bytes: Callable[[int], None] | None = None
@@ -157,21 +194,24 @@ class ArchiveWriter:
     def finish(self, manifest: dict[str, Any]) -> None:
         """Record the final manifest and close; the archive appears under its name only now."""
         manifest = dict(manifest, complete=True)
-        text = json.dumps(manifest, indent=2, sort_keys=True).encode()
-        if self.seekable and len(text) <= self._manifest_room:
-            self._end()
-            self._out.seek(self._manifest_at)
-            self._out.write(text + b" " * (self._manifest_room - len(text)))
-        else:
-            self._member(MANIFEST, text)
-            self._end()
-        self._out.flush()
-        if self._partial is not None:
-            os.fsync(self._out.fileno())
-            self._out.close()
-            os.replace(self._partial, self.path)
-        elif self.path != "-":
-            self._out.close()
+        text = manifest_bytes(manifest)
+        try:
+            if self.seekable and len(text) <= self._manifest_room:
+                self._end()
+                self._out.seek(self._manifest_at)
+                self._out.write(manifest_bytes(manifest, self._manifest_room))
+            else:
+                self._member(MANIFEST, text)
+                self._end()
+            self._out.flush()
+            if self._partial is not None:
+                os.fsync(self._out.fileno())
+                self._out.close()
+                os.replace(self._partial, self.path)
+            elif self.path != "-":
+                self._out.close()
+        except OSError as e:
+            raise _write_error(self.path, e) from e
 
     def _end(self) -> None:
         """Tar's end: two zero blocks, then zeros up to a whole record."""
@@ -180,17 +220,16 @@ class ArchiveWriter:
 
     def abort(self) -> None:
         """Remove the partial file (a failed or interrupted capture leaves nothing)."""
+        # closing flushes what is buffered, which fails again on a full disk: that error is not the news
         if self._partial is None:
             if self.path != "-":
-                self._out.close()
+                with contextlib.suppress(OSError):
+                    self._out.close()
             return
-        try:
+        with contextlib.suppress(OSError):
             self._out.close()
-        finally:
-            try:
-                os.unlink(self._partial)
-            except FileNotFoundError:
-                pass
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._partial)
 
 
 def _fill(src: IO[bytes], view: memoryview) -> int:
@@ -222,9 +261,40 @@ def check_manifest(m: Any, where: str) -> dict[str, Any]:
 
 def _parse_manifest(data: bytes, where: str) -> dict[str, Any]:
     try:
-        return check_manifest(json.loads(data), where)
+        m = json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise ArchiveError(f"{where}: {MANIFEST} is damaged ({e})") from e
+    if isinstance(m, dict) and DIGEST in m:
+        check_digest(data, m[DIGEST], where)
+    checked = check_manifest(m, where)
+    if DIGEST not in checked and not _older_than_digests(checked.get("imgclone_version")):
+        raise ArchiveError(f"{where}: {MANIFEST} is damaged (its {DIGEST} is missing)")
+    return checked
+
+
+def check_digest(data: bytes, recorded: Any, where: str) -> None:
+    """The manifest member's bytes against the sha256 it records of itself."""
+    found = _DIGEST_FIELD.findall(data)
+    ok = isinstance(recorded, str) and found == [recorded.encode()]
+    if ok:
+        zeroed = _DIGEST_FIELD.sub(lambda m: m.group(0).replace(m.group(1), _ZEROS), data, count=1)
+        ok = hashlib.sha256(zeroed).hexdigest() == recorded
+    if not ok:
+        raise ArchiveError(f"{where}: {MANIFEST} is damaged (its sha256 does not match)")
+
+
+def _older_than_digests(version: Any) -> bool:
+    """Whether an archive made by this imgclone version has no manifest digest (made before they existed)."""
+    try:
+        return tuple(int(x) for x in str(version).split(".")[:3]) < DIGEST_SINCE
+    except ValueError:
+        return False  # unreadable: a damaged manifest, not an old one
+
+
+class Readable(Protocol):
+    """What a part's data offers: read(n) until it returns b""."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
 
 
 @dataclass
@@ -233,7 +303,7 @@ class Part:
 
     member: str
     index: int
-    data: IO[bytes]
+    data: Readable
 
 
 class ArchiveReader:
@@ -248,10 +318,17 @@ class ArchiveReader:
             self._tar = tarfile.open(fileobj=self._f, mode="r|")
             first = self._tar.next()
         except tarfile.TarError as e:
-            raise ArchiveError(f"{path}: not an imgclone archive ({e})") from e
-        if first is None or first.name != MANIFEST:
-            raise ArchiveError(f"{path}: not an imgclone archive (first member is not {MANIFEST})")
-        self.manifest = _parse_manifest(self._read(first), path)
+            if self._f is not sys.stdin.buffer:
+                self._f.close()
+            raise ArchiveError(f"{path}: {_first_header_problem(path)} ({e})") from e
+        self._members = [first] if first is not None else []
+        try:
+            if first is None or first.name != MANIFEST:
+                raise ArchiveError(f"{path}: not an imgclone archive (first member is not {MANIFEST})")
+            self.manifest = _parse_manifest(self._read(first), path)
+        except ArchiveError:
+            self.close()
+            raise
 
     def _read(self, ti: tarfile.TarInfo) -> bytes:
         f = self._tar.extractfile(ti)
@@ -262,23 +339,109 @@ class ArchiveReader:
         except (tarfile.TarError, OSError) as e:
             raise ArchiveError(f"{self.path}: member {ti.name} is truncated ({e})") from e
 
-    def parts(self) -> Iterator[Part]:
-        """Yield stream parts in archive order; a trailing manifest replaces the first one."""
+    def parts(self, check: bool = True) -> Iterator[Part]:
+        """Yield stream parts in archive order; a trailing manifest replaces the first one.
+
+        With check, each stream's parts, size and sha256 are compared with the manifest (as soon as the
+        stream ends when the manifest is complete, else at the end), and a stream the manifest lists but
+        the archive lacks is an error: ArchiveError names the stream. Unread part data is read (hashed) here.
+        """
+        seen: dict[str, _Seen] = {}
+        current: _Seen | None = None
         while True:
             try:
                 ti = self._tar.next()
             except tarfile.TarError as e:
-                raise ArchiveError(f"{self.path}: damaged tar structure ({e})") from e
+                raise ArchiveError(f"{self.path}: damaged tar structure after {_name(current)} ({e})") from e
             if ti is None:
-                return
+                self._check_end()
+                break
+            self._members.append(ti)
             if ti.name == MANIFEST:
                 self.manifest = _parse_manifest(self._read(ti), self.path)
                 continue
             base, _, idx = ti.name.rpartition(".")
             f = self._tar.extractfile(ti)
             if not base.startswith(STREAM_DIR + "/") or not idx.isdigit() or f is None:
-                raise ArchiveError(f"{self.path}: unexpected member {ti.name}")
-            yield Part(base, int(idx), f)
+                raise ArchiveError(f"{self.path}: unexpected member {ti.name} (after {_name(current)})")
+            if not check:
+                yield Part(base, int(idx), f)
+                continue
+            if current is not None and current.member != base:
+                self._check_stream(current)
+            current = seen.setdefault(base, _Seen(base))
+            if int(idx) != current.parts or current.checked:
+                raise ArchiveError(f"{self.path}: stream {base} is damaged: part {ti.name} out of order")
+            data = _Hashing(f, current)
+            yield Part(base, int(idx), data)
+            while data.read(1 << 20):
+                pass
+            current.parts += 1
+        if check:
+            self._check_all(seen)
+
+    def _check_end(self) -> None:
+        """tarfile ends an archive read as a stream at the first header that does not parse, as if it were the
+        end: in a file, look at that block, which must be zeros (a pipe cannot be looked back at)."""
+        offset = self._tar.offset
+        try:
+            block = os.pread(self._f.fileno(), BLOCK, offset)
+        except (OSError, ValueError, io.UnsupportedOperation):
+            return
+        if not block.strip(b"\0"):
+            return
+        name = block[:100].split(b"\0")[0].decode("utf-8", "backslashreplace")
+        if not name:
+            raise ArchiveError(f"{self.path}: the end of the archive is damaged (a non-zero byte in the block at "
+                               f"offset {offset}, where tar's end is zeros)")  # fmt: skip
+        base = name.rpartition(".")[0] if name.startswith(STREAM_DIR + "/") else name
+        known = [MANIFEST, *self._expected()]
+        match = difflib.get_close_matches(base, known, n=1, cutoff=0.8)
+        whose = "" if not match else f": {match[0]}" if match[0] == MANIFEST else f": stream {match[0]}"
+        raise ArchiveError(f"{self.path}: the tar header at offset {offset} is damaged (it reads {name!r}{whose})")
+
+    def _expected(self) -> list[str]:
+        """The streams' member names: from the manifest, or (a first, incomplete one) from its filesystems."""
+        members = [str(s.get("member")) for s in self._recorded()]
+        if members:
+            return members
+        layout = self.manifest.get("layout")
+        filesystems = layout.get("filesystems") if isinstance(layout, dict) else None
+        if not isinstance(filesystems, list):
+            return []
+        return [stream_member(str(fs.get("id"))) for fs in filesystems if isinstance(fs, dict)]
+
+    def _check_stream(self, s: _Seen) -> None:
+        """One stream against a complete manifest (an incomplete one gets its digests only at the end)."""
+        if not self.manifest.get("complete"):
+            return
+        s.checked = True
+        info = next((i for i in self._recorded() if i.get("member") == s.member), None)
+        if info is None:
+            raise ArchiveError(f"{self.path}: stream {s.member} is not described by the {MANIFEST}")
+        if (s.parts, s.bytes, s.sha.hexdigest()) != (info.get("parts"), info.get("bytes"), info.get("sha256")):
+            raise ArchiveError(f"{self.path}: stream {s.member} is damaged: {s.parts} part(s), {s.bytes} bytes read; "
+                               f"sha256 does not match the {MANIFEST}")  # fmt: skip
+
+    def _recorded(self) -> list[dict[str, Any]]:
+        streams = self.manifest.get("streams")
+        return [s for s in streams if isinstance(s, dict)] if isinstance(streams, list) else []
+
+    def _check_all(self, seen: dict[str, _Seen]) -> None:
+        if not self.manifest.get("complete"):
+            raise ArchiveError(f"{self.path}: archive is incomplete (capture did not finish)")
+        for s in seen.values():
+            if not s.checked:
+                self._check_stream(s)
+        for info in self._recorded():
+            if info.get("member") not in seen:
+                raise ArchiveError(f"{self.path}: stream {info.get('member')} is missing: the archive is truncated or "
+                                   "damaged before it")  # fmt: skip
+
+    @property
+    def members(self) -> list[tarfile.TarInfo]:
+        """Every member read so far (offsets of header and data), manifests included."""
+        return list(self._members)
 
     def streams(self) -> list[StreamInfo]:
         """The streams the (current) manifest describes."""
@@ -294,6 +457,49 @@ class ArchiveReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@dataclass
+class _Seen:
+    """What reading one stream found so far."""
+
+    member: str
+    parts: int = 0
+    bytes: int = 0
+    checked: bool = False
+
+    def __post_init__(self) -> None:
+        self.sha = hashlib.sha256()
+
+
+class _Hashing:
+    """A part's data as read by the consumer, counted and hashed into its stream."""
+
+    def __init__(self, f: IO[bytes], into: _Seen) -> None:
+        self._f = f
+        self._into = into
+
+    def read(self, n: int = -1) -> bytes:
+        chunk = self._f.read(n)
+        self._into.sha.update(chunk)
+        self._into.bytes += len(chunk)
+        return chunk
+
+
+def _name(s: _Seen | None) -> str:
+    return s.member if s is not None else MANIFEST
+
+
+def _first_header_problem(path: str) -> str:
+    """A first tar header that does not parse: a damaged archive's manifest header, or no archive at all."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(BLOCK)
+    except OSError:
+        head = b""
+    if len(head) == BLOCK and (head.startswith(MANIFEST.encode()[:8]) or head[257:262] == b"ustar"):
+        return f"the tar header of {MANIFEST} is damaged"
+    return "not an imgclone archive"
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:

@@ -8,7 +8,9 @@ shut down and closed on exit whatever happened (nova's VFSGuestFS lifecycle).
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import threading
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -29,6 +31,20 @@ def _import_guestfs() -> Any:
     return guestfs
 
 
+def _no_error_printing(handle: Any) -> None:
+    """libguestfs keeps its error handler per thread, and outside the thread that made the handle the default one
+    prints every error on stderr; the GuestfsError raised is the report, so turn the printing off in this thread."""
+    try:
+        get_pointer = ctypes.PYFUNCTYPE(ctypes.c_void_p, ctypes.py_object, ctypes.c_char_p)(
+            ("PyCapsule_GetPointer", ctypes.pythonapi)
+        )
+        set_handler = ctypes.CDLL("libguestfs.so.0").guestfs_set_error_handler
+        set_handler.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+        set_handler(get_pointer(handle._o, b"guestfs_h"), None, None)
+    except (OSError, AttributeError, ValueError) as e:
+        log.debug("libguestfs errors in this thread stay on stderr: %s", e)
+
+
 class Guest:
     """A libguestfs appliance with the given drives; call methods of GuestFS on it directly."""
 
@@ -37,6 +53,8 @@ class Guest:
         self._trace = trace
         self._drives: list[tuple[str, dict[str, Any]]] = []
         self._g: Any = None
+        self._thread = threading.local()  # .quiet: errors not printed in this thread (thread ids are reused)
+        self._thread.quiet = True  # the bindings silence them in the thread that makes the handle
         self.accel = ""
 
     def add_drive(self, path: str, *, readonly: bool, format: str | None = None, label: str | None = None) -> None:
@@ -89,6 +107,9 @@ class Guest:
         fn = getattr(self._g, name)
 
         def call(*args: Any, **kwargs: Any) -> Any:
+            if not getattr(self._thread, "quiet", False):
+                _no_error_printing(self._g)
+                self._thread.quiet = True
             try:
                 return fn(*args, **kwargs)
             except RuntimeError as e:

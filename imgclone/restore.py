@@ -170,17 +170,22 @@ def extract_streams(ctx: Context) -> None:
     with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="restore", disable=disable,
               file=sys.stderr, dynamic_ncols=True) as bar, ArchiveReader(ctx.opts.archive) as reader:  # fmt: skip
         current: _Extraction | None = None
-        for part in reader.parts():
-            if current is None or current.member != part.member:
-                if current is not None:
-                    current.finish()
-                fs_id = part.member.rsplit("/", 1)[-1].removesuffix(".tar.zst")
-                if fs_id not in where:
-                    raise ArchiveError(f"stream {part.member} has no filesystem in the target layout")
-                current = _Extraction(g, part.member, where[fs_id])
-            current.feed(part, bar)
-        if current is not None:
-            current.finish()
+        try:
+            for part in reader.parts():
+                if current is None or current.member != part.member:
+                    if current is not None:
+                        current.finish()
+                    fs_id = part.member.rsplit("/", 1)[-1].removesuffix(".tar.zst")
+                    if fs_id not in where:
+                        raise ArchiveError(f"stream {part.member} has no filesystem in the target layout")
+                    current = _Extraction(g, part.member, where[fs_id])
+                current.feed(part, bar)
+            if current is not None:
+                current.finish()
+        except BaseException:
+            if current is not None:
+                current.abandon()  # else tar_in waits for zstd forever, and the appliance cannot shut down
+            raise
 
 
 class _Extraction:
@@ -206,6 +211,7 @@ class _Extraction:
 
         self._thread = threading.Thread(target=consume, daemon=True)
         self._thread.start()
+        self._done = False
 
     def feed(self, part: Part, bar: Any) -> None:
         while chunk := part.data.read(1 << 20):
@@ -213,7 +219,18 @@ class _Extraction:
                 break  # zstd gave up; finish() reports why
             bar.update(len(chunk))
 
+    def abandon(self) -> None:
+        """After an error mid-stream: kill zstd, so that tar_in reads the end of its input and returns."""
+        if self._done:
+            return
+        self._done = True
+        self._pipe.kill()
+        self._pipe.close_input()
+        self._thread.join(timeout=60)
+        self._pipe.__exit__(BaseException, None, None)
+
     def finish(self) -> None:
+        self._done = True
         self._pipe.close_input()
         [rc] = self._pipe.wait()
         self._thread.join()

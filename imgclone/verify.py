@@ -1,13 +1,20 @@
-"""archive verify: every stream's sha256, zstd integrity and tar structure, by name."""
+"""archive verify: the manifest's own sha256, every stream's sha256, zstd integrity and tar structure, by name.
+
+An archive file is also checked byte for byte where no digest reaches: each member's tar header must carry
+its checksum in the canonical form, and the padding after each member and the end of the archive must be
+zeros. So a changed byte anywhere in the file is reported, with the member it belongs to.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import tarfile
 import threading
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from .archive import ArchiveReader, Part, StreamInfo
+from .archive import BLOCK, RECORD, ArchiveReader, Part, StreamInfo
 from .errors import ArchiveError
 from .run import PIPE, Pipeline
 from .streams import ZSTD_DECOMPRESS
@@ -92,7 +99,7 @@ def verify(path: str) -> Report:
     current: _StreamReader | None = None
     with ArchiveReader(path) as r:  # not an archive at all: an error, not a report
         try:
-            for part in r.parts():
+            for part in r.parts(check=False):
                 if current is None or current.check.member != part.member:
                     if current is not None:
                         found[current.check.member] = current.close()
@@ -107,7 +114,52 @@ def verify(path: str) -> Report:
             if current is not None:
                 found[current.check.member] = current.close()
             report.streams.extend(found.values())
+            return report  # the tar structure is damaged: the bytes after it were not read as members
+        if path != "-":
+            report.errors += check_container(path, r.members)
     return report
+
+
+def check_container(path: str, members: list[tarfile.TarInfo]) -> list[str]:
+    """Bytes no digest covers: canonical header checksums, zero padding after members, a zero end."""
+    errors = []
+    regular = os.path.isfile(path)  # a device holds older bytes after the archive's end: not ours to check
+    with open(path, "rb") as f:
+        for i, ti in enumerate(members):
+            f.seek(ti.offset)
+            header = f.read(BLOCK)
+            unsigned = sum(header[:148]) + 8 * 0x20 + sum(header[156:])  # the checksum field counts as spaces
+            if header[148:156] != b"%06o\0 " % unsigned:
+                errors.append(f"the tar header of {ti.name} is damaged (its checksum field)")
+            end = ti.offset_data + ti.size
+            last = i + 1 == len(members)
+            stop = members[i + 1].offset if not last else None if regular else _end_of_records(end)
+            bad = _first_non_zero(f, end, stop)
+            if bad is not None:
+                where = f"the end of the archive (after {ti.name})" if last else f"the padding after {ti.name}"
+                errors.append(f"{where} is damaged (a non-zero byte at offset {bad})")
+    return errors
+
+
+def _end_of_records(end: int) -> int:
+    """Where the writer's end stops: data padded to a block, two zero blocks, zeros up to a whole record."""
+    end += -end % BLOCK + 2 * BLOCK
+    return end + -end % RECORD
+
+
+def _first_non_zero(f: IO[bytes], start: int, stop: int | None) -> int | None:
+    """Offset of the first non-zero byte in [start, stop) (stop None: the end of the file), read in chunks."""
+    f.seek(start)
+    pos = start
+    while stop is None or pos < stop:
+        chunk = f.read(1 << 20 if stop is None else min(1 << 20, stop - pos))
+        if not chunk:
+            return None
+        stripped = chunk.lstrip(b"\0")
+        if stripped:
+            return pos + len(chunk) - len(stripped)
+        pos += len(chunk)
+    return None
 
 
 def _compare(report: Report, expected: list[StreamInfo], found: dict[str, StreamCheck], complete: bool) -> None:
