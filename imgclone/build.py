@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from . import fsfeatures
 from .errors import GuestfsError, UsageError
 from .guest import Guest
-from .layout import Disk, Filesystem, Layout, LogicalVolume, PartFlag, Partition, TableType
+from .layout import Disk, Filesystem, FsType, Layout, LogicalVolume, PartFlag, Partition, TableType
 
 log = logging.getLogger("imgclone")
 MiB = 1024 * 1024
@@ -118,12 +119,18 @@ def create_lvm(g: Guest, devs: Devices) -> None:
 
 
 def make_filesystems(g: Guest, devs: Devices, keep_uuids: dict[str, str]) -> dict[str, str]:
-    """mkfs every filesystem and mkswap every swap; return id → new UUID."""
+    """mkfs every filesystem (with the features the plan gives it, see fsfeatures) and mkswap every swap; return
+    id → new UUID."""
     uuids: dict[str, str] = {}
     for fs in devs.layout.filesystems:
         dev = devs.path(fs.device)
         label = _label(fs.label, str(fs.type))
-        g.mkfs(str(fs.type), dev, **({"label": label} if label else {}))
+        xfs = fsfeatures.xfs_mkfs_argv(fs.features, dev, label) if fs.type is FsType.XFS else None
+        if xfs:
+            g.appliance_command(xfs)  # libguestfs's mkfs passes no -m/-i/-n to mkfs.xfs
+        else:
+            opts = fsfeatures.ext_mkfs_options(fs.features) if str(fs.type) in fsfeatures.EXT_TYPES else {}
+            g.mkfs(str(fs.type), dev, **opts, **({"label": label} if label else {}))
         if fs.id in keep_uuids:
             g.set_uuid(dev, keep_uuids[fs.id])
         uuids[fs.id] = g.vfs_uuid(dev)

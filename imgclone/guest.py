@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import shlex
 import threading
 from collections.abc import Callable
 from types import TracebackType
@@ -116,6 +117,11 @@ class Guest:
                 raise GuestfsError(f"{name}: {e}") from e
 
         return call
+
+    def appliance_command(self, argv: list[str]) -> str:
+        """Run a program of the appliance itself (not of the guest) through libguestfs's `debug sh`, for options
+        its API does not pass (mkfs.xfs -m/-i, vgcreate -s); returns its stdout."""
+        return str(self.debug("sh", [shlex.join(argv)]))
 
     def close(self) -> None:
         """Shut the appliance down and drop the handle."""

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from . import names, space
+from . import fsfeatures, names, space
 from .errors import LayoutError, UsageError
 from .layout import Disk, Filesystem, FsType, Layout, LogicalVolume, PartFlag, Partition, Swap, TableType, VolumeGroup
 
@@ -300,7 +300,9 @@ def _minimums(src: _Src, slots: list[list[_Slot]], policy: Resize, files: Mappin
 
 def _required(src: _Src, fs: Filesystem, files: Mapping[str, int]) -> int:
     tgt = src.conv[fs.id]
-    return space.required_bytes(tgt, fs.used, files=space.files_cost(fs.type, tgt, files.get(fs.id, 0)))
+    made, _ = fsfeatures.carry(fs.type, tgt, fs.features, 0, fs.id)  # the block and inode size mkfs will use
+    n = space.files_cost(fs.type, tgt, files.get(fs.id, 0))
+    return space.required_bytes(tgt, fs.used, files=n, **fsfeatures.ext_sizes(made))
 
 
 def _pv_bytes(extents: int, ext: int) -> int:

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 
+from . import fsfeatures
 from .layout import Filesystem, FsType, Layout
 
 MiB = 1 << 20
@@ -61,8 +62,10 @@ def _ceil(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def ext_geometry(size: int) -> tuple[int, int]:
-    """(block size, bytes per inode) mke2fs picks for a filesystem of size bytes."""
+def ext_geometry(size: int, block_size: int = 0) -> tuple[int, int]:
+    """(block size, bytes per inode) mke2fs picks for a filesystem of size bytes (block_size: given with -b)."""
+    if block_size:
+        return block_size, ext_geometry(size)[1]  # the inode ratio still follows the size's fs_type
     if size < 3 * MiB:
         return 1024, 8192  # "floppy"
     if size < 512 * MiB:
@@ -82,11 +85,12 @@ def ext_journal_blocks(blocks: int) -> int:
     return 32768 if blocks < 32768 * 1024 else 262144
 
 
-def ext_inodes(size: int) -> int:
+def ext_inodes(size: int, block_size: int = 0, inode_size: int = 0) -> int:
     """How many inodes mke2fs gives an ext filesystem of size bytes (they cannot be added later)."""
-    bs, ratio = ext_geometry(size)
+    bs, ratio = ext_geometry(size, block_size)
     groups = max(1, _ceil(size // bs, 8 * bs))
-    per_group = _ceil(_ceil(size // ratio, groups), max(8, bs // EXT_INODE_SIZE)) * max(8, bs // EXT_INODE_SIZE)
+    per_block = max(8, bs // (inode_size or EXT_INODE_SIZE))
+    per_group = _ceil(_ceil(size // ratio, groups), per_block) * per_block
     return groups * per_group
 
 
@@ -100,15 +104,15 @@ def _backup_groups(groups: int) -> int:
     return len(found)
 
 
-def _ext_overhead(fstype: str, size: int) -> int:
-    bs, _ = ext_geometry(size)
+def _ext_overhead(fstype: str, size: int, block_size: int, inode_size: int) -> int:
+    bs, _ = ext_geometry(size, block_size)
     blocks = size // bs
     groups = max(1, _ceil(blocks, 8 * bs))
     per_gdt_block = bs // (64 if fstype == "ext4" else 32)
     gdt = _ceil(groups, per_gdt_block)
     rsv_gdt = max(0, min(bs // 4, _ceil(_ceil(min(2**32 - 1, blocks * 1024), 8 * bs), per_gdt_block) - gdt))
     sb_area = _backup_groups(groups) * (1 + gdt + rsv_gdt) * bs
-    tables = ext_inodes(size) * EXT_INODE_SIZE + 2 * groups * bs
+    tables = ext_inodes(size, bs, inode_size) * (inode_size or EXT_INODE_SIZE) + 2 * groups * bs
     journal = 0 if fstype == "ext2" else ext_journal_blocks(blocks) * bs
     delalloc = min(blocks // 50, 4096) * bs if fstype == "ext4" else 0
     return sb_area + tables + journal + delalloc + 8 * bs  # root directory, lost+found
@@ -128,11 +132,14 @@ def _vfat_overhead(size: int) -> int:
     return 2 * entry * clusters + MiB
 
 
-def overhead_bytes(fstype: str, size: int) -> int:
-    """Bytes of a fresh fstype filesystem of size bytes that data cannot use (see the module docstring)."""
+def overhead_bytes(fstype: str, size: int, *, block_size: int = 0, inode_size: int = 0) -> int:
+    """Bytes of a fresh fstype filesystem of size bytes that data cannot use (see the module docstring).
+
+    block_size, inode_size: an ext filesystem made with these (fsfeatures: the source's), else mke2fs's defaults.
+    """
     fstype = _known(fstype)
     if fstype in EXT_TYPES:
-        return _ext_overhead(fstype, size)
+        return _ext_overhead(fstype, size, block_size, inode_size)
     if fstype == "xfs":
         return _xfs_overhead(size)
     return _btrfs_overhead(size) if fstype == "btrfs" else _vfat_overhead(size)
@@ -153,23 +160,27 @@ def per_file_bytes(fstype: str) -> int:
     return {"xfs": XFS_INODE_SIZE, "btrfs": BTRFS_PER_FILE}.get(_known(fstype), 0)
 
 
-def required_bytes(fstype: str, used: int, margin: float = 0.10, *, files: int = 0) -> int:
+def required_bytes(
+    fstype: str, used: int, margin: float = 0.10, *, files: int = 0, block_size: int = 0, inode_size: int = 0
+) -> int:
     """The smallest size (a MiB multiple, ≥ the type's minimum) holding used bytes plus overhead plus margin × used.
 
     files: for ext, the inodes the filesystem must have (plus the margin); for xfs and btrfs, files whose inodes
-    are not in `used` yet (data coming from ext) and cost per_file_bytes() each.
+    are not in `used` yet (data coming from ext) and cost per_file_bytes() each. block_size, inode_size: as for
+    overhead_bytes().
     """
+    geo = {"block_size": block_size, "inode_size": inode_size}
     data = used + int(used * margin) + files * per_file_bytes(fstype)
     inodes = int(files * (1 + margin)) if fstype in EXT_TYPES else 0
 
     def ok(size: int) -> bool:
-        return data + overhead_bytes(fstype, size) <= size and (not inodes or ext_inodes(size) >= inodes)
+        return data + overhead_bytes(fstype, size, **geo) <= size and (not inodes or ext_inodes(size, **geo) >= inodes)
 
     size = max(minimum_bytes(fstype), _ceil(data, MiB) * MiB)
     for _ in range(256):  # overhead grows with size: iterate up to a size that holds it all (a few rounds)
         if ok(size):
             break
-        need = _ceil(data + overhead_bytes(fstype, size), MiB) * MiB
+        need = _ceil(data + overhead_bytes(fstype, size, **geo), MiB) * MiB
         if need <= size:  # inodes are short: the size that gives enough at this geometry, at least 1 MiB more
             need = max(size + MiB, _ceil(inodes * ext_geometry(size)[1], MiB) * MiB)
         size = need
@@ -181,11 +192,12 @@ def required_bytes(fstype: str, used: int, margin: float = 0.10, *, files: int =
     return size
 
 
-def fits(fstype: str, size: int, used: int, *, files: int = 0) -> bool:
+def fits(fstype: str, size: int, used: int, *, files: int = 0, block_size: int = 0, inode_size: int = 0) -> bool:
     """Whether used bytes (and files, as for required_bytes) fit a fresh fstype filesystem of size bytes."""
-    if fstype in EXT_TYPES and files > ext_inodes(size):
+    if fstype in EXT_TYPES and files > ext_inodes(size, block_size, inode_size):
         return False
-    return used + files * per_file_bytes(fstype) + overhead_bytes(fstype, size) <= size
+    overhead = overhead_bytes(fstype, size, block_size=block_size, inode_size=inode_size)
+    return used + files * per_file_bytes(fstype) + overhead <= size
 
 
 # -- changing a filesystem's type ------------------------------------------------------------------------------
@@ -233,11 +245,11 @@ def space_problems(target: Layout, old_types: Mapping[str, str], files: Mapping[
     out = []
     for fs in target.filesystems:
         what, n = f"filesystem {fs.mountpoint} ({fs.id})", files_cost(old_types[fs.id], fs.type, files.get(fs.id, 0))
-        if fs.type in EXT_TYPES and n > ext_inodes(fs.size):
-            out.append(
-                f"{what}: {n} files need as many inodes, {fs.type} on {fs.size // MiB} MiB has {ext_inodes(fs.size)}"
-            )
-        needs = fs.used + n * per_file_bytes(fs.type) + overhead_bytes(fs.type, fs.size)
+        geo = fsfeatures.ext_sizes(fs.features)
+        inodes = ext_inodes(fs.size, **geo) if fs.type in EXT_TYPES else 0
+        if fs.type in EXT_TYPES and n > inodes:
+            out.append(f"{what}: {n} files need as many inodes, {fs.type} on {fs.size // MiB} MiB has {inodes}")
+        needs = fs.used + n * per_file_bytes(fs.type) + overhead_bytes(fs.type, fs.size, **geo)
         if needs > fs.size:
             need_mib, gives = _ceil(needs, MiB), fs.size // MiB
             out.append(
@@ -260,12 +272,13 @@ def minimum_problems(target: Layout, old_types: Mapping[str, str]) -> list[str]:
 def convert_filesystem(fs: Filesystem, new: str, device: str, size: int) -> tuple[Filesystem, list[str]]:
     """The target filesystem for fs (uuid empty) on device of size bytes, as type new, and warnings about it.
 
-    Unchanged types keep label, options and features; a new type gets its defaults (features {}), the label cut
-    to its limit and, across families, only the portable mount options.
+    Unchanged types keep label and options; a new type gets the label cut to its limit and, across families, only
+    the portable mount options. Features are what fsfeatures.carry() gives the target type.
     """
+    what = f"filesystem {fs.mountpoint} ({fs.id})"
+    features, warnings = fsfeatures.carry(fs.type, new, fs.features, size, what)
     if new == fs.type:
-        return replace(fs, device=device, size=size, uuid="", features=dict(fs.features)), []
-    what, warnings = f"filesystem {fs.mountpoint} ({fs.id})", []
+        return replace(fs, device=device, size=size, uuid="", features=features), warnings
     label = fit_label(new, fs.label)
     if label != fs.label:
         warnings.append(f"{what}: label {fs.label!r} is too long for {new}; it becomes {label!r}")
@@ -276,7 +289,8 @@ def convert_filesystem(fs: Filesystem, new: str, device: str, size: int) -> tupl
         warnings.append(f"{what}: /boot on btrfs: GRUB reads it, but check that the bootloader setup supports it")
     if fs.mountpoint == "/":
         warnings.append(f"{what}: / becomes {new}: the target's initramfs must carry the {new} driver")
-    made = replace(fs, device=device, type=FsType(new), size=size, uuid="", label=label, options=options, features={})
+    made = replace(fs, device=device, type=FsType(new), size=size, uuid="", label=label, options=options,
+                   features=features)  # fmt: skip
     return made, warnings
 
 

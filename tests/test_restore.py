@@ -9,13 +9,16 @@ from pathlib import Path
 
 import pytest
 
+from imgclone.archive import read_manifest
 from imgclone.guest import Guest
+from imgclone.probe_guest import ext_features, xfs_features
 from tests.conftest import Captured
 from tests.guestcmp import compare
 
 pytestmark = pytest.mark.integration
 Run = Callable[..., subprocess.CompletedProcess[bytes]]
 GiB = 1 << 30
+EXT = ("ext2", "ext3", "ext4")
 
 
 @pytest.fixture(autouse=True)
@@ -48,6 +51,13 @@ def check_clone(archive: Path, drives: list[tuple[str, str]], work: Path) -> dic
             problems += [f"{fs_id}: {d}" for d in diffs]
         g.mount_ro(devs["fs-root"], "/")
         facts["fstab"] = g.read_file("/etc/fstab").decode()
+        # what mkfs made, as capture reads it (fsfeatures: the source's features, the target type's equivalents)
+        types = {fs_id: g.vfs_type(dev) for fs_id, dev in devs.items()}
+        made = {fs_id: ext_features(g.tune2fs_l(dev)) for fs_id, dev in devs.items() if types[fs_id] in EXT}
+        if types["fs-var"] == "xfs":
+            g.mount_ro(devs["fs-var"], "/var")
+            made["fs-var"] = xfs_features(g.xfs_info("/var"), bytes(g.pread_device(devs["fs-var"], 512, 0)))
+        facts["features"] = made
         facts["uuids"] = {fs_id: g.vfs_uuid(dev) for fs_id, dev in devs.items()}
         facts["parttype"] = g.part_get_parttype("/dev/sda")
     assert problems == []
@@ -70,6 +80,17 @@ def test_grow_onto_a_larger_qcow2(gpt_lvm_capture: Captured, tmp_path: Path, img
     assert f"UUID={uuids['fs-boot']}" in str(facts["fstab"]), "fstab does not name the new /boot UUID"
     assert out["phase1"]["uuids"]["fs-root"] == uuids["fs-root"]  # type: ignore[index]
     assert len(list(state_dir.glob("*.json"))) == 1, "Phase 1 state was not recorded"
+    # the root LV grew past 512 MiB, where mke2fs would pick 4 KiB blocks: the source's 1 KiB blocks were replayed
+    source = {f["id"]: f["features"] for f in read_manifest(str(archive))["layout"]["filesystems"]}
+    made = facts["features"]
+    assert isinstance(made, dict)
+    lvs = out["plan"]["target"]["lvs"]  # type: ignore[index]
+    assert next(lv["size"] for lv in lvs if lv["name"] == "alt_root") > 512 << 20
+    for fs_id in ("fs-root", "fs-boot"):
+        assert made[fs_id] == source[fs_id], fs_id
+    assert made["fs-root"]["block_size"] == 1024
+    keys = ("crc", "finobt", "rmapbt", "reflink", "bigtime", "inobtcount", "sparse", "ftype", "blocksize", "inodesize")
+    assert {k: made["fs-var"]["xfs"][k] for k in keys} == {k: source["fs-var"]["xfs"][k] for k in keys}
 
 
 def test_fit_onto_a_small_raw_with_xfs(gpt_lvm_capture: Captured, tmp_path: Path, imgclone: Run) -> None:
