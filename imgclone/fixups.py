@@ -6,7 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from .guest import Guest
-from .space import EXT_TYPES
+from .space import EXT_TYPES, portable_options
 
 if TYPE_CHECKING:
     from .plan import Plan
@@ -15,13 +15,6 @@ log = logging.getLogger("imgclone")
 
 # files that may name filesystems or swap by UUID (fstab is also rewritten for types)
 UUID_FILES = ("/etc/crypttab", "/etc/initramfs-tools/conf.d/resume", "/etc/default/grub")
-# mount options every Linux filesystem accepts; anything else is dropped when the type changes family
-GENERIC_OPTIONS = {
-    "defaults", "ro", "rw", "auto", "noauto", "user", "nouser", "users", "owner", "group", "exec", "noexec",
-    "suid", "nosuid", "dev", "nodev", "sync", "async", "atime", "noatime", "relatime", "norelatime",
-    "strictatime", "nostrictatime", "lazytime", "nolazytime", "diratime", "nodiratime", "nofail", "_netdev",
-    "discard", "nodiscard", "dirsync", "mand", "nomand", "silent", "loud",
-}  # fmt: skip
 
 
 def uuid_map(plan: Plan, new: dict[str, str]) -> dict[str, str]:
@@ -38,11 +31,6 @@ def replace_uuids(text: str, mapping: dict[str, str]) -> str:
     return text
 
 
-def _options(opts: str) -> str:
-    kept = [o for o in opts.split(",") if o in GENERIC_OPTIONS or o.startswith(("x-", "comment="))]
-    return ",".join(kept) or "defaults"
-
-
 def rewrite_fstab(text: str, mapping: dict[str, str], types: dict[str, str]) -> str:
     """fstab with new UUIDs; for a mount point whose type changed, the new type and only options it accepts."""
     out = []
@@ -56,7 +44,7 @@ def rewrite_fstab(text: str, mapping: dict[str, str], types: dict[str, str]) -> 
             same_family = {fields[2], types[fields[1]]} <= EXT_TYPES  # -T: ext3's options all apply to ext4
             fields[2] = types[fields[1]]
             if len(fields) > 3 and not same_family:
-                fields[3] = _options(fields[3])
+                fields[3] = portable_options(fields[3])[0]
             if len(fields) > 5 and fields[2] == "xfs":
                 fields[5] = "0"  # fsck.xfs does nothing at boot
         out.append("\t".join(fields) + "\n")

@@ -205,7 +205,7 @@ def fits(fstype: str, size: int, used: int, *, files: int = 0, block_size: int =
 GENERIC_OPTIONS = frozenset(
     "defaults ro rw suid nosuid dev nodev exec noexec auto noauto user nouser users owner group nofail sync async "
     "atime noatime relatime norelatime strictatime nostrictatime lazytime nolazytime diratime nodiratime "
-    "iversion noiversion mand nomand _netdev discard nodiscard".split()
+    "iversion noiversion mand nomand dirsync silent loud _netdev discard nodiscard".split()
 )
 GENERIC_PREFIXES = ("x-", "comment=", "context=", "fscontext=", "defcontext=", "rootcontext=")
 CONVERTIBLE = ("ext2", "ext3", "ext4", "xfs", "btrfs")

@@ -44,3 +44,10 @@ def test_ext_upgrade_keeps_every_option() -> None:
 def test_replace_uuids_in_resume_and_grub() -> None:
     text = 'GRUB_CMDLINE_LINUX="resume=UUID=ABCD-1234 quiet"\n'
     assert replace_uuids(text, {"abcd-1234": "9999"}) == 'GRUB_CMDLINE_LINUX="resume=UUID=9999 quiet"\n'
+
+
+def test_conversion_keeps_the_options_every_filesystem_takes_and_only_those() -> None:
+    """One list for the fstab rewrite and the space/conversion checks (space.portable_options)."""
+    line = "UUID=x /srv ext4 noatime,dirsync,context=system_u:object_r:var_t:s0,x-systemd.automount,user_xattr 0 2\n"
+    out = rewrite_fstab(line, {}, {"/srv": "xfs"})
+    assert out.split()[3] == "noatime,dirsync,context=system_u:object_r:var_t:s0,x-systemd.automount"
