@@ -74,19 +74,25 @@ def _occupied(g: Guest, dev: str) -> str:
 
 
 def partition_disks(g: Guest, devs: Devices) -> None:
-    """Partition tables and partitions with their flags, GPT names and types."""
+    """Partition tables and partitions with their flags, GPT names and types.
+
+    On msdos, partitions numbered 5 and up are logical (the planner leaves 1 MiB before each for its EBR): an
+    extended partition 4 spans them, from 1 MiB before the first to the end of the last, as parted makes it.
+    """
     for disk in devs.layout.disks:
         parts = sorted((p for p in devs.layout.partitions if p.disk == disk.id), key=lambda p: p.number)
         dev = devs.disks[disk.id]
         g.wipefs(dev)
         if disk.table is TableType.NONE or not parts:
             continue
-        if disk.table is TableType.MSDOS and len(parts) > 4:
-            raise UsageError(f"{disk.id}: more than 4 partitions on an msdos table is not supported", "use GPT")
         g.part_init(dev, str(disk.table))
+        ss = disk.sector_size
+        logical = [p for p in parts if p.number > 4] if disk.table is TableType.MSDOS else []
         for p in parts:
-            ss = disk.sector_size
-            g.part_add(dev, "p", p.start // ss, (p.start + p.size) // ss - 1)
+            if logical and p is logical[0]:  # the extended partition: from the first EBR to the last logical's end
+                last = logical[-1]
+                g.part_add(dev, "e", (p.start - MiB) // ss, (last.start + last.size) // ss - 1)
+            g.part_add(dev, "l" if p in logical else "p", p.start // ss, (p.start + p.size) // ss - 1)
             _flag(g, dev, disk.table, p)
 
 
