@@ -15,6 +15,7 @@ EPILOG = textwrap.dedent("""\
       imgclone capture vm.qcow2 -o vm.mksysb                    an offline image, through libguestfs
       imgclone capture -e /root/exclude.list -o - | ssh backup 'cat > host.mksysb'
       imgclone archive verify host.mksysb
+      imgclone archive verify host.mksysb --against clone.qcow2  every file of the archive against a restored clone
       imgclone boot-test vm.qcow2 --json                        boot it in QEMU on a throw-away overlay
 
     exit codes: 0 success, 1 runtime failure, 2 usage or layout error, 130 interrupted
@@ -75,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("archive", metavar="ARCHIVE", help="archive file, or - for stdin")
         if name == "show":
             a.add_argument("--layout", action="store_true", help="print only the layout JSON (for restore -i)")
+        if name == "verify":
+            a.add_argument("--against", action="append", default=[], metavar="TARGET",
+                           help="instead, compare every file of the archive (content, owner, mode, mtime, xattrs, "
+                           "ACLs, hardlinks, sparseness, devices, symlinks) with the images or devices a restore "
+                           "wrote (its -d TARGETs: repeat, or quote a space-separated list); read-only; "
+                           "exit 1 when any differ")  # fmt: skip
     _add_boot_test(sub, common)
     add_alt(sub, common)
     return parser

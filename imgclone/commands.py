@@ -77,6 +77,14 @@ def _stream_row(s: dict[str, Any]) -> str:
 
 def cmd_archive(args: argparse.Namespace) -> int:
     """imgclone archive list|show|verify."""
+    if args.action == "verify" and args.against:
+        from .fidelity import report_text
+        from .fidelity_guest import verify_against
+        from .targets import split_targets
+
+        fidelity = verify_against(args.archive, split_targets(args.against), debug=args.debug)
+        emit(args, fidelity.to_dict(), lambda: report_text(fidelity))
+        return 0 if fidelity.ok else 1
     if args.action == "verify":
         report = verify(args.archive)
         emit(args, report.to_dict(), lambda: _verify_text(report.to_dict()))
