@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import textwrap
 from collections.abc import Sequence
 from typing import Any
 
-from . import altop
+from . import altop, locks
 from .commands import emit, human
 from .errors import UsageError
 from .state import state_dir
@@ -86,6 +87,11 @@ def add_alt(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: ar
 def cmd_alt(args: argparse.Namespace) -> int:
     """imgclone alt query|wake|sleep|cleanup."""
     targets = split_targets(args.target) if getattr(args, "target", None) else None
+    with contextlib.nullcontext() if args.alt_action == "query" or not targets else locks.hold(targets):
+        return _alt(args, targets)
+
+
+def _alt(args: argparse.Namespace, targets: list[str] | None) -> int:
     if args.alt_action == "query":
         alts = [altop.find(targets)] if targets else altop.all_alternates()
         data = {"state_dir": str(state_dir()), "alternates": [a.to_dict() for a in alts]}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,11 +16,12 @@ from .archive import StreamInfo
 from .capture import EXCLUDE_ROOTVG, CaptureOptions, Context, record_read_error, run_capture, self_excludes
 from .errors import CommandError
 from .layout import Filesystem
-from .run import HOST, Pipeline
+from .run import HOST, PIPE, Pipeline
 from .streams import TarMessages, host_stream
 
 log = logging.getLogger("imgclone")
 VIEWS = Path("/run/imgclone")
+FIND = ["find", ".", "-xdev", "-print0"]
 
 
 def capture_host(opts: CaptureOptions) -> dict[str, Any]:
@@ -80,7 +82,7 @@ def list_names(directory: str, out: Path) -> None:
     """NUL-separated fs-relative names of one filesystem, parents first (find -xdev)."""
     with (
         open(out, "wb") as f,
-        Pipeline([["find", ".", "-xdev", "-print0"]], stdout=f, stderr=None, cwd=directory) as p,
+        Pipeline([FIND], stdout=f, stderr=None, cwd=directory) as p,
     ):
         pass
     rc = p.procs[0].returncode
@@ -89,24 +91,46 @@ def list_names(directory: str, out: Path) -> None:
 
 
 def stream_fs(ctx: Context, fs: Filesystem, directory: str) -> StreamInfo:
-    """Archive one mounted filesystem: list, select by the rules, tar | zstd into the archive."""
-    names = ctx.workdir / f"{fs.id}.names"
-    kept = ctx.workdir / f"{fs.id}.kept"
-    list_names(directory, names)
+    """Archive one mounted filesystem: list, select by the rules, tar | zstd into the archive.
+
+    When every rule is an exact path (the archive and the workdir, as a rule), find's names go
+    through the rules straight into tar, which starts at once: reading the metadata overlaps
+    with reading and compressing the data, as in a plain `tar -c | zstd`. Other rules need grep
+    over the whole list first (one pass of find before tar).
+    """
     prefix = os.fsencode("." + fs.mountpoint.rstrip("/")) if fs.mountpoint != "/" else b"."
-    sel = excludes.select(names, kept, ctx.rules, prefix=prefix)
-    names.unlink()
+    literal = excludes.literal_paths(ctx.rules)
+    kept = ctx.workdir / f"{fs.id}.kept"
+    sel: excludes.Selection | None = None
+    if literal is None:
+        names = ctx.workdir / f"{fs.id}.names"
+        list_names(directory, names)
+        sel = excludes.select(names, kept, ctx.rules, prefix=prefix)
+        names.unlink()
     bar = ctx.bar
     msgs = TarMessages(verbose=ctx.opts.verbose, on_progress=bar.update, on_line=ctx.note)
-    with host_stream(directory, kept, msgs) as pipe:
+    feeder: NameFeeder | None = None
+    with host_stream(directory, "-" if literal is not None else kept, msgs) as pipe:
         if ctx.opts.err_mode.value == "fail":
             msgs.fail_fast = pipe.kill
+        if literal is not None:
+            feeder = NameFeeder(directory, literal, prefix, pipe)
         tar, zstd = pipe.procs
         assert tar.stderr is not None and zstd.stderr is not None
         pump = msgs.pump(tar.stderr)
-        member, parts, size, sha = ctx.writer.add_stream(fs.id, pipe.out)
+        try:
+            member, parts, size, sha = ctx.writer.add_stream(fs.id, pipe.out)
+        except BaseException:
+            pipe.kill()  # first: the feeder may be blocked writing to tar
+            raise
+        finally:
+            if feeder is not None:
+                feeder.join()
         pump.join()
         zerr = zstd.stderr.read().decode(errors="replace")
+    if feeder is not None:
+        sel = feeder.result()
+    assert sel is not None
     for line in msgs.read_errors:
         record_read_error(ctx, line)
     if msgs.other_errors or zstd.returncode != 0 or tar.returncode not in (0, 1, 2):
@@ -124,3 +148,48 @@ def stream_fs(ctx: Context, fs: Filesystem, directory: str) -> StreamInfo:
     )
     return StreamInfo(fs=fs.id, mountpoint=fs.mountpoint, member=member, parts=parts, bytes=size, sha256=sha,
                       files=sel.kept, data_bytes=msgs.total)  # fmt: skip
+
+
+class _TarStopped(Exception):
+    """tar stopped reading its names (it failed, or was killed under ALT_BAK_ERR_FAIL)."""
+
+
+class NameFeeder:
+    """A thread: `find -xdev -print0` in directory, through the exact-path rules, into tar's stdin."""
+
+    def __init__(self, directory: str, literal: frozenset[bytes], prefix: bytes, tar: Pipeline) -> None:
+        self._args = (directory, literal, prefix, tar)
+        self._sel: excludes.Selection | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        directory, literal, prefix, tar = self._args
+
+        def write(name: bytes) -> None:
+            if not tar.write(name):
+                raise _TarStopped
+
+        try:
+            with Pipeline([FIND], stdout=PIPE, stderr=None, cwd=directory) as find:
+                self._sel = excludes.select_stream(excludes.split_names(find.out), literal, write, prefix=prefix)
+            rc = find.procs[0].returncode
+            if rc not in (0, 1):  # 1: some directory vanished or was unreadable; tar reports those files
+                raise CommandError(["find", directory], rc)
+        except _TarStopped:
+            pass  # tar's exit status and messages say why
+        except BaseException as e:  # noqa: BLE001 - handed to the capture's thread by result()
+            self._error = e
+        finally:
+            tar.close_input()
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def result(self) -> excludes.Selection:
+        """What was selected; raises what went wrong in the thread."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._sel or excludes.Selection(0, ())

@@ -18,10 +18,10 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .errors import CommandError, UsageError
 from .run import HOST, Runner
@@ -147,13 +147,47 @@ def _raise_rejected(groups: Sequence[tuple[str | None, tuple[bytes, ...]]], runn
 def read_names(path: Path) -> Iterator[bytes]:
     """The NUL-terminated names in path, one at a time (a missing final NUL is tolerated)."""
     with path.open("rb") as f:
-        rest = b""
-        while chunk := f.read(_CHUNK):
-            parts = (rest + chunk).split(b"\0")
-            rest = parts.pop()
-            yield from parts
-        if rest:
-            yield rest
+        yield from split_names(f)
+
+
+def split_names(f: IO[bytes]) -> Iterator[bytes]:
+    """The NUL-terminated names read from f (a file or a pipe), as they arrive."""
+    read: Callable[[int], bytes] = getattr(f, "read1", f.read)  # a pipe: what has arrived, not a full chunk
+    rest = b""
+    while chunk := read(_CHUNK):
+        parts = (rest + chunk).split(b"\0")
+        rest = parts.pop()
+        yield from parts
+    if rest:
+        yield rest
+
+
+def literal_path(pattern: bytes) -> bytes | None:
+    """The one path a pattern matches when it is an exact ^path$ (as self_pattern writes), else None."""
+    if not (pattern.startswith(b"^") and pattern.endswith(b"$")):
+        return None
+    out = bytearray()
+    body = pattern[1:-1]
+    i = 0
+    while i < len(body):
+        c = body[i]
+        if c == ord("\\"):
+            if i + 1 >= len(body) or body[i + 1] not in _BRE_SPECIAL:
+                return None  # a trailing backslash escapes the "$"; others are GNU operators (\w, \|, \{)
+            out.append(body[i + 1])
+            i += 2
+        elif c in _BRE_SPECIAL:
+            return None
+        else:
+            out.append(c)
+            i += 1
+    return bytes(out)
+
+
+def literal_paths(rules: ExcludeRules) -> frozenset[bytes] | None:
+    """The exact paths the rules exclude when every pattern is an exact path, else None (grep is needed)."""
+    paths = [literal_path(p) for p in rules.patterns]
+    return None if any(p is None for p in paths) else frozenset(p for p in paths if p is not None)
 
 
 def _sysname(name: bytes, prefix: bytes) -> bytes:
@@ -211,4 +245,27 @@ def select(names: Path, out: Path, rules: ExcludeRules, *, prefix: bytes = b".",
                     continue
             f.write(name + b"\0")
             kept += 1
+    return Selection(kept, tuple(excluded))
+
+
+def select_stream(
+    names: Iterable[bytes], paths: Collection[bytes], write: Callable[[bytes], None], *, prefix: bytes = b"."
+) -> Selection:
+    """select() as a stream, for rules that are exact paths (literal_paths): each kept name goes to write
+    (NUL-terminated) as soon as it is read, so a tar reading them can start before the listing ends."""
+    if prefix != b"." and not (prefix.startswith(b"./") and not prefix.endswith(b"/")):
+        raise ValueError(f"prefix must be b'.' or b'./dir': {prefix!r}")
+    matched = set(paths)
+    kept = 0
+    excluded: list[bytes] = []
+    for name in names:
+        if matched:
+            sysname = _sysname(name, prefix)
+            if _under(sysname, matched):
+                continue
+            if sysname in matched:
+                excluded.append(name)
+                continue
+        write(name + b"\0")
+        kept += 1
     return Selection(kept, tuple(excluded))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
 import sys
 from typing import Any
 
-from . import bootorder, flags, state
+from . import bootorder, flags, locks, state
 from .commands import human
 from .customize import customize
 from .errors import UsageError
@@ -97,6 +98,12 @@ def run_phases(
     args: argparse.Namespace, opts: RestoreOptions, result: dict[str, Any], report_errors: bool = False
 ) -> dict[str, Any]:
     """Phases 1, 2 and 3 as -P says, then the boot order; report_errors: ALT_BAK_ERR_REPORT saw read errors."""
+    with contextlib.nullcontext() if opts.dry_run else locks.hold(opts.targets):
+        return _run_phases(args, opts, result, report_errors)
+
+
+def _run_phases(args: argparse.Namespace, opts: RestoreOptions, result: dict[str, Any], report_errors: bool
+                ) -> dict[str, Any]:  # fmt: skip
     todo = flags.phases(args.phases)
     custom = flags.customize_options(args)
     if "1" in todo:

@@ -39,8 +39,8 @@ READ_ERRORS = re.compile(
 BENIGN = re.compile(r"(Exiting with failure status due to previous errors|: socket ignored$|Removing leading)")
 
 
-def tar_create(directory: str, names: Path, verbose: bool = False) -> list[str]:
-    """argv of tar that archives exactly the NUL-separated fs-relative names in `names`."""
+def tar_create(directory: str, names: Path | str, verbose: bool = False) -> list[str]:
+    """argv of tar that archives exactly the NUL-separated fs-relative names in `names` ("-": stdin)."""
     argv = ["tar", "--create", "--file=-", "-C", directory, *TAR_METADATA, *TAR_CREATE,
             f"--files-from={names}", f"--checkpoint={CHECKPOINT_RECORDS}",
             "--checkpoint-action=echo=@@%u %{}T", "--totals"]  # fmt: skip
@@ -101,6 +101,9 @@ class TarMessages:
         return t
 
 
-def host_stream(directory: str, names: Path, messages: TarMessages) -> Pipeline:
-    """The running pipeline `tar -c | zstd`; read the compressed stream from `.out`."""
-    return Pipeline([tar_create(directory, names, messages.verbose), ZSTD_COMPRESS], stderr=PIPE)
+def host_stream(directory: str, names: Path | str, messages: TarMessages) -> Pipeline:
+    """The running pipeline `tar -c | zstd`; read the compressed stream from `.out`.
+
+    names "-": tar reads them on its stdin, which the caller feeds (Pipeline.write) and closes."""
+    stdin = PIPE if str(names) == "-" else None
+    return Pipeline([tar_create(directory, names, messages.verbose), ZSTD_COMPRESS], stdin=stdin, stderr=PIPE)

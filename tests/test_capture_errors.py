@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -35,14 +35,25 @@ def mounted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 def _vanish_after_listing(monkeypatch: pytest.MonkeyPatch, victim: Path) -> None:
-    real = excludes.select
+    """The victim is listed, then deleted before tar reads it (names streamed into tar, or listed first)."""
+    real, real_stream = excludes.select, excludes.select_stream
 
     def select_then_delete(*args: object, **kwargs: object) -> excludes.Selection:
         sel = real(*args, **kwargs)  # type: ignore[arg-type]
         victim.unlink()  # the file was listed; now it is gone before tar reads it
         return sel
 
+    def stream_then_delete(names: Iterable[bytes], paths: Collection[bytes], write: Callable[[bytes], None],
+                           **kwargs: bytes) -> excludes.Selection:  # fmt: skip
+        def write_then_delete(name: bytes) -> None:
+            write(name)  # a few names stay in the pipe's write buffer: tar reads this one after it is gone
+            if name == b"./" + victim.name.encode() + b"\0":
+                victim.unlink()
+
+        return real_stream(names, paths, write_then_delete, **kwargs)
+
     monkeypatch.setattr(capture_host.excludes, "select", select_then_delete)
+    monkeypatch.setattr(capture_host.excludes, "select_stream", stream_then_delete)
 
 
 @pytest.mark.integration

@@ -13,9 +13,13 @@ from imgclone.excludes import (
     Selection,
     bre_escape,
     check_full_path,
+    literal_path,
+    literal_paths,
     load_rules,
     select,
+    select_stream,
     self_pattern,
+    split_names,
 )
 from imgclone.run import Result
 from tests.fakes import FakeRunner
@@ -333,3 +337,80 @@ def test_one_grep_on_prefixed_list(tmp_path: Path) -> None:
     assert stdin == b"log$\n"
     assert listed == b"./var\0./var/log\0./var/log/x\0"
     assert not list(tmp_path.glob(".imgclone-names-*"))  # the temporary list is removed
+
+
+# -- exact-path rules, applied as a stream (the archive and the workdir keep out of themselves) -------
+
+
+@pytest.mark.parametrize(
+    "pattern, literal",
+    [
+        (self_pattern(b"./root/x.mksysb"), b"./root/x.mksysb"),
+        (self_pattern(b"./a.b[c]*d^e$f\\g+h?i|j{k}(l) \xe9"), b"./a.b[c]*d^e$f\\g+h?i|j{k}(l) \xe9"),
+        (b"^./tmp$", None),  # "." is any character
+        (b"^\\./tmp/", None),  # no $: a prefix
+        (b"\\./tmp$", None),  # no ^: anywhere
+        (b"^\\./a\\|b$", None),  # GNU alternation
+        (b"^\\./a\\w$", None),  # GNU word character
+        (b"^\\./a\\$", None),  # the "$" is escaped: no anchor
+        (b"^\\./a*$", None),
+        (b"^\\./a[bc]$", None),
+    ],
+)
+def test_literal_path(pattern: bytes, literal: bytes | None) -> None:
+    assert literal_path(pattern) == literal
+
+
+def test_literal_paths_all_or_nothing() -> None:
+    exact = self_pattern(b"./w")
+    assert literal_paths(ExcludeRules()) == frozenset()
+    assert literal_paths(ExcludeRules((exact,))) == {b"./w"}
+    assert literal_paths(ExcludeRules((exact, b"^./tmp/"))) is None
+
+
+class Trickle:
+    """A pipe-like reader that hands out a few bytes per read1, as a pipe does while find writes."""
+
+    def __init__(self, data: bytes, step: int) -> None:
+        self.data, self.step = data, step
+
+    def read1(self, n: int) -> bytes:
+        chunk, self.data = self.data[: min(n, self.step)], self.data[min(n, self.step) :]
+        return chunk
+
+    def read(self, n: int) -> bytes:
+        raise AssertionError("a pipe is read with read1")
+
+
+@pytest.mark.parametrize("step", [1, 3, 7, 1000])
+def test_split_names_across_reads(step: int) -> None:
+    names = [b".", b"./a b", b"./new\nline", b"./\xff\xfe", b"./-rf"]
+    data = b"".join(n + b"\0" for n in names)
+    assert list(split_names(Trickle(data, step))) == names  # type: ignore[arg-type]
+    assert list(split_names(Trickle(data[:-1], step))) == names, "a missing last NUL"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("prefix", [b".", b"./srv/data"])
+def test_select_stream_agrees_with_grep(tmp_path: Path, prefix: bytes) -> None:
+    """The streamed selection of exact paths is what grep's two passes select, name for name."""
+    sysnames = [b"./tmp", b"./home/u/scratch", b"./tmpfile", b"./home/u/notes"]
+    extra = [self_pattern(prefix + p[1:] if prefix != b"." else p) for p in sysnames]
+    listfile = tmp_path / "ex"
+    listfile.write_bytes(b"")
+    rules = load_rules([listfile], extra=extra)
+    out = tmp_path / "out"
+    by_grep = select(write_names(tmp_path, TREE), out, rules, prefix=prefix)
+    written: list[bytes] = []
+    paths = literal_paths(rules)
+    assert paths is not None
+    streamed = select_stream(iter(TREE), paths, written.append, prefix=prefix)
+    assert b"".join(written) == out.read_bytes()
+    assert streamed == by_grep
+    assert streamed.excluded == (b"./tmp", b"./tmpfile", b"./home/u/scratch", b"./home/u/notes")
+    assert b"./tmp/sub/b\0" not in written and b"./var/tmp/x\0" in written
+
+
+def test_select_stream_without_rules_passes_everything() -> None:
+    written: list[bytes] = []
+    assert select_stream(iter(TREE), frozenset(), written.append) == Selection(len(TREE), ())
+    assert written == [n + b"\0" for n in TREE]
