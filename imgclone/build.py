@@ -16,6 +16,7 @@ from .layout import Disk, Filesystem, FsType, Layout, LogicalVolume, PartFlag, P
 
 log = logging.getLogger("imgclone")
 MiB = 1024 * 1024
+LVM_EXTENT = 4 * MiB  # vgcreate's default extent size
 
 GPT_TYPES = {
     PartFlag.ESP: "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
@@ -112,16 +113,21 @@ def _flag(g: Guest, dev: str, table: TableType, p: Partition) -> None:
 
 
 def create_lvm(g: Guest, devs: Devices) -> None:
-    """PVs, VGs (already named altinst_<vg>) and LVs (alt_<lv>)."""
+    """PVs, VGs (already named altinst_<vg>) with the source's extent size, and LVs (alt_<lv>) of whole extents."""
     for vg in devs.layout.vgs:
         pvs = [devs.path(pv) for pv in vg.pvs]
         for pv in pvs:
             g.pvcreate(pv)
-        g.vgcreate(vg.name, pvs)
-        if vg.extent_size != 4 * MiB:
-            log.info("%s: extent size %d KiB kept at LVM's default 4 MiB", vg.name, vg.extent_size // 1024)
+        if vg.extent_size == LVM_EXTENT:
+            g.vgcreate(vg.name, pvs)
+        else:  # libguestfs's vgcreate takes no extent size
+            g.appliance_command(["lvm", "vgcreate", "--yes", "-s", f"{vg.extent_size // 1024}k", vg.name, *pvs])
         for lv in (lv for lv in devs.layout.lvs if lv.vg == vg.id):
-            g.lvcreate(lv.name, vg.name, lv.size // MiB)
+            if lv.size % MiB == 0:
+                g.lvcreate(lv.name, vg.name, lv.size // MiB)
+            else:  # extents below 1 MiB: lvcreate's MiB would not be exact
+                extents = str(lv.size // vg.extent_size)
+                g.appliance_command(["lvm", "lvcreate", "--yes", "-l", extents, "-n", lv.name, vg.name])
 
 
 def make_filesystems(g: Guest, devs: Devices, keep_uuids: dict[str, str]) -> dict[str, str]:

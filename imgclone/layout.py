@@ -235,6 +235,10 @@ class Layout:
         for vg in self.vgs:
             if not vg.pvs:
                 yield f"VolumeGroup {vg.id}: has no physical volumes"
+            ext = vg.extent_size
+            if not isinstance(ext, int) or ext < 1024 or (ext & (ext - 1) and ext % (128 * 1024)):
+                takes = "a power of 2 ≥ 1 KiB, or a multiple of 128 KiB"
+                yield f"VolumeGroup {vg.id}: extent size {ext!r} is not one LVM takes ({takes})"
             for pv in vg.pvs:
                 yield from ref(f"VolumeGroup {vg.id}", "physical volume", pv, ("Partition", "Disk"))
         for lv in self.lvs:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+import pytest
+
 from imgclone import build
+from imgclone.errors import LayoutError
 from imgclone.guest import Guest
-from imgclone.layout import Disk, Filesystem, FsType, Layout, Partition
+from imgclone.layout import Disk, Filesystem, FsType, Layout, LogicalVolume, Partition, VolumeGroup
 from imgclone.plan import Target, make_plan
 
 MiB = 1 << 20
@@ -62,3 +65,32 @@ def test_four_partitions_stay_primary() -> None:
     g = Recorder()
     build.partition_disks(cast(Guest, g), build.Devices(p.target, {"disk-t0": "/dev/sda"}))
     assert [args[1] for args in g.named("part_add")] == ["p", "p", "p", "p"]
+
+
+def lvm_layout(extent: int, lv_size: int) -> Layout:
+    disk = Disk("disk-t0", "/img/t.img", 4096 * MiB)
+    part = Partition("part-t0-1", "disk-t0", 1, MiB, 4094 * MiB)
+    vg = VolumeGroup("vg-a", "altinst_a", ("part-t0-1",), extent)
+    return Layout((disk,), (part,), (vg,), (LogicalVolume("lv-a", "alt_a", "vg-a", lv_size),))
+
+
+def test_vgcreate_keeps_the_source_extent_size() -> None:
+    g = Recorder()
+    build.create_lvm(cast(Guest, g), build.Devices(lvm_layout(32 * MiB, 64 * 32 * MiB), {"disk-t0": "/dev/sda"}))
+    assert g.named("pvcreate") == [("/dev/sda1",)]
+    assert g.named("appliance_command") == [(["lvm", "vgcreate", "--yes", "-s", "32768k", "altinst_a", "/dev/sda1"],)]
+    assert g.named("lvcreate") == [("alt_a", "altinst_a", 2048)]
+    g = Recorder()
+    build.create_lvm(cast(Guest, g), build.Devices(lvm_layout(4 * MiB, 100 * MiB), {"disk-t0": "/dev/sda"}))
+    assert g.named("vgcreate") == [("altinst_a", ["/dev/sda1"])] and g.named("appliance_command") == []
+    g = Recorder()  # extents below 1 MiB: an LV of 1001 extents is not whole MiB; lvcreate counts extents
+    layout = lvm_layout(512 * 1024, 1001 * 512 * 1024)
+    build.create_lvm(cast(Guest, g), build.Devices(layout, {"disk-t0": "/dev/sda"}))
+    assert g.named("appliance_command")[-1] == (["lvm", "lvcreate", "--yes", "-l", "1001", "-n", "alt_a", "altinst_a"],)
+
+
+def test_layout_refuses_an_extent_size_lvm_does_not_take() -> None:
+    assert lvm_layout(32 * MiB, 32 * MiB).validate() is None
+    assert lvm_layout(384 * 1024, 384 * 1024).validate() is None  # a multiple of 128 KiB
+    with pytest.raises(LayoutError, match="VolumeGroup vg-a: extent size 3000 is not one LVM takes"):
+        lvm_layout(3000, 3000).validate()

@@ -450,3 +450,16 @@ def test_every_example_plans_under_every_policy() -> None:
         for resize in (None, Resize.EXACT, Resize.GROW, Resize.FIT):
             for size in (0, 64 * GiB):
                 plan(load(name), Target("/img/x.img", size), resize=resize)
+
+
+def test_lvs_are_whole_extents_of_the_source_vg() -> None:
+    src = load("bios-lvm")
+    src = replace(src, vgs=(replace(src.vgs[0], extent_size=32 * MiB),))
+    p = plan(src, Target("/img/t0.img", 20 * GiB))
+    assert p.target.vgs[0].extent_size == 32 * MiB  # vgcreate -s 32768k (build.create_lvm)
+    # 19967 MiB PV: (19967 - 1) // 32 = 623 extents; LVs 128 + 64 + 32, the 399 free go to root and var 2:1
+    assert lv_mib(p) == {"alt_root": (128 + 266) * 32, "alt_var": (64 + 133) * 32, "alt_swap": 1024}
+    fit = plan(src, Target("/img/t0.img", 0), resize=Resize.FIT)
+    need = {"alt_root": space.required_bytes("ext4", 1500000000), "alt_var": space.required_bytes("xfs", 300000000)}
+    for lv in fit.target.lvs:
+        assert lv.size % (32 * MiB) == 0 and need.get(lv.name, GiB) <= lv.size < need.get(lv.name, GiB) + 32 * MiB

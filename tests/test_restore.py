@@ -63,6 +63,7 @@ def check_clone(archive: Path, drives: list[tuple[str, str]], work: Path) -> dic
         facts["features"] = made
         facts["uuids"] = {fs_id: g.vfs_uuid(dev) for fs_id, dev in devs.items()}
         facts["parttype"] = g.part_get_parttype("/dev/sda")
+        facts["extents"] = {vg["vg_name"]: vg["vg_extent_size"] for vg in g.vgs_full()}
     assert problems == []
     return facts
 
@@ -110,9 +111,17 @@ def test_vg_spans_two_qcow2_targets(gpt_lvm_capture: Captured, tmp_path: Path, i
     _, archive, _, _ = gpt_lvm_capture
     a, b = tmp_path / "a.qcow2", tmp_path / "b.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(b), "1G"], check=True)
-    restore(imgclone, archive, "-d", f"{a} {b}")
+    # with a layout file whose VG has 8 MiB extents (the source's are LVM's default 4 MiB): vgcreate -s 8192k
+    shown = imgclone("archive", "show", "--layout", str(archive))
+    layout = json.loads(shown.stdout)
+    layout["vgs"][0]["extent_size"] = 8 << 20
+    edited = tmp_path / "layout.json"
+    edited.write_text(json.dumps(layout))
+    out = restore(imgclone, archive, "-d", f"{a} {b}", "-i", str(edited))
     facts = check_clone(archive, [(str(a), "qcow2"), (str(b), "qcow2")], tmp_path)
     assert facts["pvs"] == ["/dev/sda3", "/dev/sdb1"]
+    assert facts["extents"] == {"altinst_rootvg": 8 << 20}
+    assert all(lv["size"] % (8 << 20) == 0 for lv in out["plan"]["target"]["lvs"])  # type: ignore[index]
 
 
 @pytest.fixture
