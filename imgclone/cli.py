@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import textwrap
+from typing import NoReturn
 
 from . import __version__
 from .altop_cmd import add_alt
@@ -24,6 +25,13 @@ EPILOG = textwrap.dedent("""\
     """)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line, like imgclone's own (the usage is in --help)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _common() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("-D", "--debug", action="store_true", help="trace every command; tracebacks on errors")
@@ -35,7 +43,7 @@ def _common() -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     """The imgclone parser with its subcommands."""
     common = _common()
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = Parser(
         prog="imgclone",
         description="Capture, clone and boot-test Linux system disks: alt_disk_copy and mksysb for Linux.",
         epilog=EPILOG,
