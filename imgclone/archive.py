@@ -31,6 +31,7 @@ import io
 import json
 import os
 import re
+import stat
 import sys
 import tarfile
 import time
@@ -313,6 +314,8 @@ class ArchiveReader:
         self.path = path
         if path != "-" and not os.path.exists(path):
             raise ArchiveError(f"{path}: no such archive")
+        if os.path.isdir(path):
+            raise ArchiveError(f"{path}: is a directory, not an archive")
         self._f: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
         try:
             self._tar = tarfile.open(fileobj=self._f, mode="r|")
@@ -326,9 +329,29 @@ class ArchiveReader:
             if first is None or first.name != MANIFEST:
                 raise ArchiveError(f"{path}: not an imgclone archive (first member is not {MANIFEST})")
             self.manifest = _parse_manifest(self._read(first), path)
+            self._check_length(first)
         except ArchiveError:
             self.close()
             raise
+
+    def _check_length(self, first: tarfile.TarInfo) -> None:
+        """A file shorter than its complete manifest says is truncated: say so before anything reads the streams
+        (a restore would else write its targets first). The bound counts one header a part, no long names."""
+        if not self.manifest.get("complete") or not stat.S_ISREG(os.fstat(self._f.fileno()).st_mode):
+            return
+        size = os.fstat(self._f.fileno()).st_size
+        end = first.offset_data + first.size + len(_pad(first.size))
+        for s in self._recorded():
+            parts, total = s.get("parts"), s.get("bytes")
+            if not isinstance(parts, int) or not isinstance(total, int) or parts < 1:
+                continue  # a damaged entry: the stream checks name it
+            last = total - (parts - 1) * PART_SIZE
+            end += (parts - 1) * (BLOCK + PART_SIZE) + BLOCK + last + len(_pad(last))
+            if end > size:
+                raise ArchiveError(f"{self.path}: stream {s.get('member')} is truncated: the archive ends at byte "
+                                   f"{size}, its {MANIFEST} puts the stream's end at {end} or later")  # fmt: skip
+        if end + 2 * BLOCK > size:
+            raise ArchiveError(f"{self.path}: archive is truncated: it ends at byte {size}, before tar's end")
 
     def _read(self, ti: tarfile.TarInfo) -> bytes:
         f = self._tar.extractfile(ti)
@@ -364,15 +387,16 @@ class ArchiveReader:
             f = self._tar.extractfile(ti)
             if not base.startswith(STREAM_DIR + "/") or not idx.isdigit() or f is None:
                 raise ArchiveError(f"{self.path}: unexpected member {ti.name} (after {_name(current)})")
+            guarded = _Guarded(f, f"{self.path}: stream {base} is truncated or damaged at part {ti.name}")
             if not check:
-                yield Part(base, int(idx), f)
+                yield Part(base, int(idx), guarded)
                 continue
             if current is not None and current.member != base:
                 self._check_stream(current)
             current = seen.setdefault(base, _Seen(base))
             if int(idx) != current.parts or current.checked:
                 raise ArchiveError(f"{self.path}: stream {base} is damaged: part {ti.name} out of order")
-            data = _Hashing(f, current)
+            data = _Hashing(guarded, current)
             yield Part(base, int(idx), data)
             while data.read(1 << 20):
                 pass
@@ -472,10 +496,24 @@ class _Seen:
         self.sha = hashlib.sha256()
 
 
+class _Guarded:
+    """A part's data whose read errors (the archive ends inside the part) are an ArchiveError saying where."""
+
+    def __init__(self, f: IO[bytes], what: str) -> None:
+        self._f = f
+        self._what = what
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            return self._f.read(n)
+        except tarfile.ReadError as e:
+            raise ArchiveError(f"{self._what} ({e})") from e
+
+
 class _Hashing:
     """A part's data as read by the consumer, counted and hashed into its stream."""
 
-    def __init__(self, f: IO[bytes], into: _Seen) -> None:
+    def __init__(self, f: Readable, into: _Seen) -> None:
         self._f = f
         self._into = into
 
