@@ -1,8 +1,9 @@
 """Restore targets: disk images (created when absent) and block devices, and the refusals.
 
-imgclone never writes to a disk that was not named with -d, and never to one that is
-mounted, holds LVM physical volumes or partitions, or holds part of the running system
-or of the source — unless --force (and never, even then, the disk of the running root).
+imgclone never writes to a disk that was not named with -d, and never to one that holds
+LVM physical volumes, partitions or a filesystem, or part of the source — unless --force;
+never, even then, to one that is mounted, to the disk of the running root, or to an image
+file that backs a loop device.
 """
 
 from __future__ import annotations
@@ -44,17 +45,39 @@ def split_targets(values: list[str]) -> list[str]:
     return out
 
 
-def _image(path: str, runner: Runner) -> TargetDisk:
+def _image(path: str, runner: Runner, force: bool) -> TargetDisk:
     if not os.path.exists(path):
         if not os.path.isdir(os.path.dirname(path)):
             raise UsageError(f"-d {path}: directory {os.path.dirname(path)} does not exist")
         fmt = "qcow2" if path.endswith(".qcow2") else "raw"
         return TargetDisk(path, "image", fmt, 0, False)
+    loops = loop_devices_of(path)
+    if loops:
+        raise UsageError(f"-d {path}: backs loop device {', '.join(loops)}, which the kernel may be using",
+                         f"detach it first (losetup -d {loops[0]}); --force does not override this")  # fmt: skip
     info = json.loads(runner.run(["qemu-img", "info", "--output=json", path]).text)
     fmt = str(info.get("format", "raw"))
     if fmt not in IMAGE_FORMATS:
         raise UsageError(f"-d {path}: image format {fmt} is not supported (raw or qcow2)")
+    # a raw image's signatures are read on the host, before an appliance starts (qcow2: check_targets, inside)
+    signature = _signature(path, runner) if fmt == "raw" and not force else ""
+    if signature:
+        raise UsageError(f"-d {path}: {signature}", "refusing to overwrite it; --force if you are sure")
     return TargetDisk(path, "image", fmt, int(info.get("virtual-size", 0)), True)
+
+
+def loop_devices_of(path: str, sys_block: Path = Path("/sys/block")) -> list[str]:
+    """The loop devices whose backing file is path (as the kernel reports it in sysfs)."""
+    real = os.path.realpath(path)
+    out = []
+    for f in sorted(sys_block.glob("loop*/loop/backing_file")):
+        try:
+            backing = f.read_text().strip().removesuffix(" (deleted)")
+        except OSError:
+            continue
+        if os.path.realpath(backing) == real:
+            out.append(f"/dev/{f.parent.parent.name}")
+    return out
 
 
 def _lsblk(dev: str, runner: Runner) -> dict[str, object]:
@@ -80,12 +103,13 @@ def _device(path: str, runner: Runner, force: bool, protected: dict[str, str]) -
             if why == "running root" or not force:
                 raise UsageError(f"-d {path}: holds {why} ({name})", None if why == "running root" else "--force")
     mounted = [str(n["name"]) for n in nodes if any(m for m in (n.get("mountpoints") or []))]  # type: ignore[attr-defined]
+    if mounted:  # the kernel writes a mounted filesystem behind our back: --force cannot make that safe
+        raise UsageError(f"-d {path}: is mounted ({', '.join(mounted)})", "unmount it first; --force does not "
+                         "override this")  # fmt: skip
     problems = []
     signature = _signature(path, runner)
     if signature:
         problems.append(signature)
-    if mounted:
-        problems.append(f"is mounted ({', '.join(mounted)})")
     if any(n.get("fstype") == "LVM2_member" for n in nodes) and "LVM" not in signature:
         problems.append("holds an LVM physical volume (it belongs to a volume group)")
     if len(nodes) > 1 and "partition table" not in signature:
@@ -125,7 +149,7 @@ def resolve(paths: list[str], *, force: bool = False, protected: dict[str, str] 
         elif os.path.exists(path) and not os.path.isfile(path):
             raise UsageError(f"-d {p}: neither a disk image file nor a block device")
         else:
-            out.append(_image(path, runner))
+            out.append(_image(path, runner, force))
     return out
 
 

@@ -55,7 +55,6 @@ def lsblk(children: list[dict[str, object]] | None = None, **dev: object) -> str
 @pytest.mark.parametrize(
     ("reply", "message"),
     [
-        (lsblk(mountpoints=["/mnt"]), "is mounted"),
         (lsblk(fstype="LVM2_member"), "holds an LVM physical volume"),
         (lsblk([{"name": "/dev/loop7p1", "type": "part", "mountpoints": [None]}]), "holds partitions"),
     ],
@@ -65,6 +64,23 @@ def test_occupied_devices_are_refused_unless_forced(reply: str, message: str) ->
     with pytest.raises(UsageError, match=message):
         targets._device("/dev/loop7", fake, False, {})
     assert targets._device("/dev/loop7", fake, True, {}).size == 1 << 30
+
+
+def test_mounted_devices_are_refused_even_with_force() -> None:
+    fake = FakeRunner({("lsblk",): lsblk([{"name": "/dev/loop7p1", "type": "part", "mountpoints": ["/mnt"]}]),
+                       ("blkid",): ""})  # fmt: skip
+    for force in (False, True):
+        with pytest.raises(UsageError, match=r"is mounted \(/dev/loop7p1\).*--force does not override"):
+            targets._device("/dev/loop7", fake, force, {})
+
+
+def test_image_backing_a_loop_device_is_found(tmp_path: Path) -> None:
+    sys_block = tmp_path / "block"
+    (sys_block / "loop3" / "loop").mkdir(parents=True)
+    (sys_block / "loop3" / "loop" / "backing_file").write_text(f"{tmp_path / 'disk.img'}\n")
+    (sys_block / "loop4").mkdir()  # a loop device with nothing attached has no loop/ directory
+    assert targets.loop_devices_of(str(tmp_path / "disk.img"), sys_block) == ["/dev/loop3"]
+    assert targets.loop_devices_of(str(tmp_path / "other.img"), sys_block) == []
 
 
 def test_running_root_is_refused_even_with_force() -> None:
