@@ -84,9 +84,7 @@ class Context:
 def check_options(opts: CaptureOptions) -> None:
     """Usage errors before anything is written."""
     if opts.exclude_list is not None:
-        excludes.check_full_path(opts.exclude_list)
-        if not os.path.isfile(opts.exclude_list):
-            raise UsageError(f"exclude list {opts.exclude_list}: no such file")
+        check_exclude_list(opts.exclude_list)
     if opts.source and opts.mounts:
         raise UsageError("give either a SOURCE image or --mount, not both")
     out = opts.output
@@ -97,6 +95,14 @@ def check_options(opts: CaptureOptions) -> None:
         raise UsageError(f"-o {out}: is a directory", "name the archive file, e.g. -o /backup/host.mksysb")
     elif not os.path.isdir(os.path.dirname(os.path.abspath(out))):
         raise UsageError(f"-o {out}: directory {os.path.dirname(os.path.abspath(out))} does not exist")
+
+
+def check_exclude_list(path: str) -> None:
+    """-e: a full path to a file of patterns grep accepts (checked before any probe or appliance)."""
+    excludes.check_full_path(path)
+    if not os.path.isfile(path):
+        raise UsageError(f"exclude list {path}: no such file")
+    excludes.load_rules([path])
 
 
 def self_excludes(opts: CaptureOptions, workdir: Path) -> list[bytes]:

@@ -8,6 +8,7 @@ import shlex
 import stat
 
 from . import packages
+from .capture import check_exclude_list
 from .customize import CustomizeOptions
 from .errors import UsageError
 
@@ -46,6 +47,8 @@ def check_rules(args: argparse.Namespace) -> None:
         value = getattr(args, dest, None)
         if value and not value.startswith("/"):
             raise UsageError(f"{flag} {value}: must be a full path name")
+    if getattr(args, "exclude_list", None):
+        check_exclude_list(args.exclude_list)
     _check_file(args.resolv_conf, "-R")
     _check_file(args.first_boot, "-x")
     _check_file(args.script, "-s", executable=True)
