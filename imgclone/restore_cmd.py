@@ -85,6 +85,9 @@ def options(args: argparse.Namespace, archive: str | None = None) -> RestoreOpti
         progress=False if args.no_progress else None,
     )  # fmt: skip
     flags.check_reboot(args, opts.targets)
+    same = [t for t in opts.targets if archive and os.path.realpath(t) == os.path.realpath(archive)]
+    if same:
+        raise UsageError(f"-d {same[0]}: is the archive being restored", "give another target")
     return opts
 
 
