@@ -6,11 +6,12 @@ from typing import Any, cast
 
 import pytest
 
-from imgclone import build
+from imgclone import build, plan
 from imgclone.errors import LayoutError
 from imgclone.guest import Guest
-from imgclone.layout import Disk, Filesystem, FsType, Layout, LogicalVolume, Partition, VolumeGroup
+from imgclone.layout import Disk, Filesystem, FsType, Layout, LogicalVolume, PartFlag, Partition, TableType, VolumeGroup
 from imgclone.plan import Target, make_plan
+from imgclone.probe_guest import GPT_TYPE_FLAGS
 
 MiB = 1 << 20
 
@@ -94,3 +95,19 @@ def test_layout_refuses_an_extent_size_lvm_does_not_take() -> None:
     assert lvm_layout(384 * 1024, 384 * 1024).validate() is None  # a multiple of 128 KiB
     with pytest.raises(LayoutError, match="VolumeGroup vg-a: extent size 3000 is not one LVM takes"):
         lvm_layout(3000, 3000).validate()
+
+
+def test_gpt_types_are_the_registered_guids() -> None:
+    """A swap partition on GPT gets Linux swap's type GUID (it once got a GUID no tool knows)."""
+    disk = Disk("disk-t0", "/img/t.img", 4096 * MiB, TableType.GPT)
+    flags = (PartFlag.SWAP, PartFlag.ESP, PartFlag.LVM, PartFlag.BIOS_GRUB)
+    parts = tuple(Partition(f"p{n}", "disk-t0", n, n * MiB, MiB, (f,)) for n, f in enumerate(flags, 1))
+    g = Recorder()
+    build.partition_disks(cast(Guest, g), build.Devices(Layout((disk,), parts), {"disk-t0": "/dev/sda"}))
+    assert [args[2] for args in g.named("part_set_gpt_type")] == [
+        "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F",  # sfdisk --label gpt -T: Linux swap
+        "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",  # EFI System
+        "E6D6D379-F507-44C2-A23C-238F2A3DF928",  # Linux LVM
+        "21686148-6449-6E6F-744E-656564454649",  # BIOS boot
+    ]
+    assert set(build.GPT_TYPES.values()) == set(GPT_TYPE_FLAGS) and build.GPT_TYPES == plan.GPT_TYPES

@@ -60,7 +60,7 @@ ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
         (ESP.lower(), (PartFlag.ESP,)),
         ("21686148-6449-6E6F-744E-656564454649", (PartFlag.BIOS_GRUB,)),
         ("E6D6D379-F507-44C2-A23C-238F2A3DF928", (PartFlag.LVM,)),
-        ("0657FD6D-A4AB-4C9E-9E1F-3AD0F6E8D7C9", (PartFlag.SWAP,)),
+        ("0657FD6D-A4AB-43C4-84E5-0933C84B4F4F", (PartFlag.SWAP,)),  # Linux swap (sfdisk --label gpt -T)
         ("0FC63DAF-8483-4772-8E79-3D69D8477DE4", ()),  # Linux filesystem
     ],
 )
