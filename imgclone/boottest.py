@@ -127,16 +127,24 @@ class BootResult:
 
 # -- pure helpers ----------------------------------------------------------------------------------
 def scan_log(text: str, expect: str | None) -> LogScan:
-    """The first marker line (cleaned of other console output around it) and whether expect appears."""
+    """The first marker line (cleaned of other console output around it) and whether expect appears.
+
+    expect is looked for in the log as log_tail shows it: systemd colours unit names on the console
+    ("Reached target \\x1b[0;1;39mmulti-user.target"), and a line copied from the tail must match.
+    """
     m = MARKER_RE.search(text)
     marker = m.group(0) if m else None
-    return LogScan(marker, expect is not None and expect in text)
+    return LogScan(marker, expect is not None and expect in plain_text(text))
+
+
+def plain_text(text: str) -> str:
+    """The serial log without terminal control sequences and carriage returns."""
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[c()][0-9A-Za-z]?|\r", "", text)
 
 
 def log_tail(text: str, lines: int = TAIL_LINES) -> tuple[str, ...]:
     """The last lines of the serial log, without terminal control sequences and carriage returns."""
-    clean = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[c()][0-9A-Za-z]?|\r", "", text)
-    return tuple(clean.splitlines()[-lines:])
+    return tuple(plain_text(text).splitlines()[-lines:])
 
 
 def qemu_argv(

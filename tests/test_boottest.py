@@ -52,6 +52,14 @@ def test_scan_log_expect() -> None:
     assert boottest.scan_log("first-boot: done\n", "first-boot: done") == LogScan(None, True)
 
 
+def test_scan_log_expect_ignores_terminal_codes() -> None:
+    """systemd colours unit names on the serial console; the line as the log tail shows it must match."""
+    line = "[\x1b[0;32m  OK  \x1b[0m] Reached target \x1b[0;1;39mmulti-user.target\x1b[0m - Multi-User System.\r\n"
+    assert boottest.scan_log(line, "Reached target multi-user.target - Multi-User").expect_found
+    assert boottest.log_tail(line) == ("[  OK  ] Reached target multi-user.target - Multi-User System.",)
+    assert not boottest.scan_log(line, "Reached target graphical.target").expect_found
+
+
 def test_log_tail_strips_terminal_codes() -> None:
     tail = boottest.log_tail(CONSOLE + "".join(f"line {i}\r\n" for i in range(40)))
     assert len(tail) == 30
