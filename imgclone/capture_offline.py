@@ -158,11 +158,15 @@ def stream_fs(g: Guest, ctx: Context, fs: Filesystem, device: str) -> StreamInfo
 
 def _relay(r: int, zin: IO[bytes], ctx: Context, counted: list[int]) -> None:
     """Copy the appliance's tar stream into zstd, counting bytes for the progress bar."""
-    with os.fdopen(r, "rb", buffering=0) as src, zin:
-        while chunk := src.read(RELAY_CHUNK):
-            zin.write(chunk)
-            counted[0] += len(chunk)
-            ctx.bar.update(len(chunk))
+    with os.fdopen(r, "rb", buffering=0) as src:
+        try:
+            with zin:
+                while chunk := src.read(RELAY_CHUNK):
+                    zin.write(chunk)
+                    counted[0] += len(chunk)
+                    ctx.bar.update(len(chunk))
+        except BrokenPipeError:
+            pass  # zstd was stopped (the reader went away): the writer's error says why; closing src ends tar_out
 
 
 def list_kept(ctx: Context, kept: Path) -> None:

@@ -1,8 +1,9 @@
 """imgclone copy (alt_disk_copy): capture the running system or an image, restore it, customize, finalize.
 
-Phase 1 is a capture into an archive (--archive PATH, else a temporary file removed at
-the end) followed by a restore of it; the targets are refused, when they must be, before
-the capture starts. -P23 on targets of an earlier -P1 needs no source at all.
+Phase 1 streams: the capture writes the archive into a pipe that restore reads as it comes
+(copy_stream.py), tee'd into --archive PATH when asked; no temporary archive is written. The
+targets are refused, when they must be, before the capture starts. -P23 on targets of an
+earlier -P1 needs no source at all.
 """
 
 from __future__ import annotations
@@ -10,13 +11,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import shutil
 import sys
-import tempfile
 from typing import Any
 
 from . import targets
 from .capture import CaptureOptions, ErrMode
+from .copy_stream import CaptureFeed
 from .errors import ReadErrors, UsageError
 from .guest import Guest
 from .layout import Layout
@@ -27,7 +27,7 @@ from .restore_cmd import finish, options, run_phases, say
 def cmd_copy(args: argparse.Namespace) -> int:
     """alt_disk_copy: the three phases from the running system (or --source) onto the targets."""
     todo_capture = "1" in set("123" if args.phases == "all" else args.phases)
-    archive = args.archive or ("<temporary>" if todo_capture else None)
+    archive = args.archive or ("<stream>" if todo_capture else None)
     opts = options(args, archive=archive)
     if not todo_capture:
         if args.source or args.archive or args.exclude_list:
@@ -39,18 +39,27 @@ def cmd_copy(args: argparse.Namespace) -> int:
         raise UsageError(f"-d {cap.source}: is the source of the copy")
     if opts.dry_run:
         return finish(args, dry_run(args, opts.plan, cap, disks))
-    tmpdir = None if args.archive else tempfile.mkdtemp(prefix="imgclone-copy-")
-    path = args.archive or os.path.join(str(tmpdir), "copy.mksysb")
-    try:
-        report_errors = capture(args, dataclasses.replace(cap, output=path))
-        opts = options(args, archive=path)
-        result = run_phases(args, opts, {"targets": list(opts.targets), "archive": args.archive})
-    finally:
-        if tmpdir:
-            shutil.rmtree(tmpdir, ignore_errors=True)
+    result: dict[str, Any] = {"targets": list(opts.targets), "archive": args.archive}
+    # the capture's own bar would fight restore's on one terminal: restore's counts the same bytes
+    cap = dataclasses.replace(cap, progress=False)
+    with CaptureFeed(lambda out: capture(dataclasses.replace(cap, output=out)), keep=args.archive) as feed:
+        run_phases(phase_args(args, "1"), options(args, archive=feed.path), result)
+    assert feed.result is not None
+    manifest, report_errors = feed.result
+    if manifest is not None:  # under ALT_BAK_ERR_REPORT the warning said what was captured
+        total = sum(int(s["bytes"]) for s in manifest["streams"])
+        say(args, f"Phase 1: captured {len(manifest['streams'])} filesystem(s), {total} bytes of streams\n")
+    rest = {"1": "", "12": "2", "all": "23"}.get(args.phases, "")
+    if rest:
+        run_phases(phase_args(args, rest), opts, result, report_errors)
     if report_errors:
         result["read_errors"] = True
     return finish(args, result, rc=1 if report_errors else 0)
+
+
+def phase_args(args: argparse.Namespace, phases: str) -> argparse.Namespace:
+    """args with -P phases: Phase 1 runs while the capture feeds it, Phases 2 and 3 once the capture is done."""
+    return argparse.Namespace(**dict(vars(args), phases=phases))
 
 
 def capture_options(args: argparse.Namespace) -> CaptureOptions:
@@ -65,25 +74,21 @@ def capture_options(args: argparse.Namespace) -> CaptureOptions:
     )  # fmt: skip
 
 
-def capture(args: argparse.Namespace, cap: CaptureOptions) -> bool:
-    """Phase 1's capture; True when files could not be read and ALT_BAK_ERR_REPORT says go on with rc 1."""
+def capture(cap: CaptureOptions) -> tuple[dict[str, Any] | None, bool]:
+    """Phase 1's capture: its manifest, and True when files could not be read and ALT_BAK_ERR_REPORT says go on."""
     try:
         if cap.source:
             from .capture_offline import capture_offline
 
-            manifest = capture_offline(cap)
-        else:
-            from .capture_host import capture_host
+            return capture_offline(cap), False
+        from .capture_host import capture_host
 
-            manifest = capture_host(cap)
+        return capture_host(cap), False
     except ReadErrors as e:
         if cap.err_mode is not ErrMode.REPORT:
             raise
         print(f"imgclone: warning: {e}; going on (ALT_BAK_ERR_REPORT)", file=sys.stderr)
-        return True
-    total = sum(int(s["bytes"]) for s in manifest["streams"])
-    say(args, f"Phase 1: captured {len(manifest['streams'])} filesystem(s), {total} bytes of streams\n")
-    return False
+        return None, True
 
 
 def dry_run(

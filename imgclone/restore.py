@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from . import build, faults, fixups, state, targets
 from .archive import ArchiveReader, Part, read_manifest
-from .errors import ArchiveError, GuestfsError, ImgcloneError
+from .errors import ArchiveError, GuestfsError
 from .guest import Guest
 from .layout import Layout
 from .plan import Plan, PlanOptions, Target, make_plan
@@ -58,27 +58,48 @@ class Context:
     uuids: dict[str, str] = field(default_factory=dict)
     created: list[targets.TargetDisk] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    reader: ArchiveReader | None = None  # open after the first manifest: the streams are read once, in order
 
 
 def prepare(opts: RestoreOptions) -> Context:
-    """Read the manifest, resolve the targets and plan: every refusal happens here."""
-    if opts.archive == "-":
-        raise ImgcloneError("restore reads the archive twice (manifest, then streams)", "give a file, not -")
-    manifest = read_manifest(opts.archive)
+    """Read the manifest, resolve the targets and plan: every refusal happens here. The archive stays open."""
+    reader = ArchiveReader(opts.archive)
+    try:
+        return plan_restore(opts, reader)
+    except BaseException:
+        reader.close()
+        raise
+
+
+def plan_restore(opts: RestoreOptions, reader: ArchiveReader) -> Context:
+    """The plan from the archive's first manifest: complete in an archive file; in a pipe (stdin, imgclone copy) it
+    has the layout and no streams yet, which restore checks against the final manifest at the end."""
+    manifest = reader.manifest
+    if not manifest.get("complete") and os.path.isfile(opts.archive):
+        manifest = read_manifest(opts.archive)  # a piped archive saved to a file: its last manifest has file counts
     source = Layout.from_dict(manifest["layout"])
     protected = targets.running_root_disks()
     disks = targets.resolve(list(opts.targets), force=opts.force, protected=protected)
     files = {str(s["fs"]): int(s["files"]) for s in manifest["streams"]}
     plan_opts = dataclasses.replace(opts.plan, files=files)  # inodes a shrunk filesystem must still hold
     plan = make_plan(source, [Target(d.path, d.size, d.sector_size) for d in disks], plan_opts)
-    return Context(opts=opts, manifest=manifest, disks=disks, plan=plan)
+    return Context(opts=opts, manifest=manifest, disks=disks, plan=plan, reader=reader)
 
 
 def restore(opts: RestoreOptions) -> Context:
     """Run Phase 1 restore; returns the context (plan, new UUIDs, timings)."""
     ctx = prepare(opts)
-    if opts.dry_run:
-        return ctx
+    try:
+        if not opts.dry_run:
+            build_clone(ctx)
+    finally:
+        _reader(ctx).close()
+    return ctx
+
+
+def build_clone(ctx: Context) -> None:
+    """Phase 1's writing half: images, then one appliance for every step; a failure cleans up what it can."""
+    opts = ctx.opts
     try:
         create_images(ctx)
         g = Guest(trace=opts.debug)
@@ -94,7 +115,6 @@ def restore(opts: RestoreOptions) -> Context:
                             targets_removed=len(ctx.created) == len(ctx.disks))  # fmt: skip
         raise
     state.save_phase1(ctx.opts.targets, ctx.disks, ctx.plan, ctx.manifest, opts.archive, ctx.uuids)
-    return ctx
 
 
 def run_steps(ctx: Context, steps: list[Callable[[Context], None]]) -> None:
@@ -159,16 +179,22 @@ def _devs(ctx: Context) -> build.Devices:
     return ctx.devs
 
 
+def _reader(ctx: Context) -> ArchiveReader:
+    assert ctx.reader is not None
+    return ctx.reader
+
+
 def extract_streams(ctx: Context) -> None:
     """Stream every filesystem from the archive into its mounted target (one pass over the archive)."""
     g = _guest(ctx)
     devs = _devs(ctx)
     # each filesystem mounted alone at / while its stream goes in: layouts without "/" work too
     where = {fs.id: devs.path(fs.device) for fs in ctx.plan.target.filesystems}
-    total = sum(int(s["bytes"]) for s in ctx.manifest["streams"])
+    reader = _reader(ctx)
+    total = sum(int(s["bytes"]) for s in ctx.manifest["streams"]) or None  # None: still being captured
     disable = not (sys.stderr.isatty() if ctx.opts.progress is None else ctx.opts.progress)
     with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="restore", disable=disable,
-              file=sys.stderr, dynamic_ncols=True) as bar, ArchiveReader(ctx.opts.archive) as reader:  # fmt: skip
+              file=sys.stderr, dynamic_ncols=True) as bar:  # fmt: skip
         current: _Extraction | None = None
         try:
             for part in reader.parts():
@@ -182,6 +208,7 @@ def extract_streams(ctx: Context) -> None:
                 current.feed(part, bar)
             if current is not None:
                 current.finish()
+            ctx.manifest = reader.manifest  # the final one, with the streams (parts() checked them against it)
         except BaseException:
             if current is not None:
                 current.abandon()  # else tar_in waits for zstd forever, and the appliance cannot shut down

@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,7 @@ from tests.treecmp import file_sha256
 
 pytestmark = pytest.mark.integration
 Run = Callable[..., subprocess.CompletedProcess[bytes]]
+MANIFEST = b"manifest.json"
 HOST_SCRIPT = '#!/bin/sh\nset -e\necho "from -s: $ALT_INST" > "$ALT_INST/etc/copied-in"\n'
 
 
@@ -27,6 +30,33 @@ def _read_clone(image: Path, device: str, path: str) -> bytes:
         g.vg_activate_all(True)
         g.mount_ro(device, "/")
         return bytes(g.read_file(path))
+
+
+@contextmanager
+def _watch(directory: Path, seen: set[str]) -> Iterator[None]:
+    """Every archive (a file that begins with the manifest's tar header) that appears under directory while the
+    block runs, sampled twice a second."""
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(0.5):
+            for dirpath, _, files in os.walk(directory):
+                for name in files:
+                    path = os.path.join(dirpath, name)
+                    try:
+                        with open(path, "rb") as f:
+                            if f.read(len(MANIFEST)) == MANIFEST:
+                                seen.add(path)
+                    except OSError:
+                        pass  # gone already
+
+    t = threading.Thread(target=poll, daemon=True)
+    t.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        t.join()
 
 
 def test_alt_disk_copy_of_an_image_phases_1_and_2(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -41,15 +71,18 @@ def test_alt_disk_copy_of_an_image_phases_1_and_2(tmp_path: Path, monkeypatch: p
     env = dict(os.environ, IMGCLONE_STATE_DIR=str(tmp_path / "state"), TMPDIR=str(tmp_path / "tmp"))
     clone = tmp_path / "clone.qcow2"
     alias = Path(sys.executable).parent / "alt_disk_copy"
-    r = subprocess.run([str(alias), "--source", str(source), "-d", str(clone), "-P12", "-s", str(script),
-                        "--alt-inst", str(tmp_path / "alt_inst"), "--no-progress", "--json"],
-                       capture_output=True, env=env, check=False)  # fmt: skip
+    seen: set[str] = set()
+    with _watch(tmp_path / "tmp", seen):
+        r = subprocess.run([str(alias), "--source", str(source), "-d", str(clone), "-P12", "-s", str(script),
+                            "--alt-inst", str(tmp_path / "alt_inst"), "--no-progress", "--json"],
+                           capture_output=True, env=env, check=False)  # fmt: skip
     assert r.returncode == 0, r.stderr.decode()
+    assert seen == set(), "the archive streams from capture to restore: no temporary archive is ever written"
     out = json.loads(r.stdout)
     assert "phase1" in out and "phase3" not in out
     assert out["phase2"]["actions"] == [f"ran {script} with the clone at {tmp_path / 'alt_inst'}"]
     left = [n for n in os.listdir(tmp_path / "tmp") if not n.startswith(".guestfs-")]  # libguestfs's cache
-    assert left == [], "the temporary archive is removed"
+    assert left == [], "nothing is left in TMPDIR"
     monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path / "state"))
     journal = json.loads(state_path([str(clone)]).read_text())
     assert sorted(journal["phases"]) == ["1", "2"]
@@ -67,6 +100,7 @@ def test_copy_keeps_the_archive_when_asked(tmp_path: Path, imgclone: Run, monkey
                  "-P1", "--no-progress")  # fmt: skip
     assert r.returncode == 0, r.stderr.decode()
     assert "Phase 1: captured 4 filesystem(s)" in r.stdout.decode()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.img", "kept.mksysb", "state"]
     r = imgclone("archive", "verify", str(kept))
     assert r.returncode == 0 and "verified, all streams intact" in r.stdout.decode()
 
