@@ -1,16 +1,21 @@
 #!/usr/bin/env python3
 """Capture benchmark: imgclone capture against tar|zstd and fsarchiver on one generated tree.
 
-    .venv/bin/python bench/capture.py [--size-gb 1.0] [--workdir DIR] [--keep] [--runs 2]
+    .venv/bin/python bench/capture.py [--size-gb 1.0] [--workdir DIR] [--keep] [--runs 3] [--cold] [--rss-gb 4]
 
 The tree (>= 1 GiB by default: small text files, medium binaries and text, large mixed
 files, hardlinks, symlinks, a sparse file, xattrs and ACLs) lives on a fresh ext4 in a
 sparse image file in the workdir, attached with a direct-I/O loop device and mounted
 read-only for the runs. Every tool writes its output to the workdir's disk (outside the
-source filesystem); caches are dropped before every run; the tools run round-robin,
-rotating who goes first, each after waiting for other processes to go idle, and a run
-during which other processes took CPU is redone. Times are the minimum over the runs,
-memory the maximum.
+source filesystem). Caches are warm for every tool (one untimed read of the tree first;
+--cold drops them before every run instead); the tools run round-robin, rotating who
+goes first, each after waiting for other processes to go idle, and a run during which
+other processes took CPU is redone. Times are the median over the runs (ratios are
+ratios of medians), memory the maximum.
+
+Then `imgclone archive verify` of imgclone's archive against `zstd -t` of the same
+stream (its parts cut out of the archive beforehand, untimed), interleaved the same way;
+and with --rss-gb, one imgclone capture of a second, larger tree for its peak memory.
 
 Exit status: 0 when every tool ran (even when a goal is missed: this is a report), 1
 when a tool failed, 130 when interrupted.
@@ -23,8 +28,9 @@ import json
 import os
 import shlex
 import shutil
+import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +59,7 @@ from common import (  # noqa: E402
     sigterm_as_interrupt,
     table,
     wait_quiet,
+    write_summary,
 )
 
 TOOLS = ("tar|zstd", "fsarchiver", "imgclone")
@@ -60,7 +67,7 @@ OUTPUTS = {"tar|zstd": "out.tar.zst", "fsarchiver": "out.fsa", "imgclone": "out.
 GOALS = {"tar|zstd": 1.05, "fsarchiver": 0.85}  # imgclone wall / tool wall must stay at or below
 SEED = 20240611
 KEEP_DIR = Path("/var/tmp/imgclone-bench")
-HEADER = ["tool", "wall s (min)", "runs s", "wall+sync s", "cpu s", "others s",
+HEADER = ["tool", "wall s (median)", "runs s", "wall+sync s", "cpu s", "others s",
           "output bytes", "data/out", "peak RSS largest proc", "peak tree RSS"]  # fmt: skip
 
 
@@ -81,6 +88,7 @@ class Setup:
     nproc: int
     patience: float
     retries: int
+    cold: bool = False
 
 
 def command(tool: str, s: Setup) -> list[str]:
@@ -111,7 +119,8 @@ def one_run(s: Setup, tool: str, r: int) -> Run:
 def measure_once(s: Setup, tool: str, r: int) -> Run:
     out = s.out / OUTPUTS[tool]
     out.unlink(missing_ok=True)
-    drop_caches()
+    if s.cold:
+        drop_caches()
     if s.patience > 0:
         wait_quiet(patience=s.patience)
     note(f"run {r + 1}: {tool}")
@@ -124,6 +133,10 @@ def measure_once(s: Setup, tool: str, r: int) -> Run:
     if m.returncode != 0:
         note(f"{tool} failed (exit {m.returncode}):\n{m.stderr[-3000:]}")
     return Run(m, size)
+
+
+def median(xs: Iterable[float]) -> float:
+    return float(statistics.median(list(xs)))
 
 
 # -- the tree ---------------------------------------------------------------------------------
@@ -156,7 +169,7 @@ def make_setup(args: argparse.Namespace) -> tuple[Setup, bool]:
     size = int(args.size_gb * GiB)
     nproc = len(os.sched_getaffinity(0))
     dirs = (workdir / "tree.img", workdir / "mnt", workdir / "out")
-    s = Setup(workdir, *dirs, size=size, nproc=nproc, patience=args.patience, retries=args.retries)
+    s = Setup(workdir, *dirs, size=size, nproc=nproc, patience=args.patience, retries=args.retries, cold=args.cold)
     return s, created
 
 
@@ -200,10 +213,10 @@ def result_rows(results: dict[str, list[Run]], data_bytes: int) -> list[list[str
         size = ok[-1].size
         rows.append([
             tool,
-            f"{min(r.m.wall for r in ok):.2f}",
+            f"{median(r.m.wall for r in ok):.2f}",
             walls,
-            f"{min(r.m.durable for r in ok):.2f}",
-            f"{min(r.m.cpu for r in ok):.2f}",
+            f"{median(r.m.durable for r in ok):.2f}",
+            f"{median(r.m.cpu for r in ok):.2f}",
             f"{max(r.m.others for r in ok):.2f}",
             f"{size:,}",
             f"{data_bytes / size:.2f}x" if size else "-",
@@ -217,7 +230,7 @@ def best(runs: list[Run], key: str) -> float | None:
     ok = [r for r in runs if r.m.returncode == 0]
     if not ok:
         return None
-    return float(min(getattr(r.m, key) for r in ok)) if key != "size" else float(ok[-1].size)
+    return float(median(getattr(r.m, key) for r in ok)) if key != "size" else float(ok[-1].size)
 
 
 def ratio_lines(results: dict[str, list[Run]]) -> list[str]:
@@ -255,14 +268,36 @@ def imgclone_zstd() -> str:
     return f"imgclone runs `{' '.join(ZSTD_COMPRESS)}`: level {level}, {same} the anchor's -3"
 
 
+def warm_up(s: Setup) -> None:
+    """Read the whole tree once (untimed), so that every tool finds it in the page cache."""
+    note("warming the caches: one untimed read of the tree")
+    m = measure(["bash", "-c", f"tar -C {shlex.quote(str(s.mnt))} -cf - . | cat > /dev/null"])
+    note(f"warm-up: {m.wall:.1f} s")
+
+
+def report_more(verify: dict[str, list[Measured]], rss: list[Rss]) -> None:
+    print()
+    print("archive verify: `imgclone archive verify` of imgclone's archive (sha256 of every part, zstd -d, tar")
+    print("  headers to the end) against `zstd -t` of the same stream, cut out of the archive beforehand")
+    print(table(["tool", "wall s (median)", "runs s", "cpu s", "others s", "peak tree RSS"], verify_rows(verify)))
+    r = wall_ratio(verify["imgclone verify"], verify["zstd -t"])
+    print(f"imgclone verify / zstd -t: wall {r:.3f} (goal <= 1.10: {'met' if r <= 1.10 else 'NOT met'})" if r else
+          "imgclone verify / zstd -t: not available (a tool failed)")  # fmt: skip
+    for x in rss:
+        print()
+        print(f"memory, {x.gib:g} GiB tree ({x.summary}): one imgclone capture, {x.m.wall:.1f} s, rc {x.m.returncode},")
+        print(f"  peak tree RSS {mib(x.m.tree_rss)}, largest process {mib(x.m.max_proc_rss)}")
+
+
 def report(s: Setup, summary: str, results: dict[str, list[Run]], data_bytes: int, runs: int) -> None:
     print_header("capture", s.workdir, tool_versions())
     print(f"tree: {summary}")
     print(f"source: ext4 on a direct-I/O loop device, mounted read-only at {s.mnt}; outputs in {s.out}")
-    print(f"method: {runs} runs per tool, round-robin with rotating order; caches dropped before each,")
+    caches = "caches dropped before each" if s.cold else "caches warm (one untimed read of the tree first)"
+    print(f"method: {runs} runs per tool, round-robin with rotating order; {caches},")
     print("  then up to --patience s waited for other processes to go idle;")
-    print("  wall = min over runs; wall+sync = min of (wall + the sync() right after it);")
-    print("  cpu = min user+sys of the tool's processes; others = max busy CPU s of everything else")
+    print("  wall = median over runs (ratios: of medians); wall+sync = median of (wall + the sync() right after it);")
+    print("  cpu = median user+sys of the tool's processes; others = max busy CPU s of everything else")
     print("  during a run, kernel I/O threads working for the tool included (~0.1 CPU when idle); a run")
     print(f"  is redone, up to --retries times, when others averaged above {CONTENDED} CPUs;")
     print("  data/out = tree data bytes / output bytes; RSS = max over runs (largest process: GNU time's")
@@ -279,10 +314,107 @@ def report(s: Setup, summary: str, results: dict[str, list[Run]], data_bytes: in
     print("imgclone: " + shlex.join(command("imgclone", s)))
 
 
+# -- archive verify against zstd -t, memory on a larger tree --------------------------------------
+
+VERIFY = ("zstd -t", "imgclone verify")
+
+
+def verify_argv(tool: str, s: Setup) -> list[str]:
+    if tool == "zstd -t":
+        return ["zstd", "-t", "-q", str(s.out / "stream.tar.zst")]
+    return [*imgclone_argv(), "archive", "verify", str(s.out / OUTPUTS["imgclone"])]
+
+
+def cut_stream(s: Setup) -> None:
+    """imgclone's stream, its parts concatenated out of the archive (untimed): zstd -t's input."""
+    archive, dest = s.out / OUTPUTS["imgclone"], s.out / "stream.tar.zst"
+    m = measure(["tar", "-xOf", str(archive), "--wildcards", "streams/*"], stdout_to=dest)
+    if m.returncode != 0 or not dest.stat().st_size:
+        raise RuntimeError(f"no stream cut out of {archive}: {m.stderr.strip()}")
+
+
+def verify_runs(s: Setup, runs: int) -> dict[str, list[Measured]]:
+    def one(tool: str, r: int) -> Measured:
+        if s.cold:
+            drop_caches()
+        if s.patience > 0:
+            wait_quiet(patience=s.patience)
+        m = measure(verify_argv(tool, s))
+        note(
+            f"verify run {r + 1}: {tool}: {m.wall:.2f} s, cpu {m.cpu:.2f} s, others {m.others:.2f} s, rc {m.returncode}"
+        )
+        if m.returncode != 0:
+            note(f"{tool} failed (exit {m.returncode}):\n{m.stderr[-3000:]}")
+        return m
+
+    return repeat_interleaved(VERIFY, runs, one)
+
+
+def verify_rows(results: dict[str, list[Measured]]) -> list[list[str]]:
+    rows = []
+    for tool in VERIFY:
+        ok = [m for m in results[tool] if m.returncode == 0]
+        walls = " / ".join(f"{m.wall:.2f}" for m in results[tool])
+        if not ok:
+            rows.append([tool, "FAILED", walls, "-", "-", "-"])
+            continue
+        rows.append([tool, f"{median(m.wall for m in ok):.2f}", walls, f"{median(m.cpu for m in ok):.2f}",
+                     f"{max(m.others for m in ok):.2f}", mib(max(m.tree_rss for m in ok))])  # fmt: skip
+    return rows
+
+
+def wall_ratio(mine: Sequence[Measured], theirs: Sequence[Measured]) -> float | None:
+    a, b = [m.wall for m in mine if m.returncode == 0], [m.wall for m in theirs if m.returncode == 0]
+    return median(a) / median(b) if a and b and median(b) > 0 else None
+
+
+@dataclass(frozen=True)
+class Rss:
+    gib: float
+    summary: str
+    m: Measured
+
+
+def rss_run(s: Setup, gib: float, keep: bool) -> Rss:
+    """One imgclone capture of a tree of gib GiB in workdir/rss-<gib>g (kept with --keep): its memory."""
+    sub = s.workdir / f"rss-{gib:g}g"
+    (sub / "out").mkdir(parents=True, exist_ok=True)
+    big = Setup(sub, sub / "tree.img", sub / "mnt", sub / "out", size=int(gib * GiB), nproc=s.nproc,
+                patience=s.patience, retries=0, cold=s.cold)  # fmt: skip
+    try:
+        summary, _ = ensure_tree(big, reuse=keep)
+        with loop_mounted(big.image, big.mnt, readonly=True):
+            run = measure_once(big, "imgclone", 0)
+    finally:
+        cleanup(big, keep, created=not keep)
+    return Rss(gib, summary, run.m)
+
+
+def summary_rows(results: dict[str, list[Run]], verify: dict[str, list[Measured]], rss: list[Rss],
+                 size_gb: float) -> list[list[str]]:  # fmt: skip
+    """The rows of bench/all.py's one table: [what, measured, goal, verdict]."""
+    out = []
+    for tool, goal in GOALS.items():
+        r = wall_ratio([x.m for x in results["imgclone"]], [x.m for x in results[tool]])
+        out.append([f"capture {size_gb:g} GiB tree / {tool}", f"{r:.3f}" if r else "-", f"<= {goal:.2f}",
+                    ("met" if r <= goal else "MISSED") if r else "n/a"])  # fmt: skip
+    r = wall_ratio(verify["imgclone verify"], verify["zstd -t"])
+    out.append(["archive verify / zstd -t (same stream)", f"{r:.3f}" if r else "-", "<= 1.10",
+                ("met" if r <= 1.10 else "MISSED") if r else "n/a"])  # fmt: skip
+    peaks = [(size_gb, max(x.m.tree_rss for x in results["imgclone"]))] + [(x.gib, x.m.tree_rss) for x in rss]
+    for gib, peak in peaks:
+        out.append([f"capture peak RSS, {gib:g} GiB tree (whole process tree)", mib(peak), "<= 150 MiB",
+                    "met" if peak <= 150 * MiB else "MISSED"])  # fmt: skip
+    return out
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = bench_parser(__doc__, holds="the image and outputs", kept="the tree and reuse it", keep_dir=KEEP_DIR, retries=3)
     p.add_argument("--size-gb", type=float, default=1.0, help="tree data size in GiB (default 1.0)")
-    p.add_argument("--runs", type=int, default=2, help="runs per tool (default 2)")
+    p.add_argument("--runs", type=int, default=3, help="runs per tool (default 3)")
+    p.add_argument("--cold", action="store_true", help="drop caches before every run (default: warm caches)")
+    p.add_argument("--rss-gb", type=float, action="append", default=[], metavar="GB",
+                   help="also capture a tree of this size once, for imgclone's peak memory (repeatable)")  # fmt: skip
     return p.parse_args(argv)
 
 
@@ -300,8 +432,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         summary, data_bytes = ensure_tree(s, reuse=args.keep)
         with loop_mounted(s.image, s.mnt, readonly=True):
+            if not s.cold:
+                warm_up(s)
             results = repeat_interleaved(TOOLS, args.runs, lambda tool, r: one_run(s, tool, r))
-            report(s, summary, results, data_bytes, args.runs)
+            verify: dict[str, list[Measured]] = {t: [] for t in VERIFY}
+            if all(r.m.returncode == 0 for r in results["imgclone"]):
+                cut_stream(s)
+                verify = verify_runs(s, args.runs)
+        rss = [rss_run(s, gib, args.keep) for gib in args.rss_gb]
+        report(s, summary, results, data_bytes, args.runs)
+        report_more(verify, rss)
+        write_summary(args.summary, summary_rows(results, verify, rss, args.size_gb))
     except KeyboardInterrupt:
         note("interrupted")
         return 130

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import itertools
+import json
 import os
 import platform
 import random
@@ -81,7 +82,15 @@ def bench_parser(doc: str | None, *, holds: str, kept: str, keep_dir: Path, retr
     p.add_argument("--retries", type=int, default=retries,
                    help=f"redo a run up to this many times when others used > {CONTENDED} CPUs meanwhile "
                         f"(default {retries}; the least contended attempt counts)")  # fmt: skip
+    p.add_argument("--summary", metavar="JSON",
+                   help="also write the ratio rows here, for bench/all.py's one table")  # fmt: skip
     return p
+
+
+def write_summary(path: str | None, rows: Sequence[Sequence[str]]) -> None:
+    """The rows [what, measured, goal, verdict] bench/all.py puts in its one table (a JSON list of lists)."""
+    if path:
+        Path(path).write_text(json.dumps([list(r) for r in rows], indent=1) + "\n")
 
 
 def make_workdir(args: argparse.Namespace, keep_dir: Path, prefix: str) -> tuple[Path, bool]:
@@ -367,8 +376,8 @@ def drop_caches() -> None:
     Path("/proc/sys/vm/drop_caches").write_text("3\n")
 
 
-def session_rss(sid: int) -> int:
-    """Sum of the RSS (bytes) of every process in session sid."""
+def session_rss(sid: int, appliances: set[tuple[int, int]] | None = None) -> int:
+    """Sum of the RSS (bytes) of every process in session sid; adds its QEMU processes to appliances."""
     total = 0
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -380,6 +389,8 @@ def session_rss(sid: int) -> int:
         rest = stat[stat.rfind(b")") + 2 :].split()
         if int(rest[3]) == sid:
             total += int(rest[21]) * PAGE
+            if appliances is not None and stat[stat.find(b"(") + 1 :].startswith(b"qemu-system"):
+                appliances.add((int(entry.name), int(rest[19])))  # pid and start time: a pid can be reused
     return total
 
 
@@ -390,12 +401,13 @@ class TreeRssPoller:
         self.sid = sid
         self.interval = interval
         self.peak = 0
+        self.appliances: set[tuple[int, int]] = set()  # QEMU processes seen (libguestfs appliances, boot tests)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self.peak = max(self.peak, session_rss(self.sid))
+            self.peak = max(self.peak, session_rss(self.sid, self.appliances))
             self._stop.wait(self.interval)
 
     def __enter__(self) -> TreeRssPoller:
@@ -417,6 +429,7 @@ class Measured:
     max_proc_rss: int  # bytes, largest single process of the tree (wait4's ru_maxrss)
     tree_rss: int  # bytes, peak of the summed RSS of the tree (sampled)
     stderr: str
+    launches: int = 0  # QEMU processes the tree started (appliance launches; each lives seconds: sampled surely)
 
     @property
     def durable(self) -> float:
@@ -483,7 +496,8 @@ def measure(argv: Sequence[str], *, stdout_to: Path | None = None, cwd: Path | N
         reported = Path(rss.name).read_text().split()
     largest = (int(reported[-1]) if wrap and reported else rusage.ru_maxrss) * KiB
     # The tree's peak is at least its largest process's peak, which sampling can miss.
-    return Measured(wall, flush, proc.returncode, cpu, others, largest, max(poller.peak, largest), text)
+    peak = max(poller.peak, largest)
+    return Measured(wall, flush, proc.returncode, cpu, others, largest, peak, text, len(poller.appliances))
 
 
 def stop_session(proc: subprocess.Popen[bytes]) -> None:

@@ -14,15 +14,15 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from tqdm import tqdm
 
-from . import build, faults, fixups, state, targets
+from . import altop, build, faults, fixups, state, targets
 from .archive import ArchiveReader, Part, read_manifest
-from .errors import ArchiveError, GuestfsError
+from .errors import ArchiveError, GuestfsError, ImgcloneError
 from .guest import Guest
 from .layout import Layout
 from .plan import Plan, PlanOptions, Target, make_plan
@@ -43,6 +43,7 @@ class RestoreOptions:
     verbose: bool = False
     debug: bool = False
     progress: bool | None = None
+    wipe_on_failure: bool = False  # ALT_BAK_ERR_FAIL=1: a failed Phase 1 blanks the targets that existed
 
 
 @dataclass
@@ -110,11 +111,27 @@ def build_clone(ctx: Context) -> None:
             run_steps(ctx, [check_targets, record_start, partition, create_lvm, make_filesystems, extract_streams,
                             fix_references, finish])  # fmt: skip
     except BaseException as e:
-        targets.remove_created(ctx.created)
-        state.phase1_failed(ctx.opts.targets, e, started="record_start" in ctx.timings,
-                            targets_removed=len(ctx.created) == len(ctx.disks))  # fmt: skip
+        clean_up_failure(ctx, e)
         raise
     state.save_phase1(ctx.opts.targets, ctx.disks, ctx.plan, ctx.manifest, opts.archive, ctx.uuids)
+
+
+def clean_up_failure(ctx: Context, error: BaseException, wipe: Callable[[Sequence[str]], object] | None = None) -> None:
+    """After a failed Phase 1: the images it created are removed. Targets that existed are, with ALT_BAK_ERR_FAIL=1,
+    wiped back to blank as `alt cleanup --wipe` does (the seed's "runs cleanup and stops"); else the error says they
+    are partly written and how to wipe them. An interrupt is not wiped: it stops at once, and says the same."""
+    started = "record_start" in ctx.timings
+    note = ""
+    if started and ctx.opts.wipe_on_failure and len(ctx.created) < len(ctx.disks) and isinstance(error, Exception):
+        try:  # every target, created ones included: cleanup refuses an alternate whose targets are missing
+            (wipe or (lambda t: altop.cleanup(t, wipe=True, debug=ctx.opts.debug)))(ctx.opts.targets)
+            note = "ALT_BAK_ERR_FAIL=1: the targets were wiped back to blank"
+        except Exception as e:  # noqa: BLE001 - the restore's error is the news; this one is added to it
+            note = f"ALT_BAK_ERR_FAIL=1: wiping the targets failed too ({e})"
+    targets.remove_created(ctx.created)
+    state.phase1_failed(ctx.opts.targets, error, started=started, targets_removed=len(ctx.created) == len(ctx.disks))
+    if note and isinstance(error, ImgcloneError):
+        error.hint = f"{error.hint}; {note}" if error.hint else note
 
 
 def run_steps(ctx: Context, steps: list[Callable[[Context], None]]) -> None:

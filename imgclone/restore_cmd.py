@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from . import bootorder, flags, locks, state
+from .capture import ErrMode
 from .commands import human
 from .customize import customize
 from .errors import UsageError
@@ -82,7 +83,7 @@ def options(args: argparse.Namespace, archive: str | None = None) -> RestoreOpti
     opts = RestoreOptions(
         archive=archive or "", targets=tuple(split_targets(args.target)), plan=plan, force=args.force,
         keep_uuids=args.keep_uuids, dry_run=args.dry_run, verbose=args.verbose, debug=args.debug,
-        progress=False if args.no_progress else None,
+        progress=False if args.no_progress else None, wipe_on_failure=ErrMode.from_env() is ErrMode.FAIL,
     )  # fmt: skip
     flags.check_reboot(args, opts.targets)
     same = [t for t in opts.targets if archive and os.path.realpath(t) == os.path.realpath(archive)]

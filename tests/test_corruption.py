@@ -328,3 +328,26 @@ def test_restore_from_a_damaged_archive_fails_and_says_so(
     assert r.returncode == 0, r.stderr.decode()
     r = imgclone("restore", "-a", str(archive_path), "-d", str(target), "-P1", "--no-progress")
     assert r.returncode == 0, r.stderr.decode()
+
+
+@pytest.mark.integration
+def test_restore_failure_under_alt_bak_err_fail_wipes_an_existing_target(
+    gpt_lvm_capture: Captured, tmp_path: Path, imgclone: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ALT_BAK_ERR_FAIL=1 (the seed's "runs cleanup and stops"): a restore that fails after writing (a damaged byte
+    in fs-boot's stream) returns an existing raw image to blank, forgets the alternate and says so in one line."""
+    _, archive_path, _, _ = gpt_lvm_capture
+    monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path / "state"))
+    bad, name = _damage(archive_path, tmp_path / "bad.mksysb", "stream-data")
+    target = tmp_path / "clone.img"
+    subprocess.run(["truncate", "-s", "2G", str(target)], check=True)
+    r = imgclone("restore", "-a", str(bad), "-d", str(target), "-P1", "--no-progress", env={"ALT_BAK_ERR_FAIL": "1"})
+    err = r.stderr.decode()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert r.returncode == 1 and len(lines) == 1 and "Traceback" not in err, err
+    assert name in lines[0] and "ALT_BAK_ERR_FAIL=1: the targets were wiped back to blank" in lines[0], lines[0]
+    assert "partly written" not in lines[0]
+    assert list((tmp_path / "state").glob("*.json")) == [], "the alternate is forgotten"
+    assert target.stat().st_size == 2 << 30, "the image is kept, blank"
+    probe = subprocess.run(["wipefs", "--no-act", "--json", str(target)], capture_output=True, check=True).stdout
+    assert json.loads(probe or b"{}").get("signatures", []) == [], probe
