@@ -35,7 +35,7 @@ class Parser(argparse.ArgumentParser):
 def _common() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("-D", "--debug", action="store_true", help="trace every command; tracebacks on errors")
-    p.add_argument("-V", "--verbose", action="store_true", help="list files as they are archived")
+    p.add_argument("-V", "--verbose", action="store_true", help="list files as they are archived or restored")
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     return p
 

@@ -40,8 +40,8 @@ def cmd_copy(args: argparse.Namespace) -> int:
     if opts.dry_run:
         return finish(args, dry_run(args, opts.plan, cap, disks))
     result: dict[str, Any] = {"targets": list(opts.targets), "archive": args.archive}
-    # the capture's own bar would fight restore's on one terminal: restore's counts the same bytes
-    cap = dataclasses.replace(cap, progress=False)
+    # one bar and one file list: restore's, which see the same bytes as they arrive (the capture's would interleave)
+    cap = dataclasses.replace(cap, progress=False, verbose=False)
     with CaptureFeed(lambda out: capture(dataclasses.replace(cap, output=out)), keep=args.archive) as feed:
         run_phases(phase_args(args, "1"), options(args, archive=feed.path), result)
     assert feed.result is not None

@@ -26,8 +26,10 @@ from .errors import ArchiveError, GuestfsError, ImgcloneError
 from .guest import Guest
 from .layout import Layout
 from .plan import Plan, PlanOptions, Target, make_plan
-from .run import PIPE, Pipeline
+from .run import DEVNULL, PIPE, Pipeline
 from .streams import ZSTD_DECOMPRESS
+
+TAR_LIST = ["tar", "--list", "--file=-"]
 
 log = logging.getLogger("imgclone")
 
@@ -207,11 +209,16 @@ def extract_streams(ctx: Context) -> None:
     devs = _devs(ctx)
     # each filesystem mounted alone at / while its stream goes in: layouts without "/" work too
     where = {fs.id: devs.path(fs.device) for fs in ctx.plan.target.filesystems}
+    mountpoint = {fs.id: fs.mountpoint for fs in ctx.plan.target.filesystems}
     reader = _reader(ctx)
     total = sum(int(s["bytes"]) for s in ctx.manifest["streams"]) or None  # None: still being captured
     disable = not (sys.stderr.isatty() if ctx.opts.progress is None else ctx.opts.progress)
     with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="restore", disable=disable,
               file=sys.stderr, dynamic_ncols=True) as bar:  # fmt: skip
+
+        def say(line: str) -> None:
+            bar.write(line, file=sys.stderr)  # above the bar; a plain line when it is disabled
+
         current: _Extraction | None = None
         try:
             for part in reader.parts():
@@ -221,7 +228,8 @@ def extract_streams(ctx: Context) -> None:
                     fs_id = part.member.rsplit("/", 1)[-1].removesuffix(".tar.zst")
                     if fs_id not in where:
                         raise ArchiveError(f"stream {part.member} has no filesystem in the target layout")
-                    current = _Extraction(g, part.member, where[fs_id])
+                    listing = _Listing(mountpoint[fs_id], say) if ctx.opts.verbose else None
+                    current = _Extraction(g, part.member, where[fs_id], listing)
                 current.feed(part, bar)
             if current is not None:
                 current.finish()
@@ -232,12 +240,41 @@ def extract_streams(ctx: Context) -> None:
             raise
 
 
+class _Listing:
+    """-V: each file of a stream as it passes, named at its mount point. tar_in lists nothing, so a second
+    `zstd -d | tar -t` reads the same compressed bytes; without -V none of this runs."""
+
+    def __init__(self, mountpoint: str, say: Callable[[str], None]) -> None:
+        self._pipe = Pipeline([ZSTD_DECOMPRESS, TAR_LIST], stdin=PIPE, stderr=DEVNULL).__enter__()
+        prefix = mountpoint.rstrip("/")
+
+        def names() -> None:
+            for raw in self._pipe.out:
+                name = raw.decode("utf-8", "backslashreplace").rstrip("\n").removeprefix(".").rstrip("/")
+                say(prefix + name or "/")
+
+        self._thread = threading.Thread(target=names, daemon=True)
+        self._thread.start()
+
+    def write(self, chunk: bytes) -> None:
+        self._pipe.write(chunk)  # False: a damaged stream; restore's own checks say so
+
+    def close(self, *, abandon: bool = False) -> None:
+        """Wait for the last names (or, abandoning, stop listing)."""
+        if abandon:
+            self._pipe.kill()
+        self._pipe.close_input()
+        self._thread.join(timeout=60)
+        self._pipe.__exit__(BaseException if abandon else None, None, None)
+
+
 class _Extraction:
     """One stream: parts → zstd -d (host) → pipe → tar_in (appliance), in a thread."""
 
-    def __init__(self, g: Guest, member: str, device: str) -> None:
+    def __init__(self, g: Guest, member: str, device: str, listing: _Listing | None = None) -> None:
         self.member = member
         self._g = g
+        self._listing = listing
         g.umount_all()
         g.mount(device, "/")
         r, w = os.pipe()
@@ -261,6 +298,8 @@ class _Extraction:
         while chunk := part.data.read(1 << 20):
             if not self._pipe.write(chunk):
                 break  # zstd gave up; finish() reports why
+            if self._listing is not None:
+                self._listing.write(chunk)
             bar.update(len(chunk))
 
     def abandon(self) -> None:
@@ -272,6 +311,8 @@ class _Extraction:
         self._pipe.close_input()
         self._thread.join(timeout=60)
         self._pipe.__exit__(BaseException, None, None)
+        if self._listing is not None:
+            self._listing.close(abandon=True)
 
     def finish(self) -> None:
         self._done = True
@@ -280,6 +321,8 @@ class _Extraction:
         self._thread.join()
         err = self._pipe.stderr_text()
         self._pipe.__exit__(None, None, None)
+        if self._listing is not None:
+            self._listing.close()
         self._g.umount_all()
         if rc != 0:
             raise ArchiveError(f"stream {self.member} is damaged: zstd: {err.strip() or rc}")

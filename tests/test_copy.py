@@ -97,9 +97,13 @@ def test_copy_keeps_the_archive_when_asked(tmp_path: Path, imgclone: Run, monkey
     monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path / "state"))
     kept = tmp_path / "kept.mksysb"
     r = imgclone("copy", "--source", str(gpt_lvm_image()), "--archive", str(kept), "-d", str(tmp_path / "c.img"),
-                 "-P1", "--no-progress")  # fmt: skip
+                 "-P1", "--no-progress", "-V")  # fmt: skip
     assert r.returncode == 0, r.stderr.decode()
     assert "Phase 1: captured 4 filesystem(s)" in r.stdout.decode()
+    listed = r.stderr.decode().splitlines()  # -V: each file as restore receives it, once, at its mount point
+    assert {"/etc/fstab", "/boot/grub/grub.cfg", "/boot/efi/EFI/debian/shimx64.efi", "/var/log/app.log"} <= set(listed)
+    assert "/var/tmp/junk.txt" not in listed, "excluded by the image's /etc/exclude.rootvg"
+    assert listed.count("/etc/fstab") == 1, "listed once (not by the capture as well)"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.img", "kept.mksysb", "state"]
     r = imgclone("archive", "verify", str(kept))
     assert r.returncode == 0 and "verified, all streams intact" in r.stdout.decode()
