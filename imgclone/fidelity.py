@@ -32,6 +32,7 @@ PHASE_PATHS: dict[str, tuple[str, ...]] = {
     "1": ("/etc/fstab", "/etc/crypttab", "/etc/initramfs-tools/conf.d/resume", "/etc/default/grub"),
     "3": ("/boot/grub", "/boot/grub/*", "/boot/efi/EFI", "/boot/efi/EFI/*", "/boot/initrd.img-*",
           "/var/lib/initramfs-tools", "/var/lib/initramfs-tools/*",  # update-initramfs's record of what it made
+          "/run/lock/lvm",  # grub-probe in the clone takes LVM's lock there
           "/etc/initramfs-tools/scripts/init-premount/imgclone-vgname"),
 }  # fmt: skip
 PHASE_WHY = {"1": "restore rewrites it (new UUIDs, types)", "3": "Phase 3 writes it (GRUB, initramfs)"}

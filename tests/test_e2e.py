@@ -1,6 +1,7 @@
 """The promise: a clone made by imgclone boots, customized as asked.
 
-BIOS fixture → capture → restore -P1 (root and /var to XFS, smaller image) → in a new process
+BIOS fixture → capture → restore -P1 (root and /var to XFS, smaller image) → archive verify --against
+the clone (every file as the archive holds it, fstab rewritten by rule) → in a new process
 -P23 with a local .deb (-l/-w), a host script through /alt_inst (-s), resolv.conf (-R), a
 device reset with a serial console (-O -c) and a first-boot script (-x) → boot-test: the
 first-boot line on the serial console shows the package, the script's file and resolv.conf.
@@ -54,6 +55,13 @@ def test_bios_clone_customized_and_converted_boots(tmp_path: Path, imgclone: Run
                  "--convert", "ext4=xfs", "-P1", "--no-progress", "--json")  # fmt: skip
     assert r.returncode == 0, r.stderr.decode()
     assert "phase3" not in json.loads(r.stdout)
+    # after Phase 1, every file is the archive's (root and /var now XFS) but for restore's fstab rewrite
+    r = imgclone("archive", "verify", str(archive), "--against", str(clone), "--json")
+    report = json.loads(r.stdout)
+    assert r.returncode == 0 and report["ok"], (report["summary"], report["notes"], r.stderr.decode()[-2000:])
+    changed = {d["path"] for f in report["filesystems"] for d in f["differences"] if d["rule"]}
+    assert "/etc/fstab" in changed and not any(p.startswith("/boot/grub") for p in changed), changed
+    assert {f["mountpoint"]: f["type"] for f in report["filesystems"]}["/var"] == "xfs"
 
     r = imgclone("restore", "-d", str(clone), "-P23", "-l", str(pkgs), "-w", "hello-imgclone",
                  "-s", _script(tmp_path / "host.sh", HOST_SCRIPT), "--alt-inst", str(tmp_path / "alt_inst"),
