@@ -274,6 +274,8 @@ CASES = [
     Case("copy-e-missing", ("copy", "--source", "{w}/big.img", "-d", "{w}/t.img", "-e", "{w}/none.list"), 2,
          ("{w}/none.list", "no such file"), (sparse("big.img", "200M"),)),
     Case("copy-source-missing", ("copy", "--source", "{w}/none.qcow2", *T), 2, ("--source", "no such image")),
+    Case("copy-archive-in-missing-dir", ("copy", "--source", "{w}/big.img", *T, "--archive", "{w}/no/x.mksysb"), 1,
+         ("--archive {w}/no/x.mksysb", "cannot write"), (sparse("big.img", "200M"),)),
     Case("copy-archive-exists", ("copy", *T, "--archive", "{w}/kept.mksysb"), 2, ("exists already",),
          (text("kept.mksysb", "x"),)),
     Case("copy-onto-its-source", ("copy", "--source", "{w}/big.img", "-d", "{w}/big.img"), 2,
