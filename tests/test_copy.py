@@ -107,6 +107,13 @@ def test_copy_keeps_the_archive_when_asked(tmp_path: Path, imgclone: Run, monkey
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.img", "kept.mksysb", "state"]
     r = imgclone("archive", "verify", str(kept))
     assert r.returncode == 0 and "verified, all streams intact" in r.stdout.decode()
+    # the clone holds every file of the archive (one read-only appliance; fstab rewritten by restore, by rule)
+    r = imgclone("archive", "verify", str(kept), "--against", str(tmp_path / "c.img"), "--json")
+    report = json.loads(r.stdout)
+    assert r.returncode == 0 and report["ok"], (report["summary"], report["notes"], r.stderr.decode()[-2000:])
+    assert [f["mountpoint"] for f in report["filesystems"]] == ["/", "/boot", "/boot/efi", "/var"]
+    changed = {d["path"]: d["rule"] for f in report["filesystems"] for d in f["differences"] if d["rule"]}
+    assert changed.get("/etc/fstab") == "restore rewrites it (new UUIDs, types)", changed
 
 
 def test_copy_of_the_running_system_dry_run(tmp_path: Path, imgclone: Run) -> None:

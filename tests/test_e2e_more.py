@@ -4,6 +4,8 @@
 - an ext3 system upgraded to ext4 on the way (-T), booted;
 - a volume group spread over two new images (each too small for it alone), booted with both attached.
 
+After each clone, `imgclone archive verify --against` compares every file with the archive (one appliance).
+
 Each test captures its fixture once (the BIOS capture is the session fixture shared with test_e2e.py), works in
 tmp_path, and checks that the fixture image is unchanged.
 Under TCG here each takes several minutes (capture ≈ 2.5 min, restore 3-8 min, boot ≈ 2 min).
@@ -48,6 +50,20 @@ def _boot(imgclone: Run, *args: str) -> dict[str, Any]:
     return boot
 
 
+def _fidelity(imgclone: Run, archive: Path, *targets: Path) -> dict[str, Any]:
+    """archive verify --against the clone (one read-only appliance): every file as the archive holds it, but for
+    what imgclone's phases write (fstab, GRUB, initramfs), listed apart; returns the report."""
+    r = imgclone("archive", "verify", str(archive), "--against", *map(str, targets), "--json")
+    report = dict(json.loads(r.stdout))
+    errors = [d for f in report["filesystems"] for d in f["differences"] if not d["rule"]]
+    assert r.returncode == 0 and report["ok"], (errors[:50], report["notes"], r.stderr.decode()[-2000:])
+    assert report["mapping"] == "the journal"
+    changed = {d["path"] for f in report["filesystems"] for d in f["differences"] if d["rule"]}
+    assert "/etc/fstab" in changed and "/boot/grub/grub.cfg" in changed, changed
+    assert report["summary"]["compared"] > 1000, report["summary"]  # a whole Debian system was compared
+    return report
+
+
 def _image_info(path: Path) -> dict[str, Any]:
     out = subprocess.run(["qemu-img", "info", "--output=json", str(path)], capture_output=True, check=True)
     return dict(json.loads(out.stdout))
@@ -69,6 +85,7 @@ def test_uefi_clone_to_raw_image_boots(tmp_path: Path, imgclone: Run, monkeypatc
     info = _image_info(clone)
     assert (info["format"], info["virtual-size"]) == ("raw", 3 * GiB)
 
+    _fidelity(imgclone, archive, clone)
     boot = _boot(imgclone, str(clone), "--uefi")
     assert boot["firmware"] == "uefi"
     assert file_sha256(source) == before, "the source fixture was modified"
@@ -100,6 +117,8 @@ def test_ext3_upgraded_to_ext4_boots(tmp_path: Path, imgclone: Run, monkeypatch:
     assert not any("regenerated /boot/initrd" in a for a in result["phase3"]["actions"]), result["phase3"]
     assert "installed GRUB for BIOS (i386-pc) on the first target" in result["phase3"]["actions"]
 
+    report = _fidelity(imgclone, archive, clone)
+    assert {f["mountpoint"]: f["type"] for f in report["filesystems"]}["/"] == "ext4"
     fstype, fstab = _root_fs_and_fstab(clone)
     assert fstype == "ext4"
     root_line = next(line.split() for line in fstab.splitlines() if line.split()[1:2] == ["/"])
@@ -145,6 +164,7 @@ def test_vg_across_two_disks_boots(tmp_path: Path, imgclone: Run, monkeypatch: p
     # has more extents than either PV holds, so it needs both disks
     assert root["size"] > max(count for count, _ in use.values()) * vg["extent_size"], use
 
+    _fidelity(imgclone, archive, a, b)
     # Alone, the first image is not a whole system: its VG misses a PV, root cannot be found
     r = imgclone("boot-test", str(a), "--timeout", "600", "--json")
     assert r.returncode == 1 and "expected one operating system, found none" in r.stderr.decode(), r.stderr
