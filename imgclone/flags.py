@@ -70,12 +70,17 @@ def _check_file(path: str | None, flag: str, *, executable: bool = False) -> Non
 
 
 def check_reboot(args: argparse.Namespace, target_paths: tuple[str, ...]) -> None:
-    """-r reboots into a disk of this host: refused for images."""
+    """-r reboots into a disk of this host: refused for images and loop/nbd/ram devices."""
     if not args.reboot:
         return
     images = [t for t in target_paths if not (os.path.exists(t) and stat.S_ISBLK(os.stat(t).st_mode))]
     if images:
         raise UsageError(f"-r: {images[0]} is an image, not a disk of this host", "boot it with `imgclone boot-test`")
+    for t in target_paths:
+        kind = os.path.basename(os.path.realpath(t)).rstrip("0123456789")
+        if kind in ("loop", "nbd", "ram", "zram"):
+            raise UsageError(f"-r: {t} is a {kind} device backed by this host's files or memory, not a disk firmware "
+                             "can boot", "boot it with `imgclone boot-test`")  # fmt: skip
 
 
 def customize_options(args: argparse.Namespace) -> CustomizeOptions:

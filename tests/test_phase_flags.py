@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable
@@ -107,3 +108,18 @@ def test_alt_disk_copy_is_copy(tmp_path: Path) -> None:
     alias = subprocess.run([str(Path(sys.executable).parent / "alt_disk_copy"), "-d", str(tmp_path / "t.img"),
                             "-B", "-r"], capture_output=True, text=True, check=False)  # fmt: skip
     assert alias.returncode == 2 and "-B and -r exclude each other" in alias.stderr
+
+
+def test_reboot_refuses_a_loop_device(tmp_path: Path) -> None:
+    """-r with a loop device (how tests and docs stand in for a disk) would reboot the host into nothing."""
+    from imgclone.errors import UsageError
+    from imgclone.flags import check_reboot
+
+    args = build_parser().parse_args(["restore", "-a", "/a", "-d", "/dev/loop0", "-r"])
+    link = tmp_path / "disk"
+    link.symlink_to("/dev/loop0")
+    for target in ("/dev/loop0", str(link)):
+        if not os.path.exists("/dev/loop0"):
+            pytest.fail("/dev/loop0 is missing: tests need loop devices (make setup)")
+        with pytest.raises(UsageError, match=r"-r: .* is a loop device .*not a disk firmware can boot"):
+            check_reboot(args, (target,))
