@@ -149,10 +149,19 @@ def completed(state_dir: Path, phase: str) -> bool:
 
 
 def qemu_img_check(image: Path) -> int:
-    """0 clean, 3 only leaked clusters (harmless); 2 would be corruption."""
+    """0 clean, 3 only leaked clusters (harmless); 2 would be corruption. A QEMU that is still closing its files
+    after its command line and environment are gone (so nothing of the run looks left) holds the image's lock:
+    wait for it, for up to 30 s."""
     if not image.exists():
         return 0
-    return subprocess.run(["qemu-img", "check", "-q", str(image)], capture_output=True, check=False).returncode
+    for _ in range(60):
+        r = subprocess.run(["qemu-img", "check", "-q", str(image)], capture_output=True, text=True, check=False)
+        if "lock" not in r.stderr:
+            break
+        time.sleep(0.5)
+    if r.returncode not in (0, 3):
+        print(f"qemu-img check {image}: exit {r.returncode}: {r.stdout}{r.stderr}")
+    return r.returncode
 
 
 def report(capsys: pytest.CaptureFixture[str], line: str) -> None:
