@@ -232,24 +232,12 @@ def select(names: Path, out: Path, rules: ExcludeRules, *, prefix: bytes = b".",
     if prefix != b"." and not (prefix.startswith(b"./") and not prefix.endswith(b"/")):
         raise ValueError(f"prefix must be b'.' or b'./dir': {prefix!r}")
     matched = _matches(names, out.parent, rules, prefix, runner) if rules.patterns else set()
-    kept = 0
-    excluded: list[bytes] = []
     with out.open("wb") as f:
-        for name in read_names(names):
-            if matched:
-                sysname = _sysname(name, prefix)
-                if _under(sysname, matched):
-                    continue
-                if sysname in matched:
-                    excluded.append(name)
-                    continue
-            f.write(name + b"\0")
-            kept += 1
-    return Selection(kept, tuple(excluded))
+        return select_stream(read_names(names), matched, f.write, prefix=prefix)
 
 
 def select_stream(
-    names: Iterable[bytes], paths: Collection[bytes], write: Callable[[bytes], None], *, prefix: bytes = b"."
+    names: Iterable[bytes], paths: Collection[bytes], write: Callable[[bytes], object], *, prefix: bytes = b"."
 ) -> Selection:
     """select() as a stream, for rules that are exact paths (literal_paths): each kept name goes to write
     (NUL-terminated) as soon as it is read, so a tar reading them can start before the listing ends."""
