@@ -67,3 +67,12 @@ def bios_capture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, P
     r = _run_imgclone("capture", str(source), "-o", str(archive), "--no-progress")
     assert r.returncode == 0, r.stderr.decode()
     return source, before, archive
+
+
+def interruptible() -> None:
+    """preexec_fn for a process a test will Ctrl-C: SIGINT back to its default. A shell without job control
+    starts background jobs with SIGINT ignored, and exec keeps an ignored signal ignored: under such a parent
+    (a CI runner, `make test &`) Python would install no KeyboardInterrupt handler and the SIGINT would be lost."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -53,7 +53,7 @@ def _boot(imgclone: Run, *args: str) -> dict[str, Any]:
 def _fidelity(imgclone: Run, archive: Path, *targets: Path) -> dict[str, Any]:
     """archive verify --against the clone (one read-only appliance): every file as the archive holds it, but for
     what imgclone's phases write (fstab, GRUB, initramfs), listed apart; returns the report."""
-    r = imgclone("archive", "verify", str(archive), "--against", *map(str, targets), "--json")
+    r = imgclone("archive", "verify", str(archive), "--against", " ".join(map(str, targets)), "--json")
     report = dict(json.loads(r.stdout))
     errors = [d for f in report["filesystems"] for d in f["differences"] if not d["rule"]]
     assert r.returncode == 0 and report["ok"], (errors[:50], report["notes"], r.stderr.decode()[-2000:])

@@ -36,7 +36,7 @@ import pytest
 from imgclone import alternate, faults, state
 from imgclone.errors import ImgcloneError, PhaseStateError
 from imgclone.guest import Guest
-from tests.conftest import ROOT, Captured
+from tests.conftest import ROOT, Captured, interruptible
 from tests.loopfs import loop_fs
 from tests.treecmp import file_sha256
 
@@ -265,7 +265,7 @@ def ctrl_c_during_the_script(target: Path, tmp_path: Path, env: dict[str, str],
     argv = [sys.executable, "-m", "imgclone", "restore", "-d", str(target), "-P2", "-s", str(script), "--alt-inst",
             str(alt)]  # fmt: skip
     p = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         start_new_session=True)  # fmt: skip
+                         start_new_session=True, preexec_fn=interruptible)  # fmt: skip
     deadline = time.monotonic() + 600
     while not started.exists():
         assert p.poll() is None, f"Phase 2 ended before its script ran: {p.communicate()[1].decode()}"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.small_image import gpt_lvm_image
-from tests.conftest import ROOT, Captured
+from tests.conftest import ROOT, Captured, interruptible
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def test_ctrl_c_during_offline_capture(tmp_path: Path) -> None:
     out = tmp_path / "a.mksysb"
     before = set(glob.glob("/tmp/imgclone-*"))
     p = subprocess.Popen([sys.executable, "-m", "imgclone", "capture", str(image), "-o", str(out)], cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=interruptible)  # fmt: skip
     time.sleep(4)  # inside the appliance launch
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=180)
@@ -44,7 +44,8 @@ def _ctrl_c(argv: list[str], ready: Callable[[], bool], env: dict[str, str], wai
     """Start imgclone in a session of its own, wait until ready(), send SIGINT to the whole group (a terminal's
     Ctrl-C); the exit code and stderr."""
     p = subprocess.Popen([sys.executable, "-m", "imgclone", *argv], cwd=ROOT, env={**os.environ, **env},
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)  # fmt: skip
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                         preexec_fn=interruptible)  # fmt: skip
     deadline = time.monotonic() + wait
     while not ready():
         assert p.poll() is None, f"ended before the interrupt: {p.communicate()[1].decode()}"
