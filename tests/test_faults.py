@@ -312,6 +312,7 @@ def test_phases_1_and_2_killed_at_every_step(
 
 
 @pytest.mark.integration
+@pytest.mark.long  # ~13 min: `make test-long`, not in make test (CI's 90 minutes)
 def test_phase3_killed_at_every_step_and_the_clone_boots(
     bios_capture: tuple[Path, str, Path],
     tmp_path: Path,
