@@ -12,16 +12,18 @@ import argparse
 import dataclasses
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
-from . import targets
+from . import locks, targets
 from .capture import CaptureOptions, ErrMode
 from .copy_stream import CaptureFeed
 from .errors import ReadErrors, UsageError
 from .guest import Guest
 from .layout import Layout
 from .plan import PlanOptions, Target, make_plan
-from .restore_cmd import finish, options, run_phases, say
+from .restore import RestoreOptions
+from .restore_cmd import finish, options, run_held, run_phases, say
 
 
 def cmd_copy(args: argparse.Namespace) -> int:
@@ -40,18 +42,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
     if opts.dry_run:
         return finish(args, dry_run(args, opts.plan, cap, disks))
     result: dict[str, Any] = {"targets": list(opts.targets), "archive": args.archive}
-    # one bar and one file list: restore's, which see the same bytes as they arrive (the capture's would interleave)
-    cap = dataclasses.replace(cap, progress=False, verbose=False)
-    with CaptureFeed(lambda out: capture(dataclasses.replace(cap, output=out)), keep=args.archive) as feed:
-        run_phases(phase_args(args, "1"), options(args, archive=feed.path), result)
-    assert feed.result is not None
-    manifest, report_errors = feed.result
-    if manifest is not None:  # under ALT_BAK_ERR_REPORT the warning said what was captured
-        total = sum(int(s["bytes"]) for s in manifest["streams"])
-        say(args, f"Phase 1: captured {len(manifest['streams'])} filesystem(s), {total} bytes of streams\n")
-    rest = {"1": "", "12": "2", "all": "23"}.get(args.phases, "")
-    if rest:
-        run_phases(phase_args(args, rest), opts, result, report_errors)
+    report_errors = copy_phases(args, opts, cap, result)
     if report_errors:
         result["read_errors"] = True
     return finish(args, result, rc=1 if report_errors else 0)
@@ -89,6 +80,31 @@ def capture(cap: CaptureOptions) -> tuple[dict[str, Any] | None, bool]:
             raise
         print(f"imgclone: warning: {e}; going on (ALT_BAK_ERR_REPORT)", file=sys.stderr)
         return None, True
+
+
+Capture = Callable[[CaptureOptions], tuple[dict[str, Any] | None, bool]]
+Phases = Callable[[argparse.Namespace, RestoreOptions, dict[str, Any], bool], dict[str, Any]]
+
+
+def copy_phases(args: argparse.Namespace, opts: RestoreOptions, cap: CaptureOptions, result: dict[str, Any],
+                capture_into: Capture = capture, phases: Phases = run_held) -> bool:  # fmt: skip
+    """Phase 1 while the capture streams, then the later phases, under one lock of the targets taken before the
+    capture starts: released between the two, another run could take the targets. True: ALT_BAK_ERR_REPORT saw
+    read errors."""
+    # one bar and one file list: restore's, which see the same bytes as they arrive (the capture's would interleave)
+    cap = dataclasses.replace(cap, progress=False, verbose=False)
+    with locks.hold(opts.targets):
+        with CaptureFeed(lambda out: capture_into(dataclasses.replace(cap, output=out)), keep=args.archive) as feed:
+            phases(phase_args(args, "1"), options(args, archive=feed.path), result, False)
+        assert feed.result is not None
+        manifest, report_errors = feed.result
+        if manifest is not None:  # under ALT_BAK_ERR_REPORT the warning said what was captured
+            total = sum(int(s["bytes"]) for s in manifest["streams"])
+            say(args, f"Phase 1: captured {len(manifest['streams'])} filesystem(s), {total} bytes of streams\n")
+        rest = {"1": "", "12": "2", "all": "23"}.get(args.phases, "")
+        if rest:
+            phases(phase_args(args, rest), opts, result, report_errors)
+    return report_errors
 
 
 def dry_run(

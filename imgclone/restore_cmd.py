@@ -103,11 +103,12 @@ def run_phases(
 ) -> dict[str, Any]:
     """Phases 1, 2 and 3 as -P says, then the boot order; report_errors: ALT_BAK_ERR_REPORT saw read errors."""
     with contextlib.nullcontext() if opts.dry_run else locks.hold(opts.targets):
-        return _run_phases(args, opts, result, report_errors)
+        return run_held(args, opts, result, report_errors)
 
 
-def _run_phases(args: argparse.Namespace, opts: RestoreOptions, result: dict[str, Any], report_errors: bool
-                ) -> dict[str, Any]:  # fmt: skip
+def run_held(args: argparse.Namespace, opts: RestoreOptions, result: dict[str, Any], report_errors: bool = False
+             ) -> dict[str, Any]:  # fmt: skip
+    """run_phases for a caller that holds the targets' lock already (copy holds it across its two calls)."""
     todo = flags.phases(args.phases)
     custom = flags.customize_options(args)
     if "1" in todo:

@@ -1,0 +1,93 @@
+"""copy's two halves (Phase 1 while the capture streams, then Phases 2 and 3) under one lock of the targets."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imgclone import copy_cmd, locks
+from imgclone.capture import CaptureOptions
+from imgclone.cli import build_parser
+from imgclone.errors import ImgcloneError
+from imgclone.restore import RestoreOptions
+from imgclone.restore_cmd import options
+
+
+@pytest.fixture(autouse=True)
+def lock_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("IMGCLONE_LOCK_DIR", str(tmp_path / "locks"))
+    return tmp_path / "locks"
+
+
+def held(target: str) -> bool:
+    """Whether some open file holds the target's lock (tried from a file of our own, as another run would)."""
+    path = locks.lock_path(target)
+    if not path.exists():
+        return False
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        return False
+
+
+class Recorder:
+    """The fake capture and phases: each records whether the targets were locked when it ran."""
+
+    def __init__(self, targets: Sequence[str]) -> None:
+        self.targets = targets
+        self.seen: list[tuple[str, bool]] = []
+
+    def capture(self, cap: CaptureOptions) -> tuple[dict[str, Any] | None, bool]:
+        self.seen.append(("capture", all(held(t) for t in self.targets)))
+        return {"streams": []}, False
+
+    def phases(self, args: argparse.Namespace, opts: RestoreOptions, result: dict[str, Any], report: bool
+               ) -> dict[str, Any]:  # fmt: skip
+        self.seen.append((f"-P{args.phases}", all(held(t) for t in opts.targets)))
+        return result
+
+
+def test_the_targets_stay_locked_from_the_capture_to_phase_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    disks = [str(tmp_path / "a.qcow2"), str(tmp_path / "b.qcow2")]
+    args = build_parser().parse_args(["copy", "-d", " ".join(disks), "--no-progress"])
+    opts = options(args, archive="<stream>")
+    taken: list[list[str]] = []
+    real_hold = locks.hold
+
+    @contextlib.contextmanager
+    def counted(paths: Sequence[str]) -> Iterator[None]:
+        taken.append(list(paths))
+        with real_hold(paths):
+            yield
+
+    monkeypatch.setattr(locks, "hold", counted)
+    rec = Recorder(disks)
+    report = copy_cmd.copy_phases(args, opts, CaptureOptions(output="-"), {}, rec.capture, rec.phases)
+    assert report is False
+    assert sorted(rec.seen) == [("-P1", True), ("-P23", True), ("capture", True)] and rec.seen[-1][0] == "-P23"
+    assert taken == [disks], "taken once for the whole copy: never released between Phase 1 and Phases 2 and 3"
+    assert not any(held(t) for t in disks), "released at the end"
+
+
+def test_a_target_locked_by_another_run_stops_the_copy_before_the_capture(tmp_path: Path) -> None:
+    disk = str(tmp_path / "a.qcow2")
+    args = build_parser().parse_args(["copy", "-d", disk, "--no-progress"])
+    rec = Recorder([disk])
+    lock = locks.lock_path(disk)
+    lock.parent.mkdir(parents=True)
+    with open(lock, "a+") as other:
+        other.write("pid 1: imgclone restore")
+        other.flush()
+        fcntl.flock(other, fcntl.LOCK_EX)
+        with pytest.raises(ImgcloneError, match="another imgclone run is working on it"):
+            copy_cmd.copy_phases(args, options(args, archive="<stream>"), CaptureOptions(output="-"), {},
+                                 rec.capture, rec.phases)  # fmt: skip
+    assert rec.seen == [], "nothing captured, no phase run"
