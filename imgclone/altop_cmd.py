@@ -9,11 +9,13 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
-from . import altop, locks
+from . import locks
 from .commands import emit, human
 from .errors import UsageError
-from .state import state_dir
 from .targets import split_targets
+
+# altop and state (libguestfs, the planner) are imported where an alt command runs: every imgclone command
+# builds this parser, and must not pay for them
 
 ALT_EPILOG = textwrap.dedent("""\
     examples:
@@ -63,7 +65,7 @@ def add_alt(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: ar
                         "mount point through libguestfs's guestmount, a FUSE daemon that keeps running after this "
                         "command returns. Changes reach the images when `imgclone alt sleep` unmounts.")  # fmt: skip
     _targets(w, True, "the alternate's targets, as given to restore/copy")
-    w.add_argument("--mountpoint", default=altop.DEFAULT_MOUNTPOINT, metavar="DIR",
+    w.add_argument("--mountpoint", default=None, metavar="DIR",
                    help="an empty directory, made when absent (default /alt_inst)")  # fmt: skip
     s = asub.add_parser("sleep", parents=[common], formatter_class=raw, epilog=ALT_EPILOG,
                         help="unmount a woken alternate (guestunmount) and wait until its images are written",
@@ -92,6 +94,9 @@ def cmd_alt(args: argparse.Namespace) -> int:
 
 
 def _alt(args: argparse.Namespace, targets: list[str] | None) -> int:
+    from . import altop
+    from .state import state_dir
+
     if args.alt_action == "query":
         alts = [altop.find(targets)] if targets else altop.all_alternates()
         data = {"state_dir": str(state_dir()), "alternates": [a.to_dict() for a in alts]}
@@ -99,7 +104,7 @@ def _alt(args: argparse.Namespace, targets: list[str] | None) -> int:
         return 0
     if args.alt_action == "wake":
         assert targets is not None  # -d is required
-        w = altop.wake(targets, args.mountpoint)
+        w = altop.wake(targets, args.mountpoint or altop.DEFAULT_MOUNTPOINT)
         text = (f"woke the alternate on -d {' '.join(targets)}: its filesystems are mounted read-write at "
                 f"{w.mountpoint} (guestmount pid {w.pid}); `imgclone alt sleep` writes them back\n")  # fmt: skip
         emit(args, w.to_dict(), lambda: text)
@@ -112,6 +117,8 @@ def _alt(args: argparse.Namespace, targets: list[str] | None) -> int:
 
 
 def _cleanup(args: argparse.Namespace, targets: list[str] | None) -> int:
+    from . import altop
+
     if args.old_vg is not None:
         if targets or args.wipe:
             raise UsageError("cleanup: --old-vg works on this host's volume group alone: no -d, no --wipe",
@@ -226,7 +233,9 @@ def translate(argv: Sequence[str]) -> list[str]:
 
 def _translate_remove(p: argparse.ArgumentParser, vg: str, d: list[str], a: argparse.Namespace,
                       extra: list[str]) -> list[str]:  # fmt: skip
-    if vg.startswith(altop.OLD_VG_PREFIX):
+    from .altop import OLD_VG_PREFIX
+
+    if vg.startswith(OLD_VG_PREFIX):
         if d or a.wipe:
             p.error(f"-X {vg} removes this host's volume group: no -d, no --wipe (--yes-wipe does it)")
         return ["alt", "cleanup", "--old-vg", vg, *(["--yes-wipe"] if a.yes_wipe else []), *extra]

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 from .archive import ArchiveReader, read_manifest
-from .capture import CaptureOptions, ErrMode
 from .errors import UsageError
-from .layout import Layout
 from .verify import verify
+
+# the other commands' modules are imported by their handlers: `archive verify` should not pay for the
+# planner, libguestfs or tqdm at every start
 
 
 def human(n: float) -> str:
@@ -37,6 +38,8 @@ def emit(args: argparse.Namespace, data: Any, text: Callable[[], str]) -> None:
 
 def cmd_capture(args: argparse.Namespace) -> int:
     """imgclone capture."""
+    from .capture import CaptureOptions, ErrMode
+
     if args.output == "-" and args.json:
         raise UsageError("--json and -o - both want standard output", "write the archive to a file")
     opts = CaptureOptions(
@@ -93,6 +96,8 @@ def cmd_archive(args: argparse.Namespace) -> int:
     if args.action == "list":
         emit(args, m["streams"], lambda: "\n".join(_stream_row(s) for s in m["streams"]) + "\n")
     elif getattr(args, "layout", False):
+        from .layout import Layout
+
         sys.stdout.write(Layout.from_dict(m["layout"]).to_json())
     else:
         emit(args, m, lambda: _show_text(m))
@@ -119,6 +124,8 @@ def _verify_text(r: dict[str, Any]) -> str:
 
 
 def _show_text(m: dict[str, Any]) -> str:
+    from .layout import Layout
+
     layout = Layout.from_dict(m["layout"])
     src = m.get("source", {})
     boot = m.get("boot", {})
@@ -161,16 +168,21 @@ def cmd_boot_test(args: argparse.Namespace) -> int:
 
 def dispatch(args: argparse.Namespace) -> int:
     """Run the chosen subcommand; return its exit code."""
-    from .altop_cmd import cmd_alt
-    from .copy_cmd import cmd_copy
-    from .restore_cmd import cmd_restore
-
     handlers: dict[str, Callable[[argparse.Namespace], int]] = {
         "capture": cmd_capture,
         "archive": cmd_archive,
         "boot-test": cmd_boot_test,
-        "restore": cmd_restore,
-        "alt": cmd_alt,
-        "copy": cmd_copy,
     }
-    return handlers[args.command](args)
+    if args.command in handlers:
+        return handlers[args.command](args)
+    if args.command == "restore":
+        from .restore_cmd import cmd_restore
+
+        return cmd_restore(args)
+    if args.command == "alt":
+        from .altop_cmd import cmd_alt
+
+        return cmd_alt(args)
+    from .copy_cmd import cmd_copy
+
+    return cmd_copy(args)
