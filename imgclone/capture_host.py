@@ -42,7 +42,7 @@ def capture_host(opts: CaptureOptions) -> dict[str, Any]:
         )
         boot = bootfacts.boot_facts_host()
         source = {"kind": kind, "host": os.uname().nodename, "mounts": [s.mountpoint for s in found]}
-        return {"source": source, "boot": boot.to_dict()}
+        return {"source": source, "boot": boot.to_dict(), "inodes": probe_host.used_inodes(found)}
 
     def stream_all(ctx: Context) -> None:
         by_id = {s.fs_id: s for s in sources}

@@ -56,10 +56,11 @@ def capture_offline(opts: CaptureOptions) -> dict[str, Any]:
         ctx.layout, found = probe_guest.probe_image(g, [source])
         devices.update({s.fs_id: s.device for s in found})
         probe_guest.mount_sources(g, found)
+        inodes = probe_guest.used_inodes(g, found)
         ctx.rules = read_rules(g, ctx, opts)
         boot = bootfacts.boot_facts_guest(g, ctx.layout)
         g.umount_all()
-        return {"source": {"kind": "image", "path": source, "format": fmt}, "boot": boot.to_dict()}
+        return {"source": {"kind": "image", "path": source, "format": fmt}, "boot": boot.to_dict(), "inodes": inodes}
 
     def stream_all(ctx: Context) -> None:
         for fs in ctx.layout.mount_order():

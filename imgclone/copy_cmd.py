@@ -110,24 +110,34 @@ def copy_phases(args: argparse.Namespace, opts: RestoreOptions, cap: CaptureOpti
 def dry_run(
     args: argparse.Namespace, plan_opts: PlanOptions, cap: CaptureOptions, disks: list[targets.TargetDisk]
 ) -> dict[str, Any]:
-    """The plan from the source's layout, probed without capturing anything."""
-    source = probe_source(cap)
+    """The plan from the source's layout and inode counts, probed without capturing anything."""
+    source, inodes = probe_source(cap)
+    plan_opts = dataclasses.replace(plan_opts, files=inodes)
     plan = make_plan(source, [Target(d.path, d.size, d.sector_size) for d in disks], plan_opts)
     for w in plan.warnings:
         print(f"imgclone: warning: {w}", file=sys.stderr)
-    say(args, plan.table() + "\nnothing was written (--dry-run)\n")
+    note = FILES_NOTE if inodes else ""
+    say(args, plan.table() + note + "\nnothing was written (--dry-run)\n")
     return {"targets": [d.path for d in disks], "plan": plan.to_dict(), "dry_run": True}
 
 
-def probe_source(cap: CaptureOptions) -> Layout:
-    if cap.source is None:
-        from .probe_host import probe_running
+FILES_NOTE = "FILES: inodes in use on the source filesystem, at most what its files need on the clone\n"
 
-        return probe_running()[0]
+
+def probe_source(cap: CaptureOptions) -> tuple[Layout, dict[str, int]]:
+    """The source's layout and its filesystems' inodes in use, as the capture records them (manifest `inodes`)."""
+    if cap.source is None:
+        from .probe_host import probe_running, used_inodes
+
+        layout, found = probe_running()
+        return layout, used_inodes(found)
     from .capture_offline import image_format
-    from .probe_guest import probe_image
+    from .probe_guest import mount_sources, probe_image
+    from .probe_guest import used_inodes as guest_inodes
 
     g = Guest(trace=cap.debug)
     g.add_drive(cap.source, readonly=True, format=image_format(cap.source))
     with g:
-        return probe_image(g, [cap.source])[0]
+        layout, sources = probe_image(g, [cap.source])
+        mount_sources(g, sources)
+        return layout, guest_inodes(g, sources)

@@ -100,6 +100,7 @@ class PlanRow:
     target_type: str
     source_name: str
     target_name: str
+    files: int = 0  # a filesystem's files planned for (PlanOptions.files); 0: not known
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,8 @@ class Plan:
     resize: Resize = Resize.EXACT  # the policy applied
 
     def table(self) -> str:
-        """The --dry-run table: object, size source → target, type change, name change (human sizes)."""
-        head = ("OBJECT", "KIND", "SIZE", "TYPE", "NAME")
+        """The --dry-run table: object, size source → target, type change, name change (human sizes), files."""
+        head = ("OBJECT", "KIND", "SIZE", "TYPE", "NAME", "FILES")
         lines = [head] + [
             (
                 r.object,
@@ -121,6 +122,7 @@ class Plan:
                 f"{human(r.source_size) if r.source_size else 'new'} → {human(r.target_size)}",
                 _change(r.source_type, r.target_type),
                 _change(r.source_name, r.target_name),
+                str(r.files) if r.files else "",
             )
             for r in self.rows
         ]
@@ -537,7 +539,8 @@ def _warnings(src: _Src, target: Layout, policy: Resize, targets: Sequence[Targe
 
 
 # -- the table --------------------------------------------------------------------------------------------------
-def _rows(src: _Src, target: Layout, slots: list[list[_Slot]], honour: bool) -> tuple[PlanRow, ...]:
+def _rows(src: _Src, target: Layout, slots: list[list[_Slot]], honour: bool, files: Mapping[str, int]
+          ) -> tuple[PlanRow, ...]:  # fmt: skip
     lay, rows = src.layout, []
     for i, d in enumerate(target.disks):
         o = lay.disks[i] if i < len(lay.disks) else None
@@ -563,7 +566,7 @@ def _rows(src: _Src, target: Layout, slots: list[list[_Slot]], honour: bool) -> 
         rows.append(PlanRow(lv.id, "lv", lv.size, tlv.size, "", "", lv.name, tlv.name))
     for fs, tfs in zip(lay.filesystems, target.filesystems, strict=True):
         rows.append(PlanRow(fs.id, "filesystem", src.size_of(fs.device), tfs.size, str(fs.type), str(tfs.type),
-                            _fs_name(fs), _fs_name(tfs)))  # fmt: skip
+                            _fs_name(fs), _fs_name(tfs), files.get(fs.id, 0)))  # fmt: skip
     for sw, tsw in zip(lay.swaps, target.swaps, strict=True):
         rows.append(PlanRow(sw.id, "swap", src.size_of(sw.device), tsw.size, "swap", "swap", sw.label, tsw.label))
     return tuple(rows)
@@ -596,5 +599,5 @@ def make_plan(source: Layout, targets: Sequence[Target], opts: PlanOptions | Non
         raise LayoutError("; ".join(problems) + "; use a larger target, --resize fit, or -S to skip this check")
     target.validate()
     warnings += _warnings(src, target, policy, targets, opts)
-    rows = _rows(src, target, slots, opts.edited is not None)
+    rows = _rows(src, target, slots, opts.edited is not None, opts.files)
     return Plan(src.layout, target, rows, tuple(warnings), tuple(d.size for d in target.disks), policy)

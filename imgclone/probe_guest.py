@@ -249,6 +249,16 @@ def mount_sources(g: Guest, sources: Iterable[GuestSource]) -> None:
             raise GuestfsError(f"cannot mount {src.device} read-only at {src.mountpoint}: {e}") from e
 
 
+def used_inodes(g: Guest, sources: Iterable[GuestSource]) -> dict[str, int]:
+    """fs id → inodes in use on each source filesystem, mounted (mount_sources): as probe_host.used_inodes."""
+    counts: dict[str, int] = {}
+    for s in sources:
+        st = g.statvfs(s.mountpoint)
+        if int(st["files"]):
+            counts[s.fs_id] = int(st["files"]) - int(st["ffree"])
+    return counts
+
+
 # -- probing through the appliance ---------------------------------------------------------------
 class _Probe:
     """Accumulates the layout objects and the device path → layout id map while probing."""

@@ -83,10 +83,17 @@ def plan_restore(opts: RestoreOptions, reader: ArchiveReader) -> Context:
     source = Layout.from_dict(manifest["layout"])
     protected = targets.running_root_disks()
     disks = targets.resolve(list(opts.targets), force=opts.force, protected=protected)
-    files = {str(s["fs"]): int(s["files"]) for s in manifest["streams"]}
-    plan_opts = dataclasses.replace(opts.plan, files=files)  # inodes a shrunk filesystem must still hold
+    plan_opts = dataclasses.replace(opts.plan, files=planning_files(manifest))  # inodes a shrunk fs must still hold
     plan = make_plan(source, [Target(d.path, d.size, d.sector_size) for d in disks], plan_opts)
     return Context(opts=opts, manifest=manifest, disks=disks, plan=plan, reader=reader)
+
+
+def planning_files(manifest: dict[str, Any]) -> dict[str, int]:
+    """fs id → files to plan for: the streams' own counts, or in the first manifest of a piped archive (no streams
+    yet) the source's inodes in use when the capture began, an upper bound (older archives have none)."""
+    if manifest["streams"]:
+        return {str(s["fs"]): int(s["files"]) for s in manifest["streams"]}
+    return {str(fs): int(n) for fs, n in manifest.get("inodes", {}).items()}
 
 
 def restore(opts: RestoreOptions) -> Context:

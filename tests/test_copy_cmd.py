@@ -11,12 +11,16 @@ from typing import Any
 
 import pytest
 
-from imgclone import copy_cmd, locks
+from imgclone import copy_cmd, locks, space
 from imgclone.capture import CaptureOptions
 from imgclone.cli import build_parser
 from imgclone.errors import ImgcloneError
-from imgclone.restore import RestoreOptions
+from imgclone.layout import Layout
+from imgclone.plan import PlanOptions, Resize, Target, make_plan
+from imgclone.restore import RestoreOptions, planning_files
 from imgclone.restore_cmd import options
+
+DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(autouse=True)
@@ -91,3 +95,26 @@ def test_a_target_locked_by_another_run_stops_the_copy_before_the_capture(tmp_pa
             copy_cmd.copy_phases(args, options(args, archive="<stream>"), CaptureOptions(output="-"), {},
                                  rec.capture, rec.phases)  # fmt: skip
     assert rec.seen == [], "nothing captured, no phase run"
+
+
+# -- file counts: a piped archive's first manifest has no streams, so restore plans with the source's inodes
+def test_planning_files_from_the_streams_else_the_source_inodes() -> None:
+    first = {"complete": False, "streams": [], "inodes": {"fs-root": 300_000, "fs-boot": 340}}
+    assert planning_files(first) == {"fs-root": 300_000, "fs-boot": 340}
+    final = dict(first, complete=True, streams=[{"fs": "fs-root", "files": 250_000}, {"fs": "fs-boot", "files": 330}])
+    assert planning_files(final) == {"fs-root": 250_000, "fs-boot": 330}, "a stream's own count wins"
+    assert planning_files({"complete": False, "streams": []}) == {}, "older archives: not known"
+
+
+def test_fit_gives_a_shrunk_ext4_room_for_the_source_inodes() -> None:
+    source = Layout.from_json((DATA / "layout-bios-lvm.json").read_text())
+    files = planning_files({"streams": [], "inodes": {"fs-root": 300_000}})
+
+    def root_size(opts: PlanOptions) -> int:
+        plan = make_plan(source, [Target("/t.img", 0)], opts)
+        return next(f.size for f in plan.target.filesystems if f.id == "fs-root")
+
+    blind, informed = root_size(PlanOptions(resize=Resize.FIT)), root_size(PlanOptions(resize=Resize.FIT, files=files))
+    assert informed > blind, "without the counts, fit sized / by its bytes only"
+    made = space.ext_inodes(informed)
+    assert made >= 300_000 > space.ext_inodes(blind), (made, space.ext_inodes(blind))

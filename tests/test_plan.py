@@ -423,12 +423,15 @@ def test_bad_arguments(targets: list[Target], opts: PlanOptions, message: str) -
 
 # -- output -------------------------------------------------------------------------------------------------------
 def test_table_shows_sizes_types_and_names() -> None:
-    p = plan(load("bios-lvm"), Target("/img/t0.img", 4 * GiB), resize=Resize.FIT, convert={"ext4": "xfs"})
+    p = plan(load("bios-lvm"), Target("/img/t0.img", 4 * GiB), resize=Resize.FIT, convert={"ext4": "xfs"},
+             files={"fs-root": 1200})  # fmt: skip
     table = p.table()
     lines = table.splitlines()
-    assert lines[0].split() == ["OBJECT", "KIND", "SIZE", "TYPE", "NAME"]
+    assert lines[0].split() == ["OBJECT", "KIND", "SIZE", "TYPE", "NAME", "FILES"]
     row = next(line for line in lines if line.startswith("fs-root "))
-    assert re.search(r"4\.0 GiB → 1\.6 GiB\s+ext4 → xfs\s+/ \[root\]$", row), row
+    assert re.search(r"4\.0 GiB → 1\.6 GiB\s+ext4 → xfs\s+/ \[root\]\s+1200$", row), row
+    assert next(line for line in lines if line.startswith("fs-boot ")).endswith("/boot [boot]"), "count not known"
+    assert {r.object: r.files for r in p.rows if r.kind == "filesystem"} == {"fs-root": 1200, "fs-boot": 0, "fs-var": 0}
     assert re.search(r"vg-rootvg\s+vg\s+7\.5 GiB → 3\.0 GiB\s+rootvg → altinst_rootvg$", table, re.M)
     assert re.search(r"lv-rootvg-root\s+lv\s+.*root → alt_root$", table, re.M)
     assert re.search(r"disk-t0\s+disk\s+8\.0 GiB → 4\.0 GiB\s+msdos\s+/dev/sda → /img/t0\.img$", table, re.M)

@@ -44,6 +44,7 @@ from imgclone.probe_guest import (
     probe_image,
     resolve_spec,
     split_mapper_name,
+    used_inodes,
     xfs_features,
 )
 from tests.fakes import FakeRunner, fail
@@ -376,6 +377,20 @@ def test_mount_sources_parents_first() -> None:
     g = FakeGuest()
     mount_sources(g, [GuestSource("fs-boot", "/dev/sda1", "/boot"), GuestSource("fs-root", "/dev/sda6", "/")])  # type: ignore[arg-type]
     assert g.mounted == ["/", "/boot"]
+
+
+class StatvfsGuest:
+    """statvfs of mounted filesystems: ext4 at /, vfat (no inode table: files 0) at /boot/efi."""
+
+    STATS = {"/": {"files": 65536, "ffree": 60000}, "/boot/efi": {"files": 0, "ffree": 0}}
+
+    def statvfs(self, path: str) -> dict[str, int]:
+        return self.STATS[path]
+
+
+def test_used_inodes_of_the_mounted_sources() -> None:
+    sources = [GuestSource("fs-root", "/dev/sda6", "/"), GuestSource("fs-boot-efi", "/dev/sda1", "/boot/efi")]
+    assert used_inodes(StatvfsGuest(), sources) == {"fs-root": 5536}  # type: ignore[arg-type]
 
 
 # -- boot facts ----------------------------------------------------------------------------------
