@@ -68,6 +68,8 @@ def options(args: argparse.Namespace, archive: str | None = None) -> RestoreOpti
     archive = archive if archive is not None else args.archive
     if "1" in todo and not archive:
         raise UsageError("-a ARCHIVE is needed for Phase 1", "or give -P23 to continue an earlier -P1")
+    if "1" in todo and archive == "-" and sys.stdin.isatty():
+        raise UsageError("-a -: standard input is a terminal", "pipe an archive into it: imgclone capture -o - | …")
     if args.lv_name_limit < 5:
         raise UsageError(f"--lv-name-limit {args.lv_name_limit}: too small for the alt_ prefix")
     if args.dry_run and "1" not in todo:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -75,3 +77,18 @@ def test_bad_restore_input_writes_nothing(
     assert r.returncode == code, err
     assert message in err and "Traceback" not in err
     assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_restore_from_a_terminal_stdin_is_refused(tmp_path: Path) -> None:
+    """`restore -a -` typed at a terminal would wait for an archive forever: refused before anything is read."""
+    main, tty = os.openpty()
+    try:
+        r = subprocess.run([sys.executable, "-m", "imgclone", "restore", "-a", "-", "-d", str(tmp_path / "t.img")],
+                           stdin=tty, capture_output=True, timeout=60, check=False)  # fmt: skip
+    finally:
+        os.close(tty)
+        os.close(main)
+    err = r.stderr.decode()
+    assert r.returncode == 2 and len(err.splitlines()) == 1, err
+    assert "-a -: standard input is a terminal" in err
+    assert list(tmp_path.iterdir()) == []
