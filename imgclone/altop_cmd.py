@@ -183,7 +183,9 @@ AIX_EPILOG = textwrap.dedent("""\
 
 
 def _aix_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    from .cli import Parser  # one-line usage errors, as imgclone's (cli imports this module: not at the top)
+
+    p = Parser(
         prog="alt_rootvg_op", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=AIX_EPILOG,
         description="AIX alt_rootvg_op spellings of imgclone alt: query, wake, sleep and clean up alternates.",
     )  # fmt: skip

@@ -511,6 +511,7 @@ def test_alt_rootvg_op_usage_errors(aix: list[str], message: str, capsys: pytest
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert message in err and err.count("error:") == 1
+    assert len(err.splitlines()) == 1, err  # one line: the usage block is in --help
 
 
 def alt_rootvg_op(*args: str) -> subprocess.CompletedProcess[bytes]:
