@@ -97,6 +97,10 @@ def _walk(node: dict[str, object]) -> list[dict[str, object]]:
 
 def _device(path: str, runner: Runner, force: bool, protected: dict[str, str]) -> TargetDisk:
     info = _lsblk(path, runner)
+    size = int(str(info.get("size") or 0))
+    if size == 0:  # the plan would take 0 for "no size yet" and size it as an image to create
+        raise UsageError(f"-d {path}: has no capacity (0 bytes: no medium, or a loop device on an empty file)",
+                         "name a disk with room for the clone")  # fmt: skip
     nodes = _walk(info)
     for name, why in protected.items():
         if any(n.get("name") == name for n in nodes):
@@ -116,7 +120,7 @@ def _device(path: str, runner: Runner, force: bool, protected: dict[str, str]) -
         problems.append("holds partitions")
     if problems and not force:
         raise UsageError(f"-d {path}: {' and '.join(problems)}", "refusing to overwrite it; --force if you are sure")
-    return TargetDisk(path, "device", "raw", int(str(info.get("size", 0))), True, int(str(info.get("log-sec", 512))))
+    return TargetDisk(path, "device", "raw", size, True, int(str(info.get("log-sec", 512))))
 
 
 def _signature(dev: str, runner: Runner) -> str:

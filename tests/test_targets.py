@@ -66,6 +66,13 @@ def test_occupied_devices_are_refused_unless_forced(reply: str, message: str) ->
     assert targets._device("/dev/loop7", fake, True, {}).size == 1 << 30
 
 
+def test_device_without_capacity_is_refused_even_with_force() -> None:
+    fake = FakeRunner({("lsblk",): lsblk(size=0), ("blkid",): ""})
+    for force in (False, True):
+        with pytest.raises(UsageError, match=r"-d /dev/loop7: has no capacity \(0 bytes"):
+            targets._device("/dev/loop7", fake, force, {})
+
+
 def test_mounted_devices_are_refused_even_with_force() -> None:
     fake = FakeRunner({("lsblk",): lsblk([{"name": "/dev/loop7p1", "type": "part", "mountpoints": ["/mnt"]}]),
                        ("blkid",): ""})  # fmt: skip
