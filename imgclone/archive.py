@@ -71,14 +71,15 @@ class StreamInfo:
     sha256: str
     files: int
     data_bytes: int
+    content: dict[str, Any] | None = None  # content.ContentFacts; archives before it have none
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: v for k, v in self.__dict__.items() if v is not None}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StreamInfo:
         try:
-            return cls(**{k: d[k] for k in cls.__dataclass_fields__})
+            return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k != "content"}, content=d.get("content"))
         except (KeyError, TypeError) as e:
             raise ArchiveError(f"{MANIFEST}: stream entry {d!r} is incomplete") from e
 

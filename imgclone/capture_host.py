@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import bootfacts, excludes, probe_host
+from . import bootfacts, content, excludes, probe_host
 from .archive import StreamInfo
 from .capture import EXCLUDE_ROOTVG, CaptureOptions, Context, record_read_error, run_capture, self_excludes
 from .errors import CommandError
@@ -21,7 +21,7 @@ from .streams import TarMessages, host_stream
 
 log = logging.getLogger("imgclone")
 VIEWS = Path("/run/imgclone")
-FIND = ["find", ".", "-xdev", "-print0"]
+FIND = ["find", ".", "-xdev", "-printf", content.FIND_PRINTF]  # each name with its type, links and size
 
 
 def capture_host(opts: CaptureOptions) -> dict[str, Any]:
@@ -79,7 +79,7 @@ def read_only_view(mountpoint: str) -> Iterator[str]:
 
 
 def list_names(directory: str, out: Path) -> None:
-    """NUL-separated fs-relative names of one filesystem, parents first (find -xdev)."""
+    """One filesystem's fs-relative names, parents first (find -xdev), as content.FIND_PRINTF records."""
     with (
         open(out, "wb") as f,
         Pipeline([FIND], stdout=f, stderr=None, cwd=directory) as p,
@@ -102,10 +102,11 @@ def stream_fs(ctx: Context, fs: Filesystem, directory: str) -> StreamInfo:
     literal = excludes.literal_paths(ctx.rules)
     kept = ctx.workdir / f"{fs.id}.kept"
     sel: excludes.Selection | None = None
+    scan = content.NameScan(fs.mountpoint)
     if literal is None:
         names = ctx.workdir / f"{fs.id}.names"
         list_names(directory, names)
-        sel = excludes.select(names, kept, ctx.rules, prefix=prefix)
+        sel = excludes.select(names, kept, ctx.rules, prefix=prefix, scan=scan)
         names.unlink()
     bar = ctx.bar
     msgs = TarMessages(verbose=ctx.opts.verbose, on_progress=bar.update, on_line=ctx.note)
@@ -114,7 +115,7 @@ def stream_fs(ctx: Context, fs: Filesystem, directory: str) -> StreamInfo:
         if ctx.opts.err_mode.value == "fail":
             msgs.fail_fast = pipe.kill
         if literal is not None:
-            feeder = NameFeeder(directory, literal, prefix, pipe)
+            feeder = NameFeeder(directory, literal, prefix, pipe, scan)
         tar, zstd = pipe.procs
         assert tar.stderr is not None and zstd.stderr is not None
         pump = msgs.pump(tar.stderr)
@@ -146,8 +147,10 @@ def stream_fs(ctx: Context, fs: Filesystem, directory: str) -> StreamInfo:
         size,
         parts,
     )
+    facts = scan.facts()
     return StreamInfo(fs=fs.id, mountpoint=fs.mountpoint, member=member, parts=parts, bytes=size, sha256=sha,
-                      files=sel.kept, data_bytes=msgs.total)  # fmt: skip
+                      files=sel.kept, data_bytes=msgs.total,
+                      content=facts.to_dict() if facts else None)  # fmt: skip
 
 
 class _TarStopped(Exception):
@@ -155,10 +158,12 @@ class _TarStopped(Exception):
 
 
 class NameFeeder:
-    """A thread: `find -xdev -print0` in directory, through the exact-path rules, into tar's stdin."""
+    """A thread: find's names in directory, through the exact-path rules, into tar's stdin; scan sees them."""
 
-    def __init__(self, directory: str, literal: frozenset[bytes], prefix: bytes, tar: Pipeline) -> None:
+    def __init__(self, directory: str, literal: frozenset[bytes], prefix: bytes, tar: Pipeline,
+                 scan: content.NameScan) -> None:  # fmt: skip
         self._args = (directory, literal, prefix, tar)
+        self._scan = scan
         self._sel: excludes.Selection | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -173,7 +178,8 @@ class NameFeeder:
 
         try:
             with Pipeline([FIND], stdout=PIPE, stderr=None, cwd=directory) as find:
-                self._sel = excludes.select_stream(excludes.split_names(find.out), literal, write, prefix=prefix)
+                names = self._scan.names(excludes.split_names(find.out))
+                self._sel = excludes.select_stream(names, literal, self._scan.keeping(write), prefix=prefix)
             rc = find.procs[0].returncode
             if rc not in (0, 1):  # 1: some directory vanished or was unreadable; tar reports those files
                 raise CommandError(["find", directory], rc)

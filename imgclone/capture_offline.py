@@ -17,7 +17,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-from . import bootfacts, excludes, probe_guest
+from . import bootfacts, content, excludes, probe_guest
 from .archive import StreamInfo
 from .capture import EXCLUDE_ROOTVG, CaptureOptions, Context, check_options, run_capture
 from .errors import ImgcloneError, UsageError
@@ -122,6 +122,7 @@ def stream_fs(g: Guest, ctx: Context, fs: Filesystem, device: str) -> StreamInfo
     r, w = os.pipe()
     failure: list[BaseException] = []
     counted = [0]
+    scan = content.TarScan(fs.mountpoint)
 
     def produce() -> None:
         try:
@@ -143,7 +144,7 @@ def stream_fs(g: Guest, ctx: Context, fs: Filesystem, device: str) -> StreamInfo
         zin = pipe.procs[0].stdin
         assert zin is not None
         producer = threading.Thread(target=produce, daemon=True)
-        relay = threading.Thread(target=_relay, args=(r, zin, ctx, counted), daemon=True)
+        relay = threading.Thread(target=_relay, args=(r, zin, ctx, counted, scan), daemon=True)
         producer.start()
         relay.start()
         member, parts, size, sha = ctx.writer.add_stream(fs.id, pipe.out)
@@ -153,17 +154,20 @@ def stream_fs(g: Guest, ctx: Context, fs: Filesystem, device: str) -> StreamInfo
     if failure:
         raise failure[0]
     pipe.check()
+    facts = scan.facts()
     return StreamInfo(fs=fs.id, mountpoint=fs.mountpoint, member=member, parts=parts, bytes=size, sha256=sha,
-                      files=sel.kept, data_bytes=counted[0])  # fmt: skip
+                      files=sel.kept, data_bytes=counted[0],
+                      content=facts.to_dict() if facts else None)  # fmt: skip
 
 
-def _relay(r: int, zin: IO[bytes], ctx: Context, counted: list[int]) -> None:
-    """Copy the appliance's tar stream into zstd, counting bytes for the progress bar."""
+def _relay(r: int, zin: IO[bytes], ctx: Context, counted: list[int], scan: content.TarScan) -> None:
+    """Copy the appliance's tar stream into zstd, counting bytes for the progress bar; scan reads its headers."""
     with os.fdopen(r, "rb", buffering=0) as src:
         try:
             with zin:
                 while chunk := src.read(RELAY_CHUNK):
                     zin.write(chunk)
+                    scan.feed(chunk)
                     counted[0] += len(chunk)
                     ctx.bar.update(len(chunk))
         except BrokenPipeError:

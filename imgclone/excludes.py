@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from .content import NameScan
 from .errors import CommandError, UsageError
 from .run import HOST, Runner
 
@@ -209,12 +210,13 @@ def _under(sysname: bytes, matched: set[bytes]) -> bool:
     return False
 
 
-def _matches(names: Path, tmpdir: Path, rules: ExcludeRules, prefix: bytes, runner: Runner) -> set[bytes]:
+def _matches(names: Iterable[bytes], tmpdir: Path, rules: ExcludeRules, prefix: bytes, runner: Runner
+             ) -> set[bytes]:  # fmt: skip
     """The system-relative paths grep matches, from one grep over a temporary list file."""
     fd, listfile = tempfile.mkstemp(prefix=".imgclone-names-", dir=tmpdir)
     try:
         with os.fdopen(fd, "wb") as f:
-            for name in read_names(names):
+            for name in names:
                 f.write(_sysname(name, prefix) + b"\0")
         argv = [*_GREP, "--", listfile]
         res = runner.run(argv, input=_pattern_input(rules.patterns), check=False, env=_ENV)
@@ -227,13 +229,22 @@ def _matches(names: Path, tmpdir: Path, rules: ExcludeRules, prefix: bytes, runn
     return set(res.stdout.split(b"\0")[:-1])
 
 
-def select(names: Path, out: Path, rules: ExcludeRules, *, prefix: bytes = b".", runner: Runner = HOST) -> Selection:
-    """Write to out the NUL-terminated names the rules keep; return the count and what was excluded."""
+def select(
+    names: Path, out: Path, rules: ExcludeRules, *, prefix: bytes = b".", runner: Runner = HOST,
+    scan: NameScan | None = None,
+) -> Selection:  # fmt: skip
+    """Write to out the NUL-terminated names the rules keep; return the count and what was excluded.
+
+    scan: names holds find's content.FIND_PRINTF records, and scan gathers the facts of the kept names."""
     if prefix != b"." and not (prefix.startswith(b"./") and not prefix.endswith(b"/")):
         raise ValueError(f"prefix must be b'.' or b'./dir': {prefix!r}")
-    matched = _matches(names, out.parent, rules, prefix, runner) if rules.patterns else set()
+
+    def listing() -> Iterable[bytes]:
+        return read_names(names) if scan is None else scan.names(read_names(names))
+
+    matched = _matches(listing(), out.parent, rules, prefix, runner) if rules.patterns else set()
     with out.open("wb") as f:
-        return select_stream(read_names(names), matched, f.write, prefix=prefix)
+        return select_stream(listing(), matched, f.write if scan is None else scan.keeping(f.write), prefix=prefix)
 
 
 def select_stream(

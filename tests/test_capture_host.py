@@ -47,6 +47,7 @@ def test_capture_restore_by_hand_keeps_everything(source: Path, tmp_path: Path, 
     assert b"captured 1 filesystem" in r.stdout
     manifest = json.loads(tarfile.open(out).extractfile("manifest.json").read())  # type: ignore[union-attr]
     assert manifest["complete"] and manifest["streams"][0]["mountpoint"] == mp
+    assert_content(manifest, mp)  # the rules need grep: the facts come from the names file
     fs_id = manifest["streams"][0]["fs"]
     dst = tmp_path / "restored"
     dst.mkdir()
@@ -65,6 +66,14 @@ def test_capture_restore_by_hand_keeps_everything(source: Path, tmp_path: Path, 
     )
 
 
+def assert_content(manifest: dict[str, object], mp: str) -> None:
+    """The stream's content facts: the sparse file at its apparent size, big's two links, no xattr figure."""
+    content = manifest["streams"][0]["content"]  # type: ignore[index]
+    assert content == {"largest_file": 64 * 1024 * 1024 + 3, "largest_file_path": f"{mp}/data/sparse",
+                       "most_links": 2, "most_links_path": content["most_links_path"]}, content  # fmt: skip
+    assert content["most_links_path"] in (f"{mp}/data/big", f"{mp}/data/big.hardlink")
+
+
 def _acl_of(root: Path, rel: str) -> str:
     return subprocess.run(["getfacl", "-n", "-p", rel], cwd=root, capture_output=True, check=True).stdout.decode()
 
@@ -72,6 +81,7 @@ def _acl_of(root: Path, rel: str) -> str:
 def test_verify_ok_then_one_flipped_byte_fails(source: Path, tmp_path: Path, imgclone: Run) -> None:
     out = tmp_path / "v.mksysb"
     assert imgclone("capture", "--mount", str(source), "-o", str(out)).returncode == 0
+    assert_content(json.loads(tarfile.open(out).extractfile("manifest.json").read()), str(source))  # type: ignore[union-attr]
     ok = imgclone("archive", "verify", str(out), "--json")
     assert ok.returncode == 0, ok.stdout.decode() + ok.stderr.decode()
     assert json.loads(ok.stdout)["ok"] is True

@@ -44,6 +44,20 @@ def test_manifest_layout_and_boot_facts(captured: Captured) -> None:
     assert m["excludes"]["patterns"] == ["^./var/tmp/", "^./home/u/file with space$"]
 
 
+def test_manifest_records_content_facts_from_the_tar_stream(captured: Captured) -> None:
+    _, out, _, _ = captured
+    m = json.loads(tarfile.open(out).extractfile("manifest.json").read())  # type: ignore[union-attr]
+    content = {s["fs"]: s["content"] for s in m["streams"]}
+    assert content["fs-root"] == {
+        "largest_file": 64 * 1024 * 1024, "largest_file_path": "/home/u/sparse",
+        "most_links": 2, "most_links_path": content["fs-root"]["most_links_path"],
+        "largest_xattr": 5, "largest_xattr_name": "user.imgclone", "largest_xattr_path": "/home/u/xattr",
+    }  # fmt: skip
+    assert content["fs-root"]["most_links_path"] in ("/home/u/hard1", "/home/u/hard2"), "the first of the two names"
+    assert content["fs-var"]["largest_file"] == 8000 and content["fs-var"]["largest_file_path"] == "/var/log/app.log"
+    assert content["fs-var"]["largest_xattr"] == 0
+
+
 def _listing(out: Path, fs_id: str) -> list[str]:
     cmd = f"tar -xOf {out} --wildcards 'streams/{fs_id}.tar.zst.*' | zstd -d | tar -t"
     return subprocess.run(
