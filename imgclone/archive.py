@@ -301,15 +301,20 @@ class Readable(Protocol):
 
 @dataclass
 class Part:
-    """One stream part as met while reading: which stream, its index, its data."""
+    """One stream part as met while reading: which stream, its index, its data.
+
+    span is (offset, size) of the data in the archive file when the reader seeks (a regular file), so that a
+    consumer may read the bytes there itself; None when the archive is read as a stream (a pipe, a device).
+    """
 
     member: str
     index: int
     data: Readable
+    span: tuple[int, int] | None = None
 
 
 class ArchiveReader:
-    """Reads an archive sequentially (a file or "-" for stdin); the manifest comes first."""
+    """Reads an archive in order (a file, with seeks over data not asked for, or "-" for stdin); manifest first."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -318,8 +323,10 @@ class ArchiveReader:
         if os.path.isdir(path):
             raise ArchiveError(f"{path}: is a directory, not an archive")
         self._f: BinaryIO = sys.stdin.buffer if path == "-" else open(path, "rb")  # noqa: SIM115
+        # a regular file is read with seeks: the headers are read and the parts' data only when asked for
+        self.seekable = path != "-" and stat.S_ISREG(os.fstat(self._f.fileno()).st_mode)
         try:
-            self._tar = tarfile.open(fileobj=self._f, mode="r|")
+            self._tar = tarfile.open(fileobj=self._f, mode="r:" if self.seekable else "r|")
             first = self._tar.next()
         except tarfile.TarError as e:
             if self._f is not sys.stdin.buffer:
@@ -390,7 +397,7 @@ class ArchiveReader:
                 raise ArchiveError(f"{self.path}: unexpected member {ti.name} (after {_name(current)})")
             guarded = _Guarded(f, f"{self.path}: stream {base} is truncated or damaged at part {ti.name}")
             if not check:
-                yield Part(base, int(idx), guarded)
+                yield Part(base, int(idx), guarded, (ti.offset_data, ti.size) if self.seekable else None)
                 continue
             if current is not None and current.member != base:
                 self._check_stream(current)

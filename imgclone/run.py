@@ -146,7 +146,7 @@ class Pipeline:
         assert inp is not None, "pipeline stdin is not a pipe"
         return inp
 
-    def write(self, data: bytes) -> bool:
+    def write(self, data: bytes | memoryview) -> bool:
         """Feed the first stage; False once it has stopped reading (its exit code and stderr say why)."""
         try:
             self.input.write(data)

@@ -7,10 +7,12 @@ zeros. So a changed byte anywhere in the file is reported, with the member it be
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tarfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -50,12 +52,22 @@ class Report:
                 "streams": [s.to_dict() for s in self.streams]}  # fmt: skip
 
 
-class _StreamReader:
-    """Feeds one stream's parts to sha256 and to `zstd -d | tar -t`, counting members."""
+CHUNK = 1 << 20
 
-    def __init__(self, member: str) -> None:
+
+class _StreamReader:
+    """Feeds one stream's parts to sha256 and to `zstd -d | tar -t`, counting members.
+
+    A part with a span (the archive is a regular file) is read from the file at its offset, in 1 MiB chunks into
+    one buffer: no copies through tarfile's stream reader.
+    """
+
+    def __init__(self, member: str, fd: int | None, path: str) -> None:
         self.check = StreamCheck(member)
+        self._path = path
         self._sha = hashlib.sha256()
+        self._fd = fd
+        self._buf = bytearray(CHUNK)
         self._pipe = Pipeline([ZSTD_DECOMPRESS, ["tar", "-t", "-f", "-"]], stdin=PIPE, stderr=PIPE)
         self._pipe.__enter__()
         self._counter = threading.Thread(target=self._count, args=(self._pipe.out,), daemon=True)
@@ -69,10 +81,25 @@ class _StreamReader:
         if part.index != self.check.parts:
             self.check.errors.append(f"part {part.index} where part {self.check.parts} was expected")
         self.check.parts += 1
-        while chunk := part.data.read(1 << 20):
-            self._sha.update(chunk)
-            self.check.bytes += len(chunk)
-            self._pipe.write(chunk)  # False: zstd gave up, its message says why; keep hashing
+        if part.span is None or self._fd is None:
+            while chunk := part.data.read(CHUNK):
+                self._take(chunk)
+            return
+        offset, size = part.span
+        end = offset + size
+        view = memoryview(self._buf)
+        while offset < end:
+            n = os.preadv(self._fd, [view[: min(CHUNK, end - offset)]], offset)
+            if n == 0:
+                raise ArchiveError(f"{self._path}: stream {part.member} is truncated or damaged at part "
+                                   f"{part.index}: the file ends at byte {offset}, inside the part")  # fmt: skip
+            self._take(view[:n])
+            offset += n
+
+    def _take(self, chunk: bytes | memoryview) -> None:
+        self._sha.update(chunk)
+        self.check.bytes += len(chunk)
+        self._pipe.write(chunk)  # False: zstd gave up, its message says why; keep hashing
 
     def close(self) -> StreamCheck:
         self._pipe.close_input()
@@ -97,13 +124,13 @@ def verify(path: str) -> Report:
     report = Report(path)
     found: dict[str, StreamCheck] = {}
     current: _StreamReader | None = None
-    with ArchiveReader(path) as r:  # not an archive at all: an error, not a report
+    with ArchiveReader(path) as r, _positional(path, r.seekable) as fd:  # not an archive: an error, not a report
         try:
             for part in r.parts(check=False):
                 if current is None or current.check.member != part.member:
                     if current is not None:
                         found[current.check.member] = current.close()
-                    current = _StreamReader(part.member)
+                    current = _StreamReader(part.member, fd, path)
                 current.feed(part)
             if current is not None:
                 found[current.check.member] = current.close()
@@ -118,6 +145,19 @@ def verify(path: str) -> Report:
         if path != "-":
             report.errors += check_container(path, r.members)
     return report
+
+
+@contextlib.contextmanager
+def _positional(path: str, seekable: bool) -> Iterator[int | None]:
+    """A descriptor of the archive file for positional reads (None for a pipe or a device)."""
+    if not seekable:
+        yield None
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def check_container(path: str, members: list[tarfile.TarInfo]) -> list[str]:
