@@ -16,6 +16,12 @@ target filesystem with "the target type's equivalent features":
   a v4 filesystem, block size and inode size, as mkfs.xfs -m/-i/-n/-b options; geometry that follows the size
   (agcount, log size) and the sector size (the target device's) are left to mkfs.xfs.
 - Across families (ext ↔ xfs ↔ btrfs), and btrfs/vfat: the target type's mkfs defaults (features {}).
+
+A dropped feature is a warning, not a refusal: none loses content by itself. State flags and read-only describe the
+filesystem, not its files; ext2 has no journal; ext4's own features (huge_file, ea_inode, dir_nlink, large_dir, …)
+go only in a conversion to ext2/ext3, which conversion_refusal() refuses (and blkid calls any ext with one of them
+ext4); a feature mke2fs 1.47.0 cannot make is one it does not know. What such features let the content do (files
+over 2 TiB, large xattrs, many links) is checked against the features the target really gets (limits.py).
 """
 
 from __future__ import annotations

@@ -45,7 +45,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from . import fsfeatures, names, space
+from . import fsfeatures, limits, names, space
+from .content import ContentFacts
 from .errors import LayoutError, UsageError
 from .layout import Disk, Filesystem, FsType, Layout, LogicalVolume, PartFlag, Partition, Swap, TableType, VolumeGroup
 
@@ -86,6 +87,9 @@ class PlanOptions:
     edited: Layout | None = None  # -i LAYOUT.json, parsed: the user's edited source layout
     # fs id → files in its archive stream (the manifest's `files`): checks ext inode counts, costs xfs/btrfs inodes
     files: Mapping[str, int] = field(default_factory=dict)
+    # fs id → its stream's content facts (largest file, most links, largest xattr), checked against each target
+    # type's limits; None: the stream records none (an older archive), named in a warning; absent: not known yet
+    content: Mapping[str, ContentFacts | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -535,6 +539,12 @@ def _warnings(src: _Src, target: Layout, policy: Resize, targets: Sequence[Targe
     if policy is Resize.FIT and sum(free) >= MiB:
         out.append(f"--resize fit leaves {sum(free) // MiB} MiB free: {free[0] // MiB} MiB unpartitioned, "
                    f"{free[1] // MiB} MiB in volume groups")  # fmt: skip
+    unchecked = [f"{f.mountpoint} ({f.id})" for f in src.layout.filesystems
+                 if f.id in opts.content and opts.content[f.id] is None]  # fmt: skip
+    if unchecked:
+        out.append(f"the archive records no largest file, hard links or xattrs for {', '.join(unchecked)} (made by an "
+                   "older imgclone): the content check against the target types' limits could not be done")  # fmt: skip
+    out += limits.content_warnings(src.layout, target, opts.content)
     return out + names.prefix_warnings(src.layout)
 
 
@@ -594,6 +604,9 @@ def make_plan(source: Layout, targets: Sequence[Target], opts: PlanOptions | Non
     problems = space.minimum_problems(target, old)
     if problems:
         raise LayoutError("; ".join(problems) + "; use --resize fit or grow with a larger target, or do not convert")
+    problems = limits.content_problems(target, opts.content, old)
+    if problems:
+        raise LayoutError("; ".join(problems))
     problems = [] if opts.skip_space_check else space.space_problems(target, old, opts.files)
     if problems:
         raise LayoutError("; ".join(problems) + "; use a larger target, --resize fit, or -S to skip this check")

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from . import altop, build, faults, fixups, state, targets
 from .archive import ArchiveReader, Part, read_manifest
+from .content import ContentFacts
 from .errors import ArchiveError, GuestfsError, ImgcloneError
 from .guest import Guest
 from .layout import Layout
@@ -83,7 +84,8 @@ def plan_restore(opts: RestoreOptions, reader: ArchiveReader) -> Context:
     source = Layout.from_dict(manifest["layout"])
     protected = targets.running_root_disks()
     disks = targets.resolve(list(opts.targets), force=opts.force, protected=protected)
-    plan_opts = dataclasses.replace(opts.plan, files=planning_files(manifest))  # inodes a shrunk fs must still hold
+    plan_opts = dataclasses.replace(opts.plan, files=planning_files(manifest),  # inodes a shrunk fs must still hold
+                                    content=planning_content(manifest))  # fmt: skip
     plan = make_plan(source, [Target(d.path, d.size, d.sector_size) for d in disks], plan_opts)
     return Context(opts=opts, manifest=manifest, disks=disks, plan=plan, reader=reader)
 
@@ -94,6 +96,12 @@ def planning_files(manifest: dict[str, Any]) -> dict[str, int]:
     if manifest["streams"]:
         return {str(s["fs"]): int(s["files"]) for s in manifest["streams"]}
     return {str(fs): int(n) for fs, n in manifest.get("inodes", {}).items()}
+
+
+def planning_content(manifest: dict[str, Any]) -> dict[str, ContentFacts | None]:
+    """fs id → what its content needs of a target type (None: its stream records nothing; a piped archive's first
+    manifest has no streams yet, and nothing is known)."""
+    return {str(s["fs"]): ContentFacts.from_dict(s.get("content")) for s in manifest["streams"]}
 
 
 def restore(opts: RestoreOptions) -> Context:

@@ -120,3 +120,21 @@ def test_capture_to_a_device_and_no_mount_left_behind(source: Path, imgclone: Ru
     assert not Path("/dev/null.partial").exists()
     assert Path("/dev/null").is_char_device()
     assert _mounts() == before, "the read-only view was not unmounted"
+
+
+def test_a_file_the_converted_type_cannot_hold_is_refused_by_name(tmp_path: Path, imgclone: Run) -> None:
+    """End to end: the capture records a 17 TiB sparse file; restore refuses xfs → ext4 before writing anything."""
+    out, target = tmp_path / "big.mksysb", tmp_path / "t.img"
+    with loop_fs(tmp_path, "xfs", name="big") as mnt:
+        with open(mnt / "vm.img", "wb") as f:
+            f.truncate(17 << 40)
+        r = imgclone("capture", "--mount", str(mnt), "-o", str(out), "--no-progress")
+        assert r.returncode == 0, r.stderr.decode()
+    restore = ["restore", "-a", str(out), "-d", str(target), "--size", "2G", "--dry-run", "--convert"]
+    r = imgclone(*restore, "xfs=ext4")
+    err = r.stderr.decode()
+    assert r.returncode == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"file {mnt}/vm.img is 17.0 TiB; ext4 (4 KiB blocks) holds files up to 16.0 TiB: keep it xfs" in err, err
+    assert not target.exists()
+    ok = imgclone(*restore, "xfs=btrfs")
+    assert ok.returncode == 0 and b"content check" not in ok.stderr, ok.stderr.decode()
