@@ -21,6 +21,7 @@ from .plan import Plan
 from .targets import TargetDisk
 
 STATE_VERSION = 1
+STDIN = "(standard input)"  # the archive of `restore -a -`: no path to record
 
 
 def state_dir() -> Path:
@@ -53,7 +54,7 @@ def save_phase1(target_paths: Sequence[str], disks: Sequence[TargetDisk], plan: 
         "layout": plan.target.to_dict(),
         "source_layout": plan.source.to_dict(),
         "uuids": uuids,
-        "archive": os.path.abspath(archive),
+        "archive": STDIN if archive == "-" else os.path.abspath(archive),
         "archive_created": manifest.get("created"),
         "boot": manifest.get("boot", {}),
         "phases": {} if started else {"1": {"completed": now}},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -237,3 +238,44 @@ def test_msdos_logical_partitions_round_trip(
                 subprocess.run(["umount", str(out)], check=False)
     finally:
         subprocess.run(["losetup", "-d", clone], check=False)
+
+
+def test_restore_reads_a_piped_capture_from_stdin(tmp_path: Path, state_dir: Path) -> None:
+    """`capture -o - | restore -a -`: the first manifest has no streams yet; restore plans from it (with the source's
+    inodes in use), takes each stream as it arrives and checks them against the final manifest. One appliance."""
+    from tests import tricky
+    from tests.guestcmp import extract_guest
+    from tests.loopfs import loop_fs
+
+    clone = tmp_path / "clone.qcow2"
+    with loop_fs(tmp_path, "ext4", 96, name="src") as mnt:
+        tricky.populate(mnt)
+        st = os.statvfs(mnt)
+        inodes = st.f_files - st.f_ffree
+        cli = [sys.executable, "-m", "imgclone"]
+        capture = subprocess.Popen([*cli, "capture", "--mount", str(mnt), "-o", "-", "--no-progress"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+        assert capture.stdout is not None
+        r = subprocess.run([*cli, "restore", "-a", "-", "-d", str(clone), "-P1", "--json", "--no-progress"],
+                           stdin=capture.stdout, capture_output=True, check=False)  # fmt: skip
+        capture.stdout.close()
+        assert capture.wait() == 0, capture.stderr.read().decode() if capture.stderr else ""
+        assert r.returncode == 0, r.stderr.decode()
+        out = json.loads(r.stdout)
+        (row,) = [x for x in out["plan"]["rows"] if x["kind"] == "filesystem"]
+        assert row["files"] == inodes, "planned with the first manifest's inodes: no stream had arrived"
+        journal = json.loads(next(state_dir.glob("*.json")).read_text())
+        assert journal["archive"] == "(standard input)" and list(journal["phases"]) == ["1"]
+        want, restored = describe(str(mnt)), tmp_path / "restored"
+        g = Guest()
+        g.add_drive(str(clone), readonly=True, format="qcow2")
+        with g:
+            extract_guest(g, "/dev/sda1", restored)
+            got = describe(str(restored))
+            g.mount_ro("/dev/sda1", "/")  # tar_out reads sparse files densely: ask the clone how much they occupy
+            for rel in (rel for rel, meta in want.items() if meta.get("sparse")):
+                st = g.statns(rel[1:].decode())
+                got[rel]["sparse"] = st["st_blocks"] * 512 < st["st_size"] // 2
+        assert diff(want, got) == []
+        acls = [sorted(tricky.acls(root).split("\n\n")) for root in (mnt, restored)]  # one block a file, any order
+        assert acls[0] == acls[1]
