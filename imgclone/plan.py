@@ -562,6 +562,8 @@ def _rows(src: _Src, target: Layout, slots: list[list[_Slot]], honour: bool, fil
             p, ids = next(tparts), [s.ref]
             if s.kind == "pv":
                 ids = [pv for pv in src.vg(s.ref).pvs if _pv_target(src, pv, len(slots), honour) == t]
+            if p.number == 5 and target.disks[t].table == TableType.MSDOS:
+                rows.append(_extended_row(target, p.disk))
             objs = [lay.get(i) for i in ids]
             flags = ",".join(str(f) for o in objs if isinstance(o, Partition) for f in o.flags)
             rows.append(PlanRow(p.id, "partition", sum(src.size_of(i) for i in ids), p.size, flags,
@@ -580,6 +582,14 @@ def _rows(src: _Src, target: Layout, slots: list[list[_Slot]], honour: bool, fil
     for sw, tsw in zip(lay.swaps, target.swaps, strict=True):
         rows.append(PlanRow(sw.id, "swap", src.size_of(sw.device), tsw.size, "swap", "swap", sw.label, tsw.label))
     return tuple(rows)
+
+
+def _extended_row(target: Layout, disk: str) -> PlanRow:
+    """The msdos extended partition 4 the executor makes around the logical ones (it is not in the layout)."""
+    logical = [p for p in target.partitions if p.disk == disk and p.number > 4]
+    start, end = logical[0].start - MiB, logical[-1].start + logical[-1].size
+    number = f"{disk.replace('disk-', 'part-')}-4"
+    return PlanRow(number, "partition", 0, end - start, "", "extended", "", number)
 
 
 def _fs_name(fs: Filesystem) -> str:

@@ -309,6 +309,13 @@ def test_more_than_four_msdos_partitions_become_logical() -> None:
     # 1-3 primary, then logical 5 and 6, each 1 MiB after the previous end (its EBR)
     assert [(x.number, x.start // MiB) for x in p.target.partitions] == [(1, 1), (2, 101), (3, 201), (5, 302), (6, 403)]
     assert p.target_sizes == (503 * MiB,)
+    # the dry-run table shows the extended partition 4 the executor makes: from 5's EBR (301 MiB) to 6's end (503)
+    rows = [(r.object, r.kind, r.target_size // MiB, r.target_type) for r in p.rows if r.kind == "partition"]
+    assert [r[0] for r in rows] == ["part-t0-1", "part-t0-2", "part-t0-3", "part-t0-4", "part-t0-5", "part-t0-6"]
+    assert rows[3] == ("part-t0-4", "partition", 202, "extended")
+    assert re.search(r"^part-t0-4\s+partition\s+new → 202\.0 MiB\s+- → extended\s+- → part-t0-4$", p.table(), re.M)
+    four = plan(Layout((disk,), parts[:4], filesystems=fss[:4]), Target("/img/m.img", 0))
+    assert "extended" not in four.table(), "4 partitions on msdos are all primary"
 
 
 # -- images to create ---------------------------------------------------------------------------------------------
