@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from . import locks, targets
+from . import locks, state, targets
 from .capture import CaptureOptions, ErrMode
 from .copy_stream import CaptureFeed
 from .errors import ReadErrors, UsageError
@@ -95,7 +95,8 @@ def copy_phases(args: argparse.Namespace, opts: RestoreOptions, cap: CaptureOpti
     cap = dataclasses.replace(cap, progress=False, verbose=False)
     with locks.hold(opts.targets):
         with CaptureFeed(lambda out: capture_into(dataclasses.replace(cap, output=out)), keep=args.archive) as feed:
-            phases(phase_args(args, "1"), options(args, archive=feed.path), result, False)
+            named = dataclasses.replace(options(args, archive=feed.path), archive_name=args.archive or state.STREAMED)
+            phases(phase_args(args, "1"), named, result, False)
         assert feed.result is not None
         manifest, report_errors = feed.result
         if manifest is not None:  # under ALT_BAK_ERR_REPORT the warning said what was captured

@@ -47,6 +47,7 @@ class RestoreOptions:
     debug: bool = False
     progress: bool | None = None
     wipe_on_failure: bool = False  # ALT_BAK_ERR_FAIL=1: a failed Phase 1 blanks the targets that existed
+    archive_name: str = ""  # what the journal calls the archive (copy reads a pipe: /dev/fd/N names nothing)
 
 
 @dataclass
@@ -130,7 +131,8 @@ def build_clone(ctx: Context) -> None:
     except BaseException as e:
         clean_up_failure(ctx, e)
         raise
-    state.save_phase1(ctx.opts.targets, ctx.disks, ctx.plan, ctx.manifest, opts.archive, ctx.uuids)
+    state.save_phase1(ctx.opts.targets, ctx.disks, ctx.plan, ctx.manifest, opts.archive_name or opts.archive,
+                      ctx.uuids)  # fmt: skip
 
 
 def clean_up_failure(ctx: Context, error: BaseException, wipe: Callable[[Sequence[str]], object] | None = None) -> None:
@@ -189,7 +191,9 @@ def check_targets(ctx: Context) -> None:
 
 def record_start(ctx: Context) -> None:
     """Journal the alternate before the first write (state.save_phase1 started=True)."""
-    state.save_phase1(ctx.opts.targets, ctx.disks, ctx.plan, ctx.manifest, ctx.opts.archive, {}, started=True)
+    opts = ctx.opts
+    state.save_phase1(opts.targets, ctx.disks, ctx.plan, ctx.manifest, opts.archive_name or opts.archive, {},
+                      started=True)  # fmt: skip
 
 
 def partition(ctx: Context) -> None:

@@ -10,7 +10,7 @@ import re
 import sys
 from typing import Any
 
-from . import bootorder, flags, locks, state
+from . import alternate, bootorder, flags, locks, state
 from .capture import ErrMode
 from .commands import human
 from .customize import customize
@@ -133,6 +133,10 @@ def run_held(args: argparse.Namespace, opts: RestoreOptions, result: dict[str, A
             say(args, steps_text("Phase 2", cus.actions or ["nothing changed"]))
         else:
             result["phase2"] = {"actions": [], "notes": [], "timings": {}}
+            # journaled as run (`alt query` listed it as "not run" after a whole copy); Phase 1 must be there, as for
+            # a Phase 2 with work to do
+            alternate.load(opts.targets)
+            state.mark_phase(opts.targets, "2", {"timings": {}, "actions": [], "notes": ["no customization requested"]})
             say(args, "Phase 2: no customization requested\n")
     if "3" in todo:
         fin = finalize(opts.targets, skip_checks=args.skip_boot_checks, beside_source=args.beside_source,

@@ -92,3 +92,46 @@ def test_restore_from_a_terminal_stdin_is_refused(tmp_path: Path) -> None:
     assert r.returncode == 2 and len(err.splitlines()) == 1, err
     assert "-a -: standard input is a terminal" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_phase2_with_nothing_asked_is_journaled(tmp_path: Path) -> None:
+    """-P2 without customization flags records Phase 2 (alt query said "not run: 2" after a whole copy), and only on
+    targets Phase 1 made: elsewhere it fails in one line, as Phase 2 with work does."""
+    from imgclone import state
+
+    target = str(tmp_path / "t.img")
+    env = dict(os.environ, IMGCLONE_STATE_DIR=str(tmp_path / "state"), IMGCLONE_LOCK_DIR=str(tmp_path / "locks"))
+    argv = [sys.executable, "-m", "imgclone", "restore", "-d", target, "-P2"]
+    r = subprocess.run(argv, env=env, capture_output=True, timeout=60, check=False)
+    err = r.stderr.decode()
+    assert r.returncode != 0 and len(err.splitlines()) == 1 and "no Phase 1 recorded" in err, err
+    journal = tmp_path / "state" / f"{state.alternate_id([target])}.json"
+    journal.parent.mkdir()
+    journal.write_text(json.dumps({"version": state.STATE_VERSION, "phases": {"1": {"completed": "x"}}}))
+    r = subprocess.run(argv, env=env, capture_output=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr.decode()
+    assert b"Phase 2: no customization requested" in r.stdout
+    phases = json.loads(journal.read_text())["phases"]
+    assert phases["2"]["notes"] == ["no customization requested"] and phases["1"] == {"completed": "x"}
+
+
+STREAMED = "(streamed by imgclone copy, not kept)"
+
+
+@pytest.mark.parametrize(("archive", "recorded"), [("-", "(standard input)"), (STREAMED, STREAMED),
+                                                  ("a.mksysb", "{cwd}/a.mksysb")])  # fmt: skip
+def test_journal_names_the_archive(
+    archive: str, recorded: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """copy reads its archive from a pipe (/dev/fd/N): the journal says it was streamed, not a path naming nothing."""
+    from types import SimpleNamespace
+
+    from imgclone import state
+    from imgclone.layout import Layout
+
+    monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    layout = Layout.from_dict(json.loads((DATA / "layout-bios-lvm.json").read_text()))
+    plan = SimpleNamespace(target=layout, source=layout)
+    path = state.save_phase1(["t.img"], [], plan, {}, archive, {})  # type: ignore[arg-type]
+    assert json.loads(path.read_text())["archive"] == recorded.format(cwd=tmp_path)
