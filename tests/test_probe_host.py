@@ -366,6 +366,8 @@ def test_probe_mounts_real_loop(mounted_loop: tuple[str, Path]) -> None:
     assert fs.used > 0 and fs.size > fs.used
     assert "has_journal" in fs.features["ext_features"]
     assert sources == [Source(fs.id, str(mnt))]
+    # a fresh ext4 uses 11 inodes (10 reserved, lost+found); hello is the 12th
+    assert probe_host.used_inodes(sources) == {fs.id: 12}
 
 
 @pytest.mark.integration
