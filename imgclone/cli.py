@@ -21,7 +21,9 @@ EPILOG = textwrap.dedent("""\
 
     exit codes: 0 success, 1 runtime failure, 2 usage or layout error, 130 interrupted
     environment: ALT_BAK_ERR_REPORT=1, ALT_BAK_ERR_FAIL=1 (files that cannot be read),
-                 IMGCLONE_ACCEL=kvm|tcg (force the QEMU accelerator)
+                 IMGCLONE_ACCEL=kvm|tcg (force the QEMU accelerator),
+                 IMGCLONE_LAUNCH_TIMEOUT=S (a libguestfs appliance that has not started
+                 by then is stopped; default 180 s under KVM, then TCG is tried, 900 s under TCG)
     """)
 
 

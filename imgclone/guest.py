@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import shlex
+import signal
 import threading
 from collections.abc import Callable
 from types import TracebackType
@@ -20,6 +22,79 @@ from . import accel
 from .errors import GuestfsError, ImgcloneError
 
 log = logging.getLogger("imgclone")
+
+# A launch that has not returned by then is stuck (a hypervisor that hangs, as KVM does on some hosts): its QEMU is
+# killed, which makes the launch fail (and a KVM launch fall back to TCG). Launches take 15-110 s here under TCG.
+LAUNCH_TIMEOUT = {"kvm": 180.0, "tcg": 900.0}
+TIMEOUT_ENV = "IMGCLONE_LAUNCH_TIMEOUT"
+_running: set[int] = set()  # QEMUs of this process's launched appliances: never the watchdog's to kill
+_running_lock = threading.Lock()
+
+
+def launch_timeout(accel_name: str) -> float:
+    value = os.environ.get(TIMEOUT_ENV)
+    if value:
+        try:
+            return float(value)
+        except ValueError:
+            log.warning("%s=%s is not a number of seconds: ignored", TIMEOUT_ENV, value)
+    return LAUNCH_TIMEOUT.get(accel_name, LAUNCH_TIMEOUT["tcg"])
+
+
+def qemu_children(proc: str = "/proc") -> set[int]:
+    """QEMU processes whose parent is this process (libguestfs's direct backend forks QEMU itself)."""
+    me, found = os.getpid(), set()
+    for entry in os.listdir(proc):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"{proc}/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue  # gone meanwhile
+        comm, rest = stat[stat.find("(") + 1 : stat.rfind(")")], stat[stat.rfind(")") + 2 :].split()
+        if comm.startswith("qemu-system") and len(rest) > 1 and int(rest[1]) == me:
+            found.add(int(entry))
+    return found
+
+
+def kill_now(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+
+
+class LaunchWatchdog:
+    """Kills the QEMU a launch started when the launch has not returned within `timeout` seconds."""
+
+    def __init__(self, timeout: float, children: Callable[[], set[int]] | None = None,
+                 kill: Callable[[int], None] | None = None) -> None:  # fmt: skip
+        self.timeout = timeout
+        self._children = children or qemu_children
+        self._kill = kill or kill_now
+        self._before = self._children()
+        self._done = threading.Event()
+        self.fired = False
+        self._thread = threading.Thread(target=self._watch, name="launch-watchdog", daemon=True)
+
+    def __enter__(self) -> LaunchWatchdog:
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        if self._done.wait(self.timeout):
+            return
+        with _running_lock:
+            stuck = self._children() - self._before - _running
+        for pid in stuck:
+            self.fired = True
+            log.warning("the appliance has not started in %.0f s: stopping its QEMU (pid %d)", self.timeout, pid)
+            try:
+                self._kill(pid)
+            except ProcessLookupError:
+                pass
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 def _import_guestfs() -> Any:
@@ -57,6 +132,7 @@ class Guest:
         self._thread = threading.local()  # .quiet: errors not printed in this thread (thread ids are reused)
         self._thread.quiet = True  # the bindings silence them in the thread that makes the handle
         self.accel = ""
+        self._pid = 0  # the launched appliance's QEMU
 
     def add_drive(self, path: str, *, readonly: bool, format: str | None = None, label: str | None = None) -> None:
         """Queue a drive; `format` is "raw" or "qcow2" (never probed for writable drives)."""
@@ -86,7 +162,7 @@ class Guest:
         except RuntimeError as e:
             raise GuestfsError(f"libguestfs: {e}") from e
         try:
-            g.launch()
+            self._launch(g, self.accel)
         except RuntimeError as e:
             g.close()
             if self.accel != "kvm":
@@ -96,11 +172,29 @@ class Guest:
             self.accel = "tcg"
             g = self._new_handle("tcg")
             try:
-                g.launch()
+                self._launch(g, "tcg")
             except RuntimeError as e2:
                 g.close()
                 raise GuestfsError(f"libguestfs appliance did not start: {e2}", "run `libguestfs-test-tool`") from e2
         self._g = g
+
+    def _launch(self, g: Any, accel_name: str) -> None:
+        """g.launch() under a LaunchWatchdog; a stuck launch fails with a RuntimeError that says so."""
+        with LaunchWatchdog(launch_timeout(accel_name)) as dog:
+            try:
+                g.launch()
+            except RuntimeError as e:
+                if dog.fired:
+                    # libguestfs's own text is a page of debugging advice about a crash: this was no crash
+                    raise RuntimeError(f"no answer within {dog.timeout:.0f} s; {TIMEOUT_ENV} sets the limit") from e
+                raise
+        try:
+            pid = int(g.get_pid())
+        except (RuntimeError, AttributeError):
+            return
+        self._pid = pid
+        with _running_lock:
+            _running.add(pid)
 
     def __getattr__(self, name: str) -> Callable[..., Any]:
         if self._g is None:
@@ -128,6 +222,8 @@ class Guest:
         g, self._g = self._g, None
         if g is None:
             return
+        with _running_lock:
+            _running.discard(self._pid)
         try:
             g.shutdown()
         except RuntimeError as e:
