@@ -48,6 +48,7 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 STREAM_DIR = "streams"
 PART_SIZE = 32 * 1024 * 1024
+CHUNK = 1024 * 1024  # what a seekable output's writer holds at a time
 BLOCK = 512
 RECORD = 20 * BLOCK
 DIGEST = "manifest_sha256"
@@ -172,18 +173,28 @@ class ArchiveWriter:
     def add_stream(
         self, fs_id: str, src: IO[bytes], on_bytes: Callable[[int], None] | None = None
     ) -> tuple[str, int, int, str]:
-        """Copy src to parts of the stream; return (member, parts, bytes, sha256)."""
+        """Copy src to parts of the stream; return (member, parts, bytes, sha256).
+
+        A seekable output gets each part as it comes, in chunks, and its header's size afterwards: memory holds
+        one chunk. A pipe needs the size before the data, so there a whole part is held.
+        """
         member = stream_member(fs_id)
         digest = hashlib.sha256()
-        buf = bytearray(PART_SIZE)
+        buf = bytearray(CHUNK if self.seekable else PART_SIZE)
         view = memoryview(buf)
         parts = total = 0
         while True:
-            n = _fill(src, view)
+            name = f"{member}.{parts:05d}"
+            if self.seekable:
+                n = self._part_in_place(name, src, view, digest, first=parts == 0)
+            else:
+                n = _fill(src, view)
+                if n:
+                    digest.update(view[:n])
+                if n or not parts:
+                    self._member(name, view[:n])
             if n == 0 and parts > 0:
                 break
-            digest.update(view[:n])
-            self._member(f"{member}.{parts:05d}", view[:n])
             parts += 1
             total += n
             if on_bytes:
@@ -192,6 +203,36 @@ class ArchiveWriter:
                 break
         faults.maybe_fail("capture", "stream")  # test hook: killed between two streams
         return member, parts, total, digest.hexdigest()
+
+    def _part_in_place(self, name: str, src: IO[bytes], view: memoryview, digest: Any, first: bool) -> int:
+        """One part written as read (its header first with size 0, then rewritten with the size); none written
+        when src has nothing more and this is not the first part (the stream ended on a part's boundary)."""
+        at = self._written
+        header = _header(name, 0)
+        self._write(header)
+        n = 0
+        while n < PART_SIZE:
+            got = _fill(src, view[: min(len(view), PART_SIZE - n)])
+            if not got:
+                break
+            digest.update(view[:got])
+            self._write(view[:got])
+            n += got
+        try:
+            if n == 0 and not first:
+                self._out.seek(at)
+                self._out.truncate()
+                self._written = at
+                return 0
+            final = _header(name, n)
+            assert len(final) == len(header), "a tar header's length does not depend on the size"
+            self._out.seek(at)
+            self._out.write(final)
+            self._out.seek(0, os.SEEK_END)
+        except OSError as e:
+            raise _write_error(self.path, e) from e
+        self._write(_pad(n))
+        return n
 
     def finish(self, manifest: dict[str, Any]) -> None:
         """Record the final manifest and close; the archive appears under its name only now."""

@@ -66,6 +66,35 @@ def test_pipe_output_appends_final_manifest(tmp_path: Path, monkeypatch: pytest.
     assert read_manifest(out)["complete"] is True
 
 
+STREAMS = {"fs-empty": b"", "fs-one": b"1" * 1000, "fs-two": b"2" * 2000, "fs-odd": bytes(range(256)) * 10}
+
+
+def _members(path: Path) -> list[tuple[str, int]]:
+    with tarfile.open(path) as t:
+        return [(ti.name, ti.size) for ti in t.getmembers() if ti.name != "manifest.json"]
+
+
+def test_a_file_gets_the_same_parts_as_a_pipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file is written part by part in chunks (headers rewritten with the size); a pipe holds whole parts. Same
+    parts either way, at part boundaries too: an empty stream is one empty part, 1000 bytes one part, not two."""
+    monkeypatch.setattr(archive, "CHUNK", 300)  # several chunks a part, the last one short
+    out, piped = tmp_path / "a.mksysb", tmp_path / "piped.mksysb"
+    _write(str(out), STREAMS, monkeypatch)
+    with open(piped, "wb") as f:
+        monkeypatch.setattr("sys.stdout", io.TextIOWrapper(f))
+        _write("-", STREAMS, monkeypatch)
+    assert _members(out) == _members(piped)
+    streams = read_manifest(out)["streams"]
+    assert [(s["parts"], s["bytes"]) for s in streams] == [(1, 0), (1, 1000), (2, 2000), (3, 2560)]
+    for fs, data in STREAMS.items():
+        got = subprocess.run(["tar", "-xOf", str(out), "--wildcards", f"streams/{fs}.tar.zst.*"],
+                             capture_output=True, check=True).stdout  # fmt: skip
+        assert got == data, fs
+    assert out.stat().st_size % archive.RECORD == 0
+    with ArchiveReader(str(out)) as r:
+        assert {p.member: p.data.read() for p in r.parts() if p.index == 0}["streams/fs-one.tar.zst"] == b"1" * 1000
+
+
 def test_abort_leaves_nothing(tmp_path: Path) -> None:
     w = ArchiveWriter(str(tmp_path / "x.mksysb"))
     w.begin(new_manifest(), 1)
