@@ -30,7 +30,7 @@ import shlex
 import shutil
 import statistics
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,16 +142,25 @@ def median(xs: Iterable[float]) -> float:
 # -- the tree ---------------------------------------------------------------------------------
 
 
-def ensure_tree(s: Setup, reuse: bool) -> tuple[str, int]:
-    """Build the tree image (or reuse the kept one of the same size); its summary and data bytes."""
+def kept_tree(s: Setup, want: Mapping[str, object], reuse: bool) -> tuple[str, int] | None:
+    """The summary and data bytes of the kept tree when it was built as `want` says; else None (and no stamp)."""
     stamp = s.workdir / "tree.json"
-    want = {"size": s.size, "seed": SEED, "version": 3}
     if reuse and stamp.exists() and s.image.exists():
         saved = json.loads(stamp.read_text())
         if {k: saved.get(k) for k in want} == want:
             note(f"reusing the tree in {s.image}")
             return str(saved["summary"]), int(saved["data_bytes"])
     stamp.unlink(missing_ok=True)
+    return None
+
+
+def ensure_tree(s: Setup, reuse: bool) -> tuple[str, int]:
+    """Build the tree image (or reuse the kept one of the same size); its summary and data bytes."""
+    stamp = s.workdir / "tree.json"
+    want = {"size": s.size, "seed": SEED, "version": 3}
+    kept = kept_tree(s, want, reuse)
+    if kept is not None:
+        return kept
     make_ext4(s.image, int(s.size * 1.4) + 768 * MiB)
     with loop_mounted(s.image, s.mnt) as mnt:
         stats = TreeBuilder(mnt, s.size, SEED).build()

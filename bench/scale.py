@@ -96,12 +96,9 @@ def ensure_small_tree(s: cap.Setup, count: int, reuse: bool) -> tuple[str, int]:
     """count text files of 200 B to 2 KiB, PER_DIR a directory (or the kept tree of the same count)."""
     stamp = s.workdir / "tree.json"
     want = {"small_files": count, "seed": cap.SEED, "version": 1}
-    if reuse and stamp.exists() and s.image.exists():
-        saved = json.loads(stamp.read_text())
-        if {k: saved.get(k) for k in want} == want:
-            note(f"reusing the tree in {s.image}")
-            return str(saved["summary"]), int(saved["data_bytes"])
-    stamp.unlink(missing_ok=True)
+    kept = cap.kept_tree(s, want, reuse)
+    if kept is not None:
+        return kept
     make_ext4(s.image, 768 * MiB + count * 24 * KiB)  # ext4 makes an inode per 16 KiB; the files need ~1 KiB each
     with loop_mounted(s.image, s.mnt) as mnt:
         b = TreeBuilder(mnt, 0, cap.SEED)
