@@ -148,9 +148,24 @@ def _show_text(m: dict[str, Any]) -> str:
                      f"uuid {fs.uuid} label {fs.label!r}")  # fmt: skip
     for sw in layout.swaps:
         lines.append(f"swap {sw.id} on {sw.device}: {human(sw.size)}")
+    lines += [_content_row(s) for s in m.get("streams", [])]
     ex = m.get("excludes", {})
     lines.append(f"excludes: {len(ex.get('patterns', []))} pattern(s) from {', '.join(ex.get('sources', [])) or '-'}")
     return "\n".join(lines) + "\n"
+
+
+def _content_row(s: dict[str, Any]) -> str:
+    """What a stream's content needs of a target filesystem (the restore checks it against the target's limits)."""
+    from .content import ContentFacts
+
+    head = f"content {s['mountpoint']:<8} {s['files']} files"
+    c = ContentFacts.from_dict(s.get("content"))
+    if c is None:
+        return f"{head}; largest file, hard links, xattrs: not recorded (an older imgclone)"
+    xattr = (f"largest xattr {c.largest_xattr_name} {c.largest_xattr} bytes ({c.largest_xattr_path})"
+             if c.largest_xattr is not None else "xattr sizes not recorded (host capture)")  # fmt: skip
+    return (f"{head}; largest file {human(c.largest_file)} ({c.largest_file_path or '-'}), most hard links "
+            f"{c.most_links} ({c.most_links_path or '-'}), {xattr}")  # fmt: skip
 
 
 def cmd_boot_test(args: argparse.Namespace) -> int:

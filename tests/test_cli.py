@@ -58,3 +58,16 @@ def test_debug_shows_traceback(imgclone: Run, tmp_path: Path) -> None:
     r = imgclone("archive", "verify", str(tmp_path / "missing"), "-D")
     assert r.returncode == 1
     assert "Traceback" in r.stderr.decode()
+
+
+def test_archive_show_names_what_the_content_needs() -> None:
+    from imgclone.commands import _content_row
+
+    facts = {"largest_file": 3 << 20, "largest_file_path": "/srv/d/big", "most_links": 2, "most_links_path": "/srv/d/b",
+             "largest_xattr": 5, "largest_xattr_name": "user.note", "largest_xattr_path": "/srv/small"}  # fmt: skip
+    row = _content_row({"mountpoint": "/srv", "files": 6, "content": facts})
+    assert row == ("content /srv     6 files; largest file 3.0 MiB (/srv/d/big), most hard links 2 (/srv/d/b), "
+                   "largest xattr user.note 5 bytes (/srv/small)")  # fmt: skip
+    host = _content_row({"mountpoint": "/", "files": 1, "content": {"largest_file": 1, "most_links": 1}})
+    assert host.endswith("xattr sizes not recorded (host capture)")
+    assert "not recorded (an older imgclone)" in _content_row({"mountpoint": "/", "files": 1})
