@@ -149,7 +149,9 @@ def test_ext3_steps() -> None:
     fstab = next(c[2] for c in calls if c[0] == "write").decode()
     assert "UUID=uuid-of-sda1 / ext3 errors=remount-ro 0 1" in fstab
     assert "UUID=uuid-of-sda2 none swap sw 0 0" in fstab
-    assert build.grub_install_argv(FIXTURES["ext3"]) == ["grub-install", "--target=i386-pc", "/dev/sda"]
+    # the labelled disk, not the kernel's /dev/sda (which may be the appliance's own disk)
+    assert build.grub_install_argv(FIXTURES["ext3"]) == ["grub-install", "--target=i386-pc", build.GUEST_DISK]
+    assert build.GUEST_DISK == "/dev/disk/guestfs/fixture"
 
 
 def test_unknown_fixture() -> None:
