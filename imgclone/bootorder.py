@@ -2,8 +2,10 @@
 
 Images: nothing to set. A disk of this host on a UEFI host: a boot entry for the clone's
 removable-path loader and BootNext to it (efibootmgr), so the next boot tries the clone
-once and later boots fall back to the old order, as a failed clone should. A BIOS host
-has no boot order an OS can set: say which disk to choose.
+once and later boots fall back to the old order, as a failed clone should: the entry is made
+with --create-only, since --create would also put it first in BootOrder. An entry of the same
+label left by an earlier run is replaced, not duplicated. A BIOS host has no boot order an OS
+can set: say which disk to choose.
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ def set_boot_order(doc: dict[str, Any], *, runner: Runner = HOST, firmware: str 
                 "legacy (CSM) boot menu"]  # fmt: skip
     esp = _esp_number(Layout.from_dict(doc["layout"]))
     label = f"imgclone clone on {os.path.basename(disk)}"
-    out = runner.run(["efibootmgr", "--create", "--disk", disk, "--part", str(esp), "--label", label,
+    for old in entries(runner.run(["efibootmgr"]).text, label):
+        runner.run(["efibootmgr", "--quiet", "--bootnum", old, "--delete-bootnum"])
+    out = runner.run(["efibootmgr", "--create-only", "--disk", disk, "--part", str(esp), "--label", label,
                       "--loader", LOADER]).text  # fmt: skip
     entry = parse_entry(out, label)
     runner.run(["efibootmgr", "--bootnext", entry])
@@ -53,9 +57,14 @@ def _esp_number(layout: Layout) -> int:
     raise ImgcloneError("the clone's first disk has no ESP for a UEFI boot entry", "-B leaves the boot order alone")
 
 
+def entries(efibootmgr_output: str, label: str) -> list[str]:
+    """The BootXXXX numbers of the entries with this label, in the order efibootmgr lists them."""
+    return re.findall(rf"^Boot([0-9A-Fa-f]{{4}})\*? {re.escape(label)}(?:\t|\s*$)", efibootmgr_output, re.MULTILINE)
+
+
 def parse_entry(efibootmgr_output: str, label: str) -> str:
     """The BootXXXX number efibootmgr gave the entry with this label (the last one, if several)."""
-    found = re.findall(rf"^Boot([0-9A-Fa-f]{{4}})\*? {re.escape(label)}\b", efibootmgr_output, re.MULTILINE)
+    found = entries(efibootmgr_output, label)
     if not found:
         raise ImgcloneError(f"efibootmgr did not list the new entry '{label}'")
     return str(found[-1])

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from imgclone.bootorder import parse_entry, set_boot_order
+from imgclone.bootorder import entries, parse_entry, set_boot_order
 from imgclone.errors import ImgcloneError
 from imgclone.layout import Disk, Layout, PartFlag, Partition, TableType
 from tests.fakes import FakeRunner
@@ -37,13 +37,38 @@ def test_images_get_no_boot_order() -> None:
     assert run.calls == []
 
 
+BEFORE = """\
+BootCurrent: 0001
+BootOrder: 0001,0000
+Boot0000* UiApp
+Boot0001* debian
+"""
+
+
 def test_uefi_host_gets_an_entry_and_bootnext() -> None:
-    run = FakeRunner({("efibootmgr", "--create"): EFI_OUT, ("efibootmgr", "--bootnext"): ""})
+    run = FakeRunner({("efibootmgr",): BEFORE, ("efibootmgr", "--create-only"): EFI_OUT,
+                      ("efibootmgr", "--bootnext"): ""})  # fmt: skip
     lines = set_boot_order(_doc("device"), runner=run, firmware="uefi")
-    assert run.calls[0] == ["efibootmgr", "--create", "--disk", "/dev/sdb", "--part", "1", "--label",
+    # --create-only: BootOrder stays as it was, so a clone that fails to boot is tried once, not every time
+    assert run.calls[1] == ["efibootmgr", "--create-only", "--disk", "/dev/sdb", "--part", "1", "--label",
                             "imgclone clone on sdb", "--loader", "\\EFI\\BOOT\\BOOTX64.EFI"]  # fmt: skip
-    assert run.calls[1] == ["efibootmgr", "--bootnext", "0004"]
-    assert "Boot0004" in lines[0]
+    assert run.calls[2] == ["efibootmgr", "--bootnext", "0004"]
+    assert len(run.calls) == 3 and "Boot0004" in lines[0]
+
+
+def test_entry_of_an_earlier_run_is_replaced() -> None:
+    run = FakeRunner({("efibootmgr",): EFI_OUT, ("efibootmgr", "--create-only"): EFI_OUT.replace("0004", "0005"),
+                      ("efibootmgr", "--quiet"): "", ("efibootmgr", "--bootnext"): ""})  # fmt: skip
+    lines = set_boot_order(_doc("device"), runner=run, firmware="uefi")
+    assert run.calls[1] == ["efibootmgr", "--quiet", "--bootnum", "0004", "--delete-bootnum"]
+    assert run.calls[-1] == ["efibootmgr", "--bootnext", "0005"] and "Boot0005" in lines[0]
+
+
+def test_entries_match_the_whole_label() -> None:
+    listing = (
+        "Boot0002* imgclone clone on sdb1\nBoot0003* imgclone clone on sdb\nBoot0004 imgclone clone on sdb\tHD()\n"
+    )
+    assert entries(listing, "imgclone clone on sdb") == ["0003", "0004"]
 
 
 def test_bios_host_says_what_to_choose() -> None:
