@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import logging
 import os
 import threading
@@ -22,6 +21,7 @@ from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from .errors import ArchiveError, ImgcloneError
+from .run import set_pipe_size
 
 log = logging.getLogger("imgclone")
 
@@ -33,8 +33,7 @@ JOIN_TIMEOUT = 600.0  # a capture still launching its appliance finishes that fi
 
 def _pipe() -> tuple[int, int]:
     r, w = os.pipe()
-    with contextlib.suppress(OSError):  # a smaller pipe only costs wake-ups
-        fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    set_pipe_size(w, PIPE_SIZE)
     return r, w
 
 

@@ -68,7 +68,8 @@ class _StreamReader:
         self._sha = hashlib.sha256()
         self._fd = fd
         self._buf = bytearray(CHUNK)
-        self._pipe = Pipeline([ZSTD_DECOMPRESS, ["tar", "-t", "-f", "-"]], stdin=PIPE, stderr=PIPE)
+        # pipes of a chunk's size: zstd decompresses one chunk while this thread hashes the next
+        self._pipe = Pipeline([ZSTD_DECOMPRESS, ["tar", "-t", "-f", "-"]], stdin=PIPE, stderr=PIPE, pipe_size=CHUNK)
         self._pipe.__enter__()
         self._counter = threading.Thread(target=self._count, args=(self._pipe.out,), daemon=True)
         self._counter.start()

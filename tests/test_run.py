@@ -47,3 +47,17 @@ def test_stderr_text_is_empty_when_not_a_pipe() -> None:
         p.close_input()
         assert p.wait() == [0]
         assert p.stderr_text() == ""
+
+
+def test_pipe_size_applies_to_every_pipe_the_pipeline_makes() -> None:
+    import fcntl
+
+    with Pipeline([["cat"], ["cat"]], stdin=PIPE, pipe_size=1 << 20) as p:
+        sizes = [fcntl.fcntl(p.input.fileno(), fcntl.F_GETPIPE_SZ), fcntl.fcntl(p.out.fileno(), fcntl.F_GETPIPE_SZ)]
+        p.close_input()
+        assert p.wait() == [0, 0]
+    assert sizes == [1 << 20, 1 << 20]
+    with Pipeline([["cat"]], stdin=PIPE) as q:
+        assert fcntl.fcntl(q.input.fileno(), fcntl.F_GETPIPE_SZ) == 65536  # the kernel's default
+        q.close_input()
+        q.wait()
