@@ -589,6 +589,16 @@ def _first_header_problem(path: str) -> str:
     return "not an imgclone archive"
 
 
+def is_archive(path: str) -> bool:
+    """Whether a file starts as an imgclone archive does: a tar header of its manifest (cheap; nothing is parsed)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(BLOCK)
+    except OSError:
+        return False
+    return len(head) == BLOCK and head[:100].rstrip(b"\0") == MANIFEST.encode() and head[257:262] == b"ustar"
+
+
 def read_manifest(path: str | Path) -> dict[str, Any]:
     """The archive's final manifest (reads to the end only when the first is incomplete)."""
     with ArchiveReader(os.fspath(path)) as r:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from . import accel
+from .archive import is_archive
 from .bootfacts import decide_firmware, is_efi_loader
 from .capture_offline import image_format
 from .errors import GuestfsError, ImgcloneError, UsageError
@@ -279,6 +280,10 @@ def run_qemu(argv: list[str], serial_log: Path, qemu_err: Path, opts: BootTestOp
 def check_options(opts: BootTestOptions) -> None:
     """Usage errors before anything is started."""
     paths = [os.path.abspath(d) for d in (opts.image, *opts.disks)]
+    for path in (opts.image, *opts.disks):
+        if os.path.isfile(path) and is_archive(path):
+            hint = f"restore it first (imgclone restore -a {path} -d IMAGE), then boot-test IMAGE"
+            raise UsageError(f"{path}: an imgclone archive, not a disk image", hint)
     for disk, path in zip(opts.disks, paths[1:], strict=True):
         if paths.count(path) > 1:
             raise UsageError(f"--disk {disk}: this image is attached twice", "give each image once")

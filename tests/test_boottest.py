@@ -229,6 +229,21 @@ def test_missing_further_disk_is_a_usage_error(imgclone: Run, tmp_path: Path) ->
     assert f"{tmp_path}/missing.qcow2: no such image or device" in r.stderr.decode()
 
 
+def test_an_archive_is_refused_before_any_appliance(imgclone: Run, tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    archive = tmp_path / "sys.mksysb"
+    with tarfile.open(archive, "w", format=tarfile.USTAR_FORMAT) as t:
+        info = tarfile.TarInfo("manifest.json")
+        info.size = 2
+        t.addfile(info, io.BytesIO(b"{}"))
+    r = imgclone("boot-test", str(archive))
+    assert r.returncode == 2, r.stderr.decode()
+    assert f"{archive}: an imgclone archive, not a disk image" in r.stderr.decode()
+    assert "imgclone restore -a" in r.stderr.decode() and "Traceback" not in r.stderr.decode()
+
+
 def test_result_text_and_dict() -> None:
     ok = BootResult("a.qcow2", True, 46.04, "tcg", "bios", "IMGCLONE-BOOT-OK h 31.33", None, None, ("l",), "marker")
     assert boottest.result_text(ok) == "a.qcow2: booted (bios, tcg) in 46.0 s: IMGCLONE-BOOT-OK h 31.33\n"
