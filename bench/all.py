@@ -61,12 +61,19 @@ def rows_of(outdir: Path, names: Sequence[str]) -> list[list[str]]:
     return rows
 
 
+def measured_at(outdir: Path, names: Sequence[str]) -> float:
+    """When the results were written (the newest summary or report in outdir, so --from keeps the runs' date)."""
+    times = [p.stat().st_mtime for n in names for p in (outdir / f"{n}.json", outdir / f"{n}.txt") if p.exists()]
+    return max(times, default=time.time())
+
+
 def document(outdir: Path, names: Sequence[str], rows: list[list[str]]) -> str:
     """The generated part of docs/performance.md."""
+    when = time.gmtime(measured_at(outdir, names))
     lines = [
         BEGIN,
         "",
-        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by bench/all.py (make bench).",
+        f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', when)} by bench/all.py (make bench).",
         "",
     ]
     lines += ["```", table(HEADER, rows), "```", ""]
