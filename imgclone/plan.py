@@ -544,6 +544,12 @@ def _warnings(src: _Src, target: Layout, policy: Resize, targets: Sequence[Targe
     if unchecked:
         out.append(f"the archive records no largest file, hard links or xattrs for {', '.join(unchecked)} (made by an "
                    "older imgclone): the content check against the target types' limits could not be done")  # fmt: skip
+    if converted and not opts.content:
+        out.append(
+            f"the archive is read as it is captured (copy, or restore -a -): its largest file, hard "
+            f"links and xattrs are not known yet, so the converted filesystems ({', '.join(converted)}) were "
+            "not checked against the new types' limits; a file a new type cannot hold stops the restore there"
+        )
     out += limits.content_warnings(src.layout, target, opts.content)
     return out + names.prefix_warnings(src.layout)
 
