@@ -359,6 +359,7 @@ def test_boot_bios_fixture(imgclone: Run, bios_image: Path, tmp_path: Path) -> N
 
 
 @pytest.mark.integration
+@pytest.mark.long  # a whole boot for what the wait_for_marker unit tests show; test_e2e_more boots an ext3 system
 def test_boot_ext3_fixture_expect_missing_fails(imgclone: Run) -> None:
     """Also the ext3 fixture boots: the marker comes, the expected text never does, QEMU powers off → exit 1."""
     image = fixture_path("ext3")

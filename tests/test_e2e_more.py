@@ -7,7 +7,8 @@
 After each clone, `imgclone archive verify --against` compares every file with the archive (one appliance).
 
 Each test captures its fixture once (the BIOS capture is the session fixture shared with test_e2e.py), works in
-tmp_path, and checks that the fixture image is unchanged.
+tmp_path, and checks that the fixture image is unchanged. The two-disk boot is marked `long` (`make test-long`): CI's
+make test keeps test_restore.py's two-disk restore, checked through libguestfs, but not this boot.
 Under TCG here each takes several minutes (capture ≈ 2.5 min, restore 3-8 min, boot ≈ 2 min).
 """
 
@@ -138,6 +139,7 @@ def _pv_use(a: Path, b: Path) -> dict[str, tuple[int, int]]:
         return {str(p["pv_name"]): (int(p["pv_pe_count"]), int(p["pv_pe_alloc_count"])) for p in g.pvs_full()}
 
 
+@pytest.mark.long  # about 8 min; CI's make test came within 11 of its 90 minutes: `make test-long`
 def test_vg_across_two_disks_boots(tmp_path: Path, imgclone: Run, monkeypatch: pytest.MonkeyPatch,
                                    bios_capture: tuple[Path, str, Path]) -> None:  # fmt: skip
     """--size 1500M: /boot (256 MiB) and a 1.2 GiB PV on the first image cannot hold root (1.5 GiB) + var + swap,
