@@ -29,6 +29,7 @@ LAUNCH_TIMEOUT = {"kvm": 180.0, "tcg": 900.0}
 TIMEOUT_ENV = "IMGCLONE_LAUNCH_TIMEOUT"
 _running: set[int] = set()  # QEMUs of this process's launched appliances: never the watchdog's to kill
 _running_lock = threading.Lock()
+SETTLE = "udevadm settle --timeout=60 >/dev/null 2>&1"  # before each appliance_command (see there)
 
 
 def launch_timeout(accel_name: str) -> float:
@@ -214,8 +215,12 @@ class Guest:
 
     def appliance_command(self, argv: list[str]) -> str:
         """Run a program of the appliance itself (not of the guest) through libguestfs's `debug sh`, for options
-        its API does not pass (mkfs.xfs -m/-i, vgcreate -s); returns its stdout."""
-        return str(self.debug("sh", [shlex.join(argv)]))
+        its API does not pass (mkfs.xfs -m/-i, vgcreate -s); returns its stdout.
+
+        libguestfs's own calls wait for udev before they touch a device; `debug sh` does not, so this does
+        (`udevadm settle`): a partition whose type was just set is removed and re-added by udev, and mkfs.xfs
+        once ran in that gap ("Error accessing specified device /dev/sda1: No such file or directory")."""
+        return str(self.debug("sh", [f"{SETTLE}; {shlex.join(argv)}"]))
 
     def close(self) -> None:
         """Shut the appliance down and drop the handle."""

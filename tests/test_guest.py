@@ -112,3 +112,19 @@ def test_stuck_tcg_launch_fails_in_one_error(monkeypatch: pytest.MonkeyPatch) ->
 def test_launch_timeout(value: str, accel_name: str, seconds: float, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(guest.TIMEOUT_ENV, value)
     assert guest.launch_timeout(accel_name) == seconds
+
+
+def test_appliance_command_waits_for_udev_first() -> None:
+    """`debug sh` does not wait for udev as libguestfs's own calls do: a mkfs.xfs right after a partition's type was
+    set once found no /dev/sda1. The command runs after `udevadm settle`, with its own exit status."""
+    calls: list[tuple[str, list[str]]] = []
+
+    class Handle:
+        def debug(self, sub: str, args: list[str]) -> str:
+            calls.append((sub, args))
+            return "out"
+
+    g = guest.Guest()
+    g._g = Handle()
+    assert g.appliance_command(["mkfs.xfs", "-f", "-L", "my label", "/dev/sda1"]) == "out"
+    assert calls == [("sh", ["udevadm settle --timeout=60 >/dev/null 2>&1; mkfs.xfs -f -L 'my label' /dev/sda1"])]
