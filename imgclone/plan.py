@@ -548,7 +548,7 @@ def _warnings(src: _Src, target: Layout, policy: Resize, targets: Sequence[Targe
         out.append(
             f"the archive is read as it is captured (copy, or restore -a -): its largest file, hard "
             f"links and xattrs are not known yet, so the converted filesystems ({', '.join(converted)}) were "
-            "not checked against the new types' limits; a file a new type cannot hold stops the restore there"
+            "not checked against the new types' limits (for that check: capture to a file, restore from it)"
         )
     out += limits.content_warnings(src.layout, target, opts.content)
     return out + names.prefix_warnings(src.layout)

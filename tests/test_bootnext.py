@@ -76,7 +76,6 @@ class SerialRunner:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.sock.connect(os.fspath(path))
         self.buffer = b""
-        self.calls: list[list[str]] = []
         self._read_until(re.compile(READY + r"\n"), timeout)  # the host has booted
 
     def _read_until(self, pattern: re.Pattern[str], timeout: float) -> tuple[str, re.Match[str]]:
@@ -98,7 +97,6 @@ class SerialRunner:
             env: Mapping[str, str] | None = None, timeout: float | None = None) -> Result:  # fmt: skip
         assert input is None and env is None, "the channel passes neither stdin nor an environment"
         args = [os.fspath(a) for a in argv]
-        self.calls.append(args)
         self.sock.sendall((shlex.join(args) + "\n").encode())
         if args == ["systemctl", "reboot"]:
             return Result(args, 0, b"", "")  # the shutdown stops the loop before it can answer
