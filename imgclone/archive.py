@@ -164,11 +164,17 @@ class ArchiveWriter:
     def begin(self, manifest: dict[str, Any], expected_streams: int) -> None:
         """Write the first manifest, with room for the streams' digests when seekable."""
         room = len(manifest_bytes(manifest)) + 1024 * max(expected_streams, 1) + 4096
-        room += -room % BLOCK
+        # header and manifest fill whole tar records: a reader of a pipe reads records (tarfile: 10 KiB) and would
+        # else wait for the rest of one, held back until the first part is written (up to 32 MiB of capture)
+        room += -(BLOCK + room) % RECORD
         self._write(_header(MANIFEST, room))
         self._manifest_at = self._written
         self._manifest_room = room
         self._write(manifest_bytes(manifest, room))
+        try:  # copy's restore plans from it, and launches its appliance, while the first part fills
+            self._out.flush()
+        except OSError as e:
+            raise _write_error(self.path, e) from e
 
     def add_stream(
         self, fs_id: str, src: IO[bytes], on_bytes: Callable[[int], None] | None = None

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import tarfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -64,6 +66,25 @@ def test_pipe_output_appends_final_manifest(tmp_path: Path, monkeypatch: pytest.
     with ArchiveReader(str(out)) as r:
         assert r.manifest["complete"] is False
     assert read_manifest(out)["complete"] is True
+
+
+def test_on_a_pipe_the_first_manifest_is_read_before_the_first_part(tmp_path: Path) -> None:
+    """copy's restore plans (and launches its appliance) from the first manifest while the capture fills its first
+    32 MiB part: neither side may hold the manifest back until more bytes come (tar reads 10 KiB records)."""
+    r, w = os.pipe()
+    writer = ArchiveWriter(f"/dev/fd/{w}")
+    writer.begin(new_manifest(layout={"disks": []}), 1)
+    got: list[dict[str, object]] = []
+    reader = threading.Thread(target=lambda: got.append(ArchiveReader(f"/dev/fd/{r}").manifest), daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    stuck = reader.is_alive()
+    writer.abort()
+    os.close(w)
+    reader.join(timeout=10)
+    os.close(r)
+    assert not stuck, "the reader waited for bytes after the manifest"
+    assert got and got[0]["layout"] == {"disks": []}
 
 
 STREAMS = {"fs-empty": b"", "fs-one": b"1" * 1000, "fs-two": b"2" * 2000, "fs-odd": bytes(range(256)) * 10}

@@ -65,13 +65,23 @@ def _trees(base: Path) -> dict[str, Path]:
     return trees
 
 
+def _mountpoint(fs: str) -> str:
+    return "/" if fs == "fs-root" else "/" + fs.removeprefix("fs-")
+
+
 def make_archive(path: Path, base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A real archive: tar | zstd streams of small trees, parts of PART bytes, a manifest with a layout."""
     monkeypatch.setattr(archive, "PART_SIZE", PART)
-    layout = {"version": 1, "disks": [], "partitions": [], "vgs": [], "lvs": [], "filesystems": [], "swaps": []}
+    trees = _trees(base)
+    # as in a real capture, the layout names a filesystem for each stream (a piped archive's first manifest knows
+    # its streams by them: a damaged part header is named after the closest)
+    filesystems = [{"id": fs, "device": "disk-a", "type": "ext4", "mountpoint": _mountpoint(fs), "size": 1 << 20}
+                   for fs in trees]  # fmt: skip
+    disk = {"id": "disk-a", "path": "/dev/sda", "size": 4 << 20, "table": "none"}
+    layout = {"version": 1, "disks": [disk], "partitions": [], "vgs": [], "lvs": [], "filesystems": filesystems,
+              "swaps": []}  # fmt: skip
     m = new_manifest(layout=layout, source={"kind": "test"}, boot={"firmware": "bios"})
     w = ArchiveWriter(str(path))
-    trees = _trees(base)
     w.begin(m, len(trees))
     streams = []
     for fs, d in trees.items():
@@ -79,8 +89,9 @@ def make_archive(path: Path, base: Path, monkeypatch: pytest.MonkeyPatch) -> Non
         tmp.write_bytes(_stream_bytes(d))
         with open(tmp, "rb") as src:
             member, parts, size, sha = w.add_stream(fs, src)
-        mp = "/" if fs == "fs-root" else "/" + fs.removeprefix("fs-")
-        streams.append(StreamInfo(fs, mp, member, parts, size, sha, len(list(d.iterdir())) + 1, 0).to_dict())
+        streams.append(
+            StreamInfo(fs, _mountpoint(fs), member, parts, size, sha, len(list(d.iterdir())) + 1, 0).to_dict()
+        )
     m["streams"] = streams
     w.finish(m)
 
