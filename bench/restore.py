@@ -17,10 +17,10 @@ var xfs, swap), which is only ever opened read-only.
    decompression path from imgclone's own.
 2. clone: `imgclone capture FIXTURE` + `imgclone restore --size 4G` against `qemu-img create` +
    `virt-resize --expand <PV partition> --LV-expand <root LV>` (names from the archive's layout).
-   Goal <= 1.0. The restore runs all phases (its default: a bootable clone, as virt-resize's), as
-   two commands, `-P1` then `-P23` (same work, one more Python start), so that Phase 1 (the data)
-   and Phase 3 (final names, initramfs, GRUB) are timed apart and Phase 1 is known even when
-   Phase 3 fails. virt-resize copies blocks (only used ones: sparse copy); imgclone copies files.
+   Goal <= 1.0. The restore runs all phases (its default: a bootable clone, as virt-resize's) as
+   one command, as a user would: its phases share one appliance launch. Its --json step timings
+   tell Phase 1 (the data) from Phase 3 (final names, initramfs, GRUB). virt-resize copies blocks
+   (only used ones: sparse copy); imgclone copies files.
 3. time to first byte of restore (run 1): the sum of imgclone's steps before the data
    (those of check_targets .. mount_tree it reports, from its --json timings), and, from outside,
    when imgclone's first `zstd -d` started (its /proc start time; the first byte follows it into tar_in);
@@ -29,7 +29,7 @@ var xfs, swap), which is only ever opened read-only.
 The archive of run 2 (whose capture is timed there) is the input of run 1. Caches are dropped
 before every timed run, which waits (up to --patience s) for a quiet machine first; a run during
 which other processes used more than 0.2 CPUs is redone (up to --retries times; the least
-contended attempt counts; the clone's -P1 and -P23 are redone together). Under TCG
+contended attempt counts). Under TCG
 the guestfish anchor gets imgclone's vCPU count (`set-smp`); virt-resize has no such option.
 
 Exit status: 0 when every tool ran (even when a goal is missed: this is a report), 1 when a
@@ -502,17 +502,15 @@ class Runs:
     restore: Result | None = None  # run 1, imgclone
     anchor: Result | None = None  # run 1, guestfish
     piped: Result | None = None  # run 1, guestfish reading pipes from host zstd -d (informative)
-    clone: Result | None = None  # run 2, imgclone restore -P1 --size
-    final: Result | None = None  # run 2, imgclone restore -P23
+    clone: Result | None = None  # run 2, imgclone restore --size (all phases)
     resize: Result | None = None  # run 2, virt-resize
     resize_cmd: str = ""
     restore_argv: list[str] = field(default_factory=list)
     clone_argv: list[str] = field(default_factory=list)
-    final_argv: list[str] = field(default_factory=list)
     images: dict[str, Path] = field(default_factory=dict)
 
     def all(self) -> list[Result]:
-        runs = (self.capture, self.restore, self.anchor, self.piped, self.clone, self.final, self.resize)
+        runs = (self.capture, self.restore, self.anchor, self.piped, self.clone, self.resize)
         return [r for r in runs if r is not None]
 
 
@@ -541,32 +539,24 @@ def chain(*ms: Measured | None) -> Measured | None:
 def rows(runs: Runs, archive: Path, plain: int, fixture_alloc: int) -> list[list[str]]:
     empty = Result("", None)
     restore, anchor = runs.restore or empty, runs.anchor or empty
-    clone, final, resize = runs.clone or empty, runs.final or empty, runs.resize or empty
+    clone, resize = runs.clone or empty, runs.resize or empty
     r1, g1 = verdict(wall(restore), wall(anchor), GOAL_RESTORE)
     piped = runs.piped or empty
     rp, _ = verdict(wall(piped), wall(anchor), GOAL_RESTORE)
     arch = f"archive {mib(archive.stat().st_size)}" if archive.exists() else "-"
     fix, big = f"fixture {mib(fixture_alloc)}", image_cell(runs.images["big"])
-    p1 = " -P1" if runs.final_argv else ""
+    p1 = " -P1" if "-P1" in runs.restore_argv else ""
     out: list[list[str]] = [
         [f"1 imgclone restore{p1} --resize exact", *rcells(restore), arch, image_cell(runs.images["t1"]), r1, g1],
         ["1 guestfish layout + tar-in (anchor)", *rcells(anchor), f"plain tars {mib(plain)}",
          image_cell(runs.images["t2"]), "1", "anchor"],
         ["1 guestfish, tar-in from zstd -d pipes", *rcells(piped), arch, image_cell(runs.images["t3"]), rp, "info"],
         ["2 imgclone capture", *rcells(runs.capture), fix, arch, "", ""],
-        [f"2 imgclone restore{p1} --size {CLONE_SIZE}", *rcells(clone), arch, big, "", ""],
+        [f"2 imgclone restore --size {CLONE_SIZE} (all phases)", *rcells(clone), arch, big, "", ""],
     ]  # fmt: skip
-    data_only = chain(runs.capture.m, clone.m)
-    if runs.final_argv:
-        out.append(["2 imgclone restore -P23 (names, GRUB)", *rcells(final), "clone", big, "", ""])
-        full = chain(runs.capture.m, clone.m, final.m)
-        r, _ = verdict(data_only.wall if data_only and data_only.returncode == 0 else None, wall(resize), GOAL_CLONE)
-        out.append(["2 imgclone clone, data only (capture + P1)", *cells(data_only), fix, big, r, "info"])
-    else:
-        full = data_only
+    full = chain(runs.capture.m, clone.m)
     r2, g2 = verdict(full.wall if full is not None and full.returncode == 0 else None, wall(resize), GOAL_CLONE)
-    label = "2 imgclone clone, bootable (capture+P1+P23)" if runs.final_argv else "2 imgclone clone (capture+restore)"
-    out.append([label, *cells(full), fix, big, r2, g2])
+    out.append(["2 imgclone clone, bootable (capture+restore)", *cells(full), fix, big, r2, g2])
     out.append(["2 qemu-img create + virt-resize (anchor)", *rcells(resize), fix, image_cell(runs.images["big2"]), "1",
                 "anchor"])  # fmt: skip
     before, _, first, layout, anchor_first = ttfb(runs)
@@ -592,7 +582,7 @@ def summary_rows(runs: Runs, archive: Path, s: Setup, tars: dict[str, Path]) -> 
             continue
         verdict = goal.rsplit(": ", 1)[-1] if ":" in goal else goal
         out.append([f"restore bench {label[2:]} / anchor", ratio, goal.split(":")[0], verdict])
-    clone = chain(runs.capture.m, *(r.m for r in (runs.clone, runs.final) if r is not None))
+    clone = chain(runs.capture.m, runs.clone.m if runs.clone is not None else None)
     if clone is not None:
         ok = "met" if clone.launches <= 3 else "MISSED"
         out.append(["appliance launches: clone = capture + restore (all phases)", str(clone.launches), "<= 3", ok])
@@ -646,9 +636,9 @@ def report(s: Setup, runs: Runs, manifest: dict[str, Any], tars: dict[str, Path]
                  if a is not None and b is not None]  # fmt: skip
         print(f"  run 1 {label}, from its marks: {', '.join(parts)}")
     if runs.clone is not None:
-        print(step_line("run 2 imgclone restore, Phase 1", step_timings(runs.clone.json), wall(runs.clone)))
-    if runs.final is not None:
-        print(step_line("run 2 imgclone restore, Phase 3", step_timings(runs.final.json, "phase3"), wall(runs.final)))
+        phase3 = step_timings(runs.clone.json, "phase3")
+        steps = step_timings(runs.clone.json) | {f"P3 {k}": v for k, v in phase3.items()}
+        print(step_line("run 2 imgclone restore, Phases 1 and 3", steps, wall(runs.clone)))
     _, names, *_ = ttfb(runs)
     missing = [k for k in BEFORE_DATA if k not in names]
     print(f"time before data = {' + '.join(names) or 'n/a'}" + (f" ({', '.join(missing)}: not a step of this "
@@ -665,9 +655,7 @@ def report(s: Setup, runs: Runs, manifest: dict[str, Any], tars: dict[str, Path]
     print("         STREAM.* | zstd -dqc) 4< <(...) 5< <(...)': imgclone's data path without imgclone (informative)")
     print(f"run 2: {shlex.join([*imgclone_argv(), 'capture', str(s.fixture), '-o', str(archive), '--no-progress'])}")
     print(f"       {shlex.join(runs.clone_argv)}")
-    if runs.final_argv:
-        print(f"       {shlex.join(runs.final_argv)}")
-        print("       (restore's default, all phases, as two commands: P1 and P23 timed apart; P2 does nothing)")
+    print("       (restore's default, all phases in one appliance; Phase 2 does nothing)")
     print(f"       {runs.resize_cmd}")
     print("run 3: first stream byte = start of imgclone's first `zstd -d` (/proc start time, 10 ms ticks);")
     print("       the anchor's from `!date` lines in its script (after `run`, after the mounts)")
@@ -758,24 +746,14 @@ def benchmark(s: Setup) -> tuple[Runs, dict[str, Any], dict[str, Path], Path]:
     runs.anchor = least_contended(s, "guestfish anchor", anchor)[0]
     runs.piped = least_contended(s, "guestfish, zstd -d pipes", piped)[0]
     big = str(images["big"])
-    runs.clone_argv = [*imgclone_argv(), "restore", "--json", "-a", str(archive), "-d", big, *phase,
-                       "--size", CLONE_SIZE, "--no-progress"]  # fmt: skip
-    if phase:  # Phases 2 and 3 of the same restore, as a second command (see the docstring)
-        runs.final_argv = [*imgclone_argv(), "restore", "--json", "-d", big, "-P23", "--no-progress"]
+    runs.clone_argv = [*imgclone_argv(), "restore", "--json", "-a", str(archive), "-d", big, "--size", CLONE_SIZE,
+                       "--no-progress"]  # fmt: skip
 
     def clone() -> list[Result]:
         images["big"].unlink(missing_ok=True)
-        name = f"imgclone restore --size {CLONE_SIZE}"
-        done = [run_imgclone_restore(s, name, runs.clone_argv, s.path("big.json"))]
-        if runs.final_argv and done[0].ok:
-            out = s.path("big-p23.json")
-            final = Result("imgclone restore -P23", timed(s, "imgclone restore -P23", runs.final_argv, stdout_to=out))
-            final.json = load_json(out)
-            done.append(final)
-        return done
+        return [run_imgclone_restore(s, f"imgclone restore --size {CLONE_SIZE}", runs.clone_argv, s.path("big.json"))]
 
-    cloned = least_contended(s, "imgclone restore (clone)", clone)
-    runs.clone, runs.final = cloned[0], (cloned[1] if len(cloned) > 1 else None)
+    runs.clone = least_contended(s, "imgclone restore (clone)", clone)[0]
     resized: list[str] = []
 
     def resize() -> list[Result]:

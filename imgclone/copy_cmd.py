@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from . import locks, state, targets
+from . import alternate, locks, state, targets
 from .capture import CaptureOptions, ErrMode
 from .copy_stream import CaptureFeed
 from .errors import ReadErrors, UsageError
@@ -83,7 +83,7 @@ def capture(cap: CaptureOptions) -> tuple[dict[str, Any] | None, bool]:
 
 
 Capture = Callable[[CaptureOptions], tuple[dict[str, Any] | None, bool]]
-Phases = Callable[[argparse.Namespace, RestoreOptions, dict[str, Any], bool], dict[str, Any]]
+Phases = Callable[[argparse.Namespace, RestoreOptions, dict[str, Any], bool, alternate.Appliance], dict[str, Any]]
 
 
 def copy_phases(args: argparse.Namespace, opts: RestoreOptions, cap: CaptureOptions, result: dict[str, Any],
@@ -93,10 +93,10 @@ def copy_phases(args: argparse.Namespace, opts: RestoreOptions, cap: CaptureOpti
     read errors."""
     # one bar and one file list: restore's, which see the same bytes as they arrive (the capture's would interleave)
     cap = dataclasses.replace(cap, progress=False, verbose=False)
-    with locks.hold(opts.targets):
+    with locks.hold(opts.targets), alternate.Appliance(debug=args.debug) as appliance:  # the phases' one appliance
         with CaptureFeed(lambda out: capture_into(dataclasses.replace(cap, output=out)), keep=args.archive) as feed:
             named = dataclasses.replace(options(args, archive=feed.path), archive_name=args.archive or state.STREAMED)
-            phases(phase_args(args, "1"), named, result, False)
+            phases(phase_args(args, "1"), named, result, False, appliance)
         assert feed.result is not None
         manifest, report_errors = feed.result
         if manifest is not None:  # under ALT_BAK_ERR_REPORT the warning said what was captured
@@ -104,7 +104,7 @@ def copy_phases(args: argparse.Namespace, opts: RestoreOptions, cap: CaptureOpti
             say(args, f"Phase 1: captured {len(manifest['streams'])} filesystem(s), {total} bytes of streams\n")
         rest = {"1": "", "12": "2", "all": "23"}.get(args.phases, "")
         if rest:
-            phases(phase_args(args, rest), opts, result, report_errors)
+            phases(phase_args(args, rest), opts, result, report_errors, appliance)
     return report_errors
 
 

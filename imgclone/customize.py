@@ -101,13 +101,14 @@ def check_mountpoint(path: str) -> None:
         raise UsageError(f"{path} is not an empty directory", "the clone is mounted there for -s")
 
 
-def customize(targets: tuple[str, ...], opts: CustomizeOptions, *, debug: bool = False) -> Customize:
-    """Run Phase 2 on the targets of an earlier Phase 1."""
+def customize(targets: tuple[str, ...], opts: CustomizeOptions, *, debug: bool = False,
+              appliance: alternate.Appliance | None = None) -> Customize:  # fmt: skip
+    """Run Phase 2 on the targets of an earlier Phase 1 (in `appliance` when the command shares one)."""
     ctx = prepare(targets, opts)
     steps: list[Callable[[Customize], None]] = [mount_clone, replace_resolv_conf, copy_managed_client,
                                                 install_packages, reset_devices, set_console, add_first_boot,
                                                 run_script, unmount]  # fmt: skip
-    with alternate.guest(ctx.doc, debug=debug) as g:
+    with alternate.opened(alternate.drives(ctx.doc), appliance, debug=debug) as g:
         ctx.g = g
         for step in steps:
             t0 = time.monotonic()

@@ -53,8 +53,8 @@ def load(targets: tuple[str, ...]) -> Finalize:
 
 
 def finalize(targets: tuple[str, ...], *, skip_checks: bool = False, beside_source: bool = False,
-             debug: bool = False) -> Finalize:  # fmt: skip
-    """Run Phase 3 on the targets of an earlier Phase 1."""
+             debug: bool = False, appliance: alternate.Appliance | None = None) -> Finalize:  # fmt: skip
+    """Run Phase 3 on the targets of an earlier Phase 1 (in `appliance` when the command shares one)."""
     ctx = load(targets)
     ctx.skip_checks = skip_checks
     if beside_source or _meets_host_vg(ctx):
@@ -63,7 +63,7 @@ def finalize(targets: tuple[str, ...], *, skip_checks: bool = False, beside_sour
         ctx.layout = alternate.deferred_layout(alt)
     steps: list[Callable[[Finalize], None]] = [rename_volumes, mount_clone, check_bootable, install_vg_rename,
                                                ensure_initramfs, install_grub, update_grub, unmount]  # fmt: skip
-    with alternate.guest(ctx.doc, debug=debug) as g:
+    with alternate.opened(alternate.drives(ctx.doc), appliance, debug=debug) as g:
         ctx.g = g
         ctx.devs = alternate.devices(g, ctx.layout)
         for step in steps:

@@ -20,7 +20,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from . import altop, build, faults, fixups, state, targets
+from . import alternate, altop, build, faults, fixups, state, targets
 from .archive import ArchiveReader, Part, read_manifest
 from .content import ContentFacts
 from .errors import ArchiveError, GuestfsError, ImgcloneError
@@ -105,26 +105,24 @@ def planning_content(manifest: dict[str, Any]) -> dict[str, ContentFacts | None]
     return {str(s["fs"]): ContentFacts.from_dict(s.get("content")) for s in manifest["streams"]}
 
 
-def restore(opts: RestoreOptions) -> Context:
-    """Run Phase 1 restore; returns the context (plan, new UUIDs, timings)."""
+def restore(opts: RestoreOptions, appliance: alternate.Appliance | None = None) -> Context:
+    """Run Phase 1 restore (in `appliance` when the command's later phases share it); returns the context (plan,
+    new UUIDs, timings)."""
     ctx = prepare(opts)
     try:
         if not opts.dry_run:
-            build_clone(ctx)
+            build_clone(ctx, appliance)
     finally:
         _reader(ctx).close()
     return ctx
 
 
-def build_clone(ctx: Context) -> None:
+def build_clone(ctx: Context, appliance: alternate.Appliance | None = None) -> None:
     """Phase 1's writing half: images, then one appliance for every step; a failure cleans up what it can."""
     opts = ctx.opts
     try:
         create_images(ctx)
-        g = Guest(trace=opts.debug)
-        for d in ctx.disks:
-            g.add_drive(d.path, readonly=False, format=d.format)
-        with g:
+        with alternate.opened([(d.path, d.format) for d in ctx.disks], appliance, debug=opts.debug) as g:
             ctx.g = g
             run_steps(ctx, [check_targets, record_start, partition, create_lvm, make_filesystems, extract_streams,
                             fix_references, finish])  # fmt: skip

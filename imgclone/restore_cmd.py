@@ -103,18 +103,21 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def run_phases(
     args: argparse.Namespace, opts: RestoreOptions, result: dict[str, Any], report_errors: bool = False
 ) -> dict[str, Any]:
-    """Phases 1, 2 and 3 as -P says, then the boot order; report_errors: ALT_BAK_ERR_REPORT saw read errors."""
+    """Phases 1, 2 and 3 as -P says, in one appliance, then the boot order; report_errors: ALT_BAK_ERR_REPORT saw
+    read errors."""
     with contextlib.nullcontext() if opts.dry_run else locks.hold(opts.targets):
-        return run_held(args, opts, result, report_errors)
+        with alternate.Appliance(debug=args.debug) as appliance:
+            return run_held(args, opts, result, report_errors, appliance)
 
 
-def run_held(args: argparse.Namespace, opts: RestoreOptions, result: dict[str, Any], report_errors: bool = False
-             ) -> dict[str, Any]:  # fmt: skip
-    """run_phases for a caller that holds the targets' lock already (copy holds it across its two calls)."""
+def run_held(args: argparse.Namespace, opts: RestoreOptions, result: dict[str, Any], report_errors: bool = False,
+             appliance: alternate.Appliance | None = None) -> dict[str, Any]:  # fmt: skip
+    """run_phases for a caller that holds the targets' lock already (copy holds it across its two calls), in the
+    caller's appliance when it shares one across them."""
     todo = flags.phases(args.phases)
     custom = flags.customize_options(args)
     if "1" in todo:
-        ctx = restore(opts)
+        ctx = restore(opts, appliance)
         for w in ctx.plan.warnings:
             print(f"imgclone: warning: {w}", file=sys.stderr)
         result["plan"] = ctx.plan.to_dict()
@@ -126,7 +129,7 @@ def run_held(args: argparse.Namespace, opts: RestoreOptions, result: dict[str, A
         say(args, phase1_text(ctx))
     if "2" in todo:
         if custom.requested:
-            cus = customize(opts.targets, custom, debug=args.debug)
+            cus = customize(opts.targets, custom, debug=args.debug, appliance=appliance)
             result["phase2"] = {"actions": cus.actions, "notes": cus.notes, "timings": cus.timings}
             for note in cus.notes:
                 print(f"imgclone: note: {note}", file=sys.stderr)
@@ -140,7 +143,7 @@ def run_held(args: argparse.Namespace, opts: RestoreOptions, result: dict[str, A
             say(args, "Phase 2: no customization requested\n")
     if "3" in todo:
         fin = finalize(opts.targets, skip_checks=args.skip_boot_checks, beside_source=args.beside_source,
-                       debug=args.debug)  # fmt: skip
+                       debug=args.debug, appliance=appliance)  # fmt: skip
         result["phase3"] = {"actions": fin.actions, "timings": fin.timings}
         say(args, steps_text("Phase 3", fin.actions))
         boot_order(args, opts, result, report_errors)

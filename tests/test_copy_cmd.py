@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from imgclone import copy_cmd, locks, space
+from imgclone import alternate, copy_cmd, locks, space
 from imgclone.capture import CaptureOptions
 from imgclone.cli import build_parser
 from imgclone.errors import ImgcloneError
@@ -48,14 +48,16 @@ class Recorder:
     def __init__(self, targets: Sequence[str]) -> None:
         self.targets = targets
         self.seen: list[tuple[str, bool]] = []
+        self.appliances: list[alternate.Appliance] = []
 
     def capture(self, cap: CaptureOptions) -> tuple[dict[str, Any] | None, bool]:
         self.seen.append(("capture", all(held(t) for t in self.targets)))
         return {"streams": []}, False
 
-    def phases(self, args: argparse.Namespace, opts: RestoreOptions, result: dict[str, Any], report: bool
-               ) -> dict[str, Any]:  # fmt: skip
+    def phases(self, args: argparse.Namespace, opts: RestoreOptions, result: dict[str, Any], report: bool,
+               appliance: alternate.Appliance) -> dict[str, Any]:  # fmt: skip
         self.seen.append((f"-P{args.phases}", all(held(t) for t in opts.targets)))
+        self.appliances.append(appliance)
         return result
 
 
@@ -79,6 +81,8 @@ def test_the_targets_stay_locked_from_the_capture_to_phase_3(tmp_path: Path, mon
     assert sorted(rec.seen) == [("-P1", True), ("-P23", True), ("capture", True)] and rec.seen[-1][0] == "-P23"
     assert taken == [disks], "taken once for the whole copy: never released between Phase 1 and Phases 2 and 3"
     assert not any(held(t) for t in disks), "released at the end"
+    first, second = rec.appliances
+    assert first is second, "Phase 1 and Phases 2 and 3 are offered one appliance: one launch, not two"
 
 
 def test_a_target_locked_by_another_run_stops_the_copy_before_the_capture(tmp_path: Path) -> None:
