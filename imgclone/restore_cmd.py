@@ -146,6 +146,8 @@ def run_held(args: argparse.Namespace, opts: RestoreOptions, result: dict[str, A
                        debug=args.debug, appliance=appliance)  # fmt: skip
         result["phase3"] = {"actions": fin.actions, "timings": fin.timings}
         say(args, steps_text("Phase 3", fin.actions))
+        if appliance is not None:
+            appliance.close()  # the clone's disks are let go before the boot order names them and -r reboots
         boot_order(args, opts, result, report_errors)
     return result
 

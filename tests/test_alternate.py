@@ -83,3 +83,20 @@ def test_drives_are_the_journal_targets_in_order() -> None:
     doc = {"targets": [{"path": "/img/a.qcow2", "format": "qcow2", "kind": "image", "size": 1},
                        {"path": "/dev/loop3", "format": "raw", "kind": "device", "size": 2}]}  # fmt: skip
     assert alternate.drives(doc) == A
+
+
+def test_phase_3_lets_the_targets_go_before_the_boot_order_and_reboot(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from imgclone import restore_cmd
+    from imgclone.cli import build_parser
+
+    args = build_parser().parse_args(["restore", "-d", "/img/a.qcow2", "-P3", "--no-progress"])
+    app = alternate.Appliance()
+    with app.use(A) as g:
+        pass
+    closed_then: list[bool] = []
+    monkeypatch.setattr(restore_cmd, "finalize", lambda targets, **kw: SimpleNamespace(actions=[], timings={}))
+    monkeypatch.setattr(restore_cmd, "boot_order", lambda *a: closed_then.append(g.closed))
+    restore_cmd.run_held(args, restore_cmd.options(args), {}, False, app)
+    assert closed_then == [True], "the appliance still had the clone's disks open when the boot order ran"
