@@ -14,7 +14,8 @@ accelerator as a restore), rounds interleaved with the starting way rotating:
    drive, `tar -x` inside. Not a usable way (a decompressed copy of every stream on the host);
    it is the floor: the appliance's tar and the target filesystem alone.
 
-Each way's time includes the `sync` after it. The ratios are to tar_in (medians).
+Each way's time includes the `sync` after it. The ratios are to tar_in (medians). Before each way
+the bench waits up to --patience s for a quiet machine; runs are not redone (--retries is unused).
 
     .venv/bin/python bench/way_in.py [--archive A.mksysb] [--stream FS_ID] [--runs N] [--keep]
 """
@@ -35,7 +36,18 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import ROOT, bench_parser, imgclone_argv, is_root, make_workdir, mib, note, print_header, table  # noqa: E402
+from common import (  # noqa: E402
+    ROOT,
+    bench_parser,
+    imgclone_argv,
+    is_root,
+    make_workdir,
+    mib,
+    note,
+    print_header,
+    table,
+    wait_quiet,
+)
 
 sys.path.insert(0, str(ROOT))
 from imgclone.guest import Guest  # noqa: E402
@@ -155,6 +167,7 @@ def main() -> int:
                 g.umount_all()
                 g.mkfs("ext4", "/dev/sda1")
                 g.mount("/dev/sda1", "/")
+                wait_quiet(patience=args.patience)
                 t0 = time.monotonic()
                 ways[name]()
                 g.sync()
