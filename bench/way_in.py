@@ -47,6 +47,7 @@ from common import (  # noqa: E402
     print_header,
     table,
     wait_quiet,
+    write_summary,
 )
 
 sys.path.insert(0, str(ROOT))
@@ -179,6 +180,7 @@ def main() -> int:
     rows = [[name, " / ".join(f"{t:.1f}" for t in ts), f"{statistics.median(ts):.1f}",
              f"{statistics.median(ts) / base:.3f}"] for name, ts in times.items()]  # fmt: skip
     print(table(["way in", "runs s", "median s", "/ tar_in"], rows))
+    write_summary(args.summary, [[f"way in: {r[0]} / tar_in", r[3], "", "info"] for r in rows[1:]])
     if not args.keep:
         target.unlink(missing_ok=True)
         plain.unlink(missing_ok=True)
