@@ -27,7 +27,6 @@ import shlex
 import statistics
 import subprocess
 import sys
-import tarfile
 import threading
 import time
 from collections.abc import Callable
@@ -51,6 +50,7 @@ from common import (  # noqa: E402
 )
 
 sys.path.insert(0, str(ROOT))
+from imgclone.archive import ArchiveReader  # noqa: E402
 from imgclone.guest import Guest  # noqa: E402
 
 KEEP_DIR = Path("/var/tmp/imgclone-bench/way-in")
@@ -60,15 +60,16 @@ Part = tuple[int, int]  # offset of the data in the archive file, size
 
 
 def stream_parts(archive: Path, fs_id: str | None) -> tuple[str, list[Part]]:
-    """The parts of one stream (the largest when fs_id is None), by their offsets in the outer tar."""
+    """The parts of one stream (the largest when fs_id is None), by their spans in the archive file (imgclone's own
+    reader: it checks the archive's structure as it goes)."""
     streams: dict[str, list[Part]] = {}
-    with tarfile.open(archive) as t:
-        for m in t:
-            if m.name.startswith("streams/"):
-                fs = m.name.split("/", 1)[1].split(".tar.zst.", 1)[0]
-                streams.setdefault(fs, []).append((m.offset_data, m.size))
+    with ArchiveReader(str(archive)) as reader:
+        for part in reader.parts(check=False):
+            assert part.span is not None, "a regular file is read with seeks"
+            fs = part.member.removeprefix("streams/").removesuffix(".tar.zst")
+            streams.setdefault(fs, []).append(part.span)
     if not streams:
-        raise SystemExit(f"{archive}: no streams (not an imgclone archive?)")
+        raise SystemExit(f"{archive}: no streams")
     chosen = fs_id or max(streams, key=lambda f: sum(n for _, n in streams[f]))
     if chosen not in streams:
         raise SystemExit(f"--stream {fs_id}: not in {archive} (it has {', '.join(streams)})")

@@ -80,7 +80,6 @@ class Appliance:
 
     def __init__(self, *, debug: bool = False) -> None:
         self.debug = debug
-        self.launches = 0
         self._g: Guest | None = None
         self._drives: tuple[Drive, ...] = ()
 
@@ -94,7 +93,6 @@ class Appliance:
                 g.add_drive(path, readonly=False, format=fmt, label=disk_label(i))
             g.launch()
             self._g, self._drives = g, wanted
-            self.launches += 1
         try:
             yield self._g
         except BaseException:
