@@ -304,6 +304,9 @@ def run_script(ctx: Customize) -> None:
     finally:
         if created:
             os.rmdir(mp)
+    # what the script wrote reaches the disks now: a run killed before unmount (whose sync this is) would lose it
+    # with the appliance, and it ran: the rerun that the unmarked journal asks for runs it once more, on top
+    ctx.guest.sync()
     for line in (res.text + res.stderr).splitlines():
         log.info("%s: %s", os.path.basename(script), line)
     if res.returncode != 0:

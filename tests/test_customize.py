@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from imgclone import customize as cz
 from imgclone.errors import GuestfsError, ImgcloneError, PhaseStateError, UsageError
 from imgclone.layout import Layout
 from imgclone.packages import make_request, scan
+from tests.fakes import FakeRunner
 
 
 class MemGuest:
@@ -66,6 +68,9 @@ class MemGuest:
 
     def glob_expand(self, pattern: str) -> list[str]:
         return sorted(f for f in self.files if fnmatch.fnmatch(f, pattern))
+
+    def sync(self) -> None:
+        self.shell.append("<sync>")
 
     def sh(self, cmd: str) -> str:
         self.shell.append(cmd)
@@ -166,6 +171,20 @@ def test_failed_install_names_the_package(tmp_path: Path) -> None:
 def test_clone_without_a_package_manager() -> None:
     with pytest.raises(ImgcloneError, match="neither dpkg nor rpm"):
         cz.package_kind(MemGuest())  # type: ignore[arg-type]
+
+
+def test_what_the_script_wrote_is_synced_before_the_step_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """-s: the clone is synced after the script, so a run killed before unmount keeps what the script wrote (the
+    rerun then runs it again, as the script ran)."""
+    script = tmp_path / "s.sh"
+    host = FakeRunner({(str(script),): "done\n"})
+    g = MemGuest()
+    monkeypatch.setattr(cz, "HOST", host)
+    monkeypatch.setattr(cz, "serve_fuse", lambda guest, mp: nullcontext(g.shell.append(f"<fuse {mp}>")))
+    cz.run_script(_ctx(g, script=str(script), alt_inst=str(tmp_path / "alt")))
+    assert host.calls == [[str(script)]]
+    assert g.shell == [f"<fuse {tmp_path / 'alt'}>", "<sync>"]
+    assert not (tmp_path / "alt").exists(), "the mount point made for the run is removed"
 
 
 def test_refusals_before_the_appliance(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
