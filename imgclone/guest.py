@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import re
 import shlex
 import signal
 import threading
@@ -30,6 +31,7 @@ TIMEOUT_ENV = "IMGCLONE_LAUNCH_TIMEOUT"
 _running: set[int] = set()  # QEMUs of this process's launched appliances: never the watchdog's to kill
 _running_lock = threading.Lock()
 SETTLE = "udevadm settle --timeout=60 >/dev/null 2>&1"  # before each appliance_command (see there)
+API_DEVICE = re.compile(r"/dev/(sd|vd|hd|ubd)[a-z]+[0-9]*")  # the API's names of drives and their partitions
 
 
 def launch_timeout(accel_name: str) -> float:
@@ -217,10 +219,20 @@ class Guest:
         """Run a program of the appliance itself (not of the guest) through libguestfs's `debug sh`, for options
         its API does not pass (mkfs.xfs -m/-i, vgcreate -s); returns its stdout.
 
-        libguestfs's own calls wait for udev before they touch a device; `debug sh` does not, so this does
-        (`udevadm settle`): a partition whose type was just set is removed and re-added by udev, and mkfs.xfs
-        once ran in that gap ("Error accessing specified device /dev/sda1: No such file or directory")."""
-        return str(self.debug("sh", [f"{SETTLE}; {shlex.join(argv)}"]))
+        The API's device names (/dev/sda1) are not the appliance kernel's: libguestfs translates them in its own
+        calls, but a shell gets them as they are, and the kernel may enumerate the appliance's own disk first
+        (in 2 of 10 launches measured; the first drive added is then its /dev/sdb). mkfs.xfs then found no
+        /dev/sda1 (in CI); with two targets the API's /dev/sdb1 would have been the first target's. So each
+        argument that is a device name of the API is given as the drive's /dev/disk/guestfs/<label> path
+        (labelled drives only: a device of a drive without a label is refused here). `udevadm settle` first:
+        libguestfs's own calls wait for udev before they touch a device; `debug sh` does not."""
+        paths = {dev: f"/dev/disk/guestfs/{label}" for label, dev in self.list_disk_labels().items()}
+        args = [paths.get(arg, arg) for arg in argv]
+        unnamed = [arg for arg in args if API_DEVICE.fullmatch(arg)]
+        if unnamed:
+            raise GuestfsError(f"{argv[0]}: {unnamed[0]} is on a drive without a label; its name in the appliance's "
+                               "kernel is not known (add the drive with a label)")  # fmt: skip
+        return str(self.debug("sh", [f"{SETTLE}; {shlex.join(args)}"]))
 
     def close(self) -> None:
         """Shut the appliance down and drop the handle."""

@@ -114,17 +114,46 @@ def test_launch_timeout(value: str, accel_name: str, seconds: float, monkeypatch
     assert guest.launch_timeout(accel_name) == seconds
 
 
+class ShHandle:
+    """A libguestfs handle with labelled drives that records `debug sh`."""
+
+    def __init__(self, labels: dict[str, str]) -> None:
+        self.labels = labels
+        self.calls: list[tuple[str, list[str]]] = []
+
+    def list_disk_labels(self) -> dict[str, str]:
+        return self.labels
+
+    def debug(self, sub: str, args: list[str]) -> str:
+        self.calls.append((sub, args))
+        return "out"
+
+
 def test_appliance_command_waits_for_udev_first() -> None:
-    """`debug sh` does not wait for udev as libguestfs's own calls do: a mkfs.xfs right after a partition's type was
-    set once found no /dev/sda1. The command runs after `udevadm settle`, with its own exit status."""
-    calls: list[tuple[str, list[str]]] = []
-
-    class Handle:
-        def debug(self, sub: str, args: list[str]) -> str:
-            calls.append((sub, args))
-            return "out"
-
+    """`debug sh` does not wait for udev as libguestfs's own calls do: the command runs after `udevadm settle`,
+    with its own exit status."""
     g = guest.Guest()
-    g._g = Handle()
-    assert g.appliance_command(["mkfs.xfs", "-f", "-L", "my label", "/dev/sda1"]) == "out"
-    assert calls == [("sh", ["udevadm settle --timeout=60 >/dev/null 2>&1; mkfs.xfs -f -L 'my label' /dev/sda1"])]
+    g._g = handle = ShHandle({})
+    assert g.appliance_command(["lvm", "lvcreate", "-n", "my lv", "altinst_a"]) == "out"
+    assert handle.calls == [("sh", [f"{guest.SETTLE}; lvm lvcreate -n 'my lv' altinst_a"])]
+
+
+def test_appliance_command_names_devices_by_their_labels() -> None:
+    """The API's /dev/sda1 need not be the appliance kernel's (its own disk may come first: the first drive is then
+    its /dev/sdb): each argument that is an API device is given as the drive's /dev/disk/guestfs path; LVs stay."""
+    g = guest.Guest()
+    g._g = handle = ShHandle({"targeta": "/dev/sda", "targeta1": "/dev/sda1", "targetb2": "/dev/sdb2"})
+    g.appliance_command(["mkfs.xfs", "-f", "-L", "/dev/sda1", "/dev/sda1"])
+    g.appliance_command(["lvm", "vgcreate", "altinst_a", "/dev/sda", "/dev/sdb2", "/dev/altinst_a/alt_root"])
+    assert [args[0].split("; ", 1)[1] for _, args in handle.calls] == [
+        "mkfs.xfs -f -L /dev/disk/guestfs/targeta1 /dev/disk/guestfs/targeta1",
+        "lvm vgcreate altinst_a /dev/disk/guestfs/targeta /dev/disk/guestfs/targetb2 /dev/altinst_a/alt_root",
+    ]
+
+
+def test_appliance_command_refuses_a_device_without_a_label() -> None:
+    g = guest.Guest()
+    g._g = handle = ShHandle({"targeta": "/dev/sda", "targeta1": "/dev/sda1"})
+    with pytest.raises(GuestfsError, match=r"mkfs.xfs: /dev/sdb1 is on a drive without a label"):
+        g.appliance_command(["mkfs.xfs", "/dev/sdb1"])
+    assert handle.calls == [], "nothing ran"
