@@ -259,8 +259,9 @@ def test_restore_reads_a_piped_capture_from_stdin(tmp_path: Path, state_dir: Pat
         r = subprocess.run([*cli, "restore", "-a", "-", "-d", str(clone), "-P1", "--json", "--no-progress"],
                            stdin=capture.stdout, capture_output=True, check=False)  # fmt: skip
         capture.stdout.close()
-        assert capture.wait() == 0, capture.stderr.read().decode() if capture.stderr else ""
-        assert r.returncode == 0, r.stderr.decode()
+        captured = capture.wait(), capture.stderr.read().decode() if capture.stderr else ""
+        assert r.returncode == 0, f"restore: {r.stderr.decode()}\ncapture (exit {captured[0]}): {captured[1]}"
+        assert captured[0] == 0, captured[1]
         out = json.loads(r.stdout)
         (row,) = [x for x in out["plan"]["rows"] if x["kind"] == "filesystem"]
         assert row["files"] == inodes, "planned with the first manifest's inodes: no stream had arrived"
