@@ -304,8 +304,8 @@ def run_script(ctx: Customize) -> None:
     finally:
         if created:
             os.rmdir(mp)
-    # what the script wrote reaches the disks now: a run killed before unmount (whose sync this is) would lose it
-    # with the appliance, and it ran: the rerun that the unmarked journal asks for runs it once more, on top
+    # what the script wrote reaches the disks now, not at unmount: a run killed in between would lose it with the
+    # appliance's page cache (the journal does not mark Phase 2 done, so a rerun runs the script again)
     ctx.guest.sync()
     for line in (res.text + res.stderr).splitlines():
         log.info("%s: %s", os.path.basename(script), line)
