@@ -52,6 +52,7 @@ from common import (  # noqa: E402
 sys.path.insert(0, str(ROOT))
 from imgclone.archive import ArchiveReader  # noqa: E402
 from imgclone.guest import Guest  # noqa: E402
+from imgclone.streams import ZSTD_DECOMPRESS  # noqa: E402
 
 KEEP_DIR = Path("/var/tmp/imgclone-bench/way-in")
 TAR_X = "tar -C /sysroot -xf {src} --numeric-owner --xattrs --xattrs-include='*' --selinux --acls"
@@ -79,7 +80,7 @@ def stream_parts(archive: Path, fs_id: str | None) -> tuple[str, list[Part]]:
 def decompress(archive: Path, parts: list[Part], out: Path) -> int:
     """The stream's parts, one after another, through zstd -d into out (or into a pipe fd: out=/dev/fd/N)."""
     with open(archive, "rb") as f, open(out, "wb") as dst:
-        z = subprocess.Popen(["zstd", "-d", "-c", "-q"], stdin=subprocess.PIPE, stdout=dst)
+        z = subprocess.Popen(ZSTD_DECOMPRESS, stdin=subprocess.PIPE, stdout=dst)
         assert z.stdin is not None
         for off, n in parts:
             f.seek(off)
