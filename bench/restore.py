@@ -82,6 +82,10 @@ KEEP_DIR = Path("/var/tmp/imgclone-bench-restore")
 CLONE_SIZE = "4G"
 GOAL_RESTORE = 1.10  # imgclone restore / guestfish anchor
 GOAL_CLONE = 1.0  # imgclone capture + restore / virt-resize
+# libguestfs 1.48's pvs_full returns the kernel's device names untranslated; when the appliance kernel names its own
+# disk first (about 1 launch in 10-20), virt-resize stops with this. Not the fixture: the next launch works.
+PVS_FULL_BUG = "physical volume not returned by pvs_full"
+PVS_FULL_TRIES = 3
 BEFORE_DATA = ("check_targets", "partition", "create_lvm", "make_filesystems", "mount_tree")
 STEP_ORDER = (*BEFORE_DATA, "extract_streams", "fix_references", "finish",  # Phase 1, then Phase 3:
               "rename_volumes", "mount_clone", "check_bootable", "ensure_initramfs", "install_grub", "update_grub",
@@ -118,6 +122,7 @@ class Result:
     first_byte: float | None = None  # seconds from start until the first stream byte (see FirstExec)
     marks: dict[str, float] = field(default_factory=dict)  # guestfish's own marks, seconds from start
     redone: int = 0  # attempts discarded for contention before this one
+    pvs_full_failures: int = 0  # virt-resize only: attempts lost to PVS_FULL_BUG before this one
 
     @property
     def ok(self) -> bool:
@@ -444,7 +449,13 @@ def run_virt_resize(s: Setup, layout: dict[str, Any], image: Path) -> tuple[Resu
         f"qemu-img create -q -f qcow2 {q(str(image))} {CLONE_SIZE} && "
         f"virt-resize --expand {q(pv)} --LV-expand {q(root)} {q(str(s.fixture))} {q(str(image))}"
     )
-    return Result("virt-resize", timed(s, "virt-resize", ["bash", "-c", cmd])), cmd
+    for tries in range(1, PVS_FULL_TRIES + 1):
+        m = timed(s, "virt-resize", ["bash", "-c", cmd])
+        if m.returncode == 0 or PVS_FULL_BUG not in m.stderr or tries == PVS_FULL_TRIES:
+            return Result("virt-resize", m, pvs_full_failures=tries - 1), cmd
+        note(f"virt-resize hit libguestfs 1.48's pvs_full naming bug (see docs/performance.md): again ({tries})")
+        image.unlink(missing_ok=True)
+    raise AssertionError("unreachable")
 
 
 # -- the report --------------------------------------------------------------------------------
@@ -657,6 +668,9 @@ def report(s: Setup, runs: Runs, manifest: dict[str, Any], tars: dict[str, Path]
     print(f"       {shlex.join(runs.clone_argv)}")
     print("       (restore's default, all phases in one appliance; Phase 2 does nothing)")
     print(f"       {runs.resize_cmd}")
+    if runs.resize is not None and runs.resize.pvs_full_failures:
+        print(f"       (virt-resize failed {runs.resize.pvs_full_failures} time(s) with `{PVS_FULL_BUG}`, libguestfs"
+              " 1.48's naming bug, and was run again: the run shown is the one that worked)")  # fmt: skip
     print("run 3: first stream byte = start of imgclone's first `zstd -d` (/proc start time, 10 ms ticks);")
     print("       the anchor's from `!date` lines in its script (after `run`, after the mounts)")
 
