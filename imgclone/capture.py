@@ -58,6 +58,7 @@ class CaptureOptions:
     debug: bool = False
     err_mode: ErrMode = ErrMode.CONTINUE
     progress: bool | None = None  # None: when stderr is a terminal
+    prescan: bool = False  # the first manifest's `prescan`: files near a type's limits (copy with a conversion)
 
 
 @dataclass

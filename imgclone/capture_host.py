@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from . import bootfacts, content, excludes, probe_host
+from . import bootfacts, content, excludes, prescan, probe_host
 from .archive import StreamInfo
 from .capture import EXCLUDE_ROOTVG, CaptureOptions, Context, record_read_error, run_capture, self_excludes
 from .errors import CommandError
@@ -42,7 +42,10 @@ def capture_host(opts: CaptureOptions) -> dict[str, Any]:
         )
         boot = bootfacts.boot_facts_host()
         source = {"kind": kind, "host": os.uname().nodename, "mounts": [s.mountpoint for s in found]}
-        return {"source": source, "boot": boot.to_dict(), "inodes": probe_host.used_inodes(found)}
+        fields = {"source": source, "boot": boot.to_dict(), "inodes": probe_host.used_inodes(found)}
+        if opts.prescan:
+            fields["prescan"] = {s.fs_id: prescan_fs(ctx, s.mountpoint).to_dict() for s in found}
+        return fields
 
     def stream_all(ctx: Context) -> None:
         by_id = {s.fs_id: s for s in sources}
@@ -76,6 +79,15 @@ def read_only_view(mountpoint: str) -> Iterator[str]:
             os.rmdir(view)
         else:
             log.error("could not unmount %s (%s); remove it by hand with: umount %s", view, res.stderr.strip(), view)
+
+
+def prescan_fs(ctx: Context, mountpoint: str) -> content.ContentFacts:
+    """The filesystem's files near a type's limits that the rules keep (prescan.py), read through its view."""
+    with read_only_view(mountpoint) as view:
+        res = HOST.run(prescan.find_argv(view), check=False)
+    if res.returncode not in (0, 1):  # 1: some directory vanished or was unreadable, as in list_names
+        raise CommandError(["find", mountpoint], res.returncode, res.stderr)
+    return prescan.facts(res.stdout, mountpoint, ctx.rules, ctx.workdir)
 
 
 def list_names(directory: str, out: Path) -> None:

@@ -9,6 +9,7 @@ out with tar_out through a pipe into zstd on the host.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import logging
@@ -17,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-from . import bootfacts, content, excludes, probe_guest
+from . import bootfacts, content, excludes, prescan, probe_guest
 from .archive import StreamInfo
 from .capture import EXCLUDE_ROOTVG, CaptureOptions, Context, check_options, run_capture
 from .errors import ImgcloneError, UsageError
@@ -60,7 +61,11 @@ def capture_offline(opts: CaptureOptions) -> dict[str, Any]:
         ctx.rules = read_rules(g, ctx, opts)
         boot = bootfacts.boot_facts_guest(g, ctx.layout)
         g.umount_all()
-        return {"source": {"kind": "image", "path": source, "format": fmt}, "boot": boot.to_dict(), "inodes": inodes}
+        fields = {"source": {"kind": "image", "path": source, "format": fmt}, "boot": boot.to_dict(), "inodes": inodes}
+        if opts.prescan:
+            at = {fs.id: fs.mountpoint for fs in ctx.layout.filesystems}
+            fields["prescan"] = {i: prescan_fs(g, ctx, at[i], dev).to_dict() for i, dev in devices.items()}
+        return fields
 
     def stream_all(ctx: Context) -> None:
         for fs in ctx.layout.mount_order():
@@ -87,6 +92,20 @@ def read_rules(g: Guest, ctx: Context, opts: CaptureOptions) -> excludes.Exclude
     # name the image's list as the user knows it, not by our scratch copy
     named = tuple(f"{opts.source}:{EXCLUDE_ROOTVG}" if s.startswith(str(ctx.workdir)) else s for s in rules.sources)
     return dataclasses.replace(rules, sources=named)
+
+
+PRESCAN_OUT = "/tmp/imgclone-prescan"  # in the appliance's own root, which is writable
+
+
+def prescan_fs(g: Guest, ctx: Context, mountpoint: str, device: str) -> content.ContentFacts:
+    """One filesystem, mounted alone: its files near a type's limits that the rules keep (prescan.py). find writes
+    its NUL-terminated records into the appliance's /tmp, and base64 brings them out (`debug sh` returns text)."""
+    g.umount_all()
+    g.mount_ro(device, "/")
+    g.appliance_command(prescan.find_argv("/sysroot", to=PRESCAN_OUT))
+    records = base64.b64decode(g.appliance_command(["base64", "-w0", PRESCAN_OUT]))
+    g.umount_all()
+    return prescan.facts(records, mountpoint, ctx.rules, ctx.workdir)
 
 
 def glob_escape(name: bytes) -> str:

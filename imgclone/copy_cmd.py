@@ -35,7 +35,8 @@ def cmd_copy(args: argparse.Namespace) -> int:
         if args.source or args.archive or args.exclude_list:
             raise UsageError("--source, --archive and -e belong to Phase 1, which -P" + args.phases + " does not run")
         return finish(args, run_phases(args, opts, {"targets": list(opts.targets)}))
-    cap = capture_options(args)
+    # a conversion is checked against the content's extremes before anything is written: the capture finds them first
+    cap = capture_options(args, prescan=bool(opts.plan.convert) or opts.plan.edited is not None)
     disks = targets.resolve(list(opts.targets), force=opts.force, protected=targets.running_root_disks())
     if cap.source and any(os.path.realpath(cap.source) == os.path.realpath(d.path) for d in disks):
         raise UsageError(f"-d {cap.source}: is the source of the copy")
@@ -53,7 +54,7 @@ def phase_args(args: argparse.Namespace, phases: str) -> argparse.Namespace:
     return argparse.Namespace(**dict(vars(args), phases=phases))
 
 
-def capture_options(args: argparse.Namespace) -> CaptureOptions:
+def capture_options(args: argparse.Namespace, prescan: bool = False) -> CaptureOptions:
     if args.archive and os.path.exists(args.archive):
         raise UsageError(f"--archive {args.archive}: exists already", "give a new file, or restore it with -a")
     if args.source and not os.path.exists(args.source):
@@ -61,7 +62,7 @@ def capture_options(args: argparse.Namespace) -> CaptureOptions:
     return CaptureOptions(
         output=args.archive or "-", source=os.path.abspath(args.source) if args.source else None,
         exclude_list=args.exclude_list, verbose=args.verbose, debug=args.debug, err_mode=ErrMode.from_env(),
-        progress=False if args.no_progress else None,
+        progress=False if args.no_progress else None, prescan=prescan,
     )  # fmt: skip
 
 

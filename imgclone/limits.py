@@ -128,8 +128,8 @@ def content_problems(target: Layout, content: Mapping[str, ContentFacts | None],
 
 
 def content_warnings(source: Layout, target: Layout, content: Mapping[str, ContentFacts | None]) -> list[str]:
-    """Converted filesystems whose xattr sizes the capture did not record (from a host) and whose new type holds
-    smaller xattrs than the old one: such an xattr would fail the restore."""
+    """Converted filesystems whose xattr sizes are not known (a host capture, or copy's prescan) and whose new type
+    holds smaller xattrs than the old one: such an xattr would fail the restore."""
     old = {f.id: f for f in source.filesystems}
     out = []
     for fs in target.filesystems:
@@ -138,9 +138,9 @@ def content_warnings(source: Layout, target: Layout, content: Mapping[str, Conte
             continue
         new, before = max_xattr_bytes(fs), max_xattr_bytes(was)
         if new < before:
-            out.append(f"filesystem {fs.mountpoint} ({fs.id}): the capture recorded no xattr sizes (a host capture "
-                       f"does not see them); {_what(fs)} holds {new} bytes of name and value per xattr, {was.type} "
-                       f"{before}: a larger one would fail the restore")  # fmt: skip
+            out.append(f"filesystem {fs.mountpoint} ({fs.id}): xattr sizes are not known (a host capture does not "
+                       f"see them, nor does copy before it writes); {_what(fs)} holds {new} bytes of name and "
+                       f"value per xattr, {was.type} {before}: a larger one would fail the restore")  # fmt: skip
     return out
 
 

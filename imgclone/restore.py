@@ -100,8 +100,11 @@ def planning_files(manifest: dict[str, Any]) -> dict[str, int]:
 
 
 def planning_content(manifest: dict[str, Any]) -> dict[str, ContentFacts | None]:
-    """fs id → what its content needs of a target type (None: its stream records nothing; a piped archive's first
-    manifest has no streams yet, and nothing is known)."""
+    """fs id → what its content needs of a target type (None: its stream records nothing). A piped archive's first
+    manifest has no streams yet: its `prescan` (copy with a conversion: the files near a type's limits) when it has
+    one, else nothing is known."""
+    if not manifest["streams"]:
+        return {str(fs): ContentFacts.from_dict(d) for fs, d in manifest.get("prescan", {}).items()}
     return {str(s["fs"]): ContentFacts.from_dict(s.get("content")) for s in manifest["streams"]}
 
 

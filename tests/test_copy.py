@@ -126,3 +126,29 @@ def test_copy_of_the_running_system_dry_run(tmp_path: Path, imgclone: Run) -> No
     row = next(line for line in out.splitlines() if line.startswith("fs-root "))
     st = os.statvfs("/")
     assert abs(int(row.split()[-1]) - (st.f_files - st.f_ffree)) < 5000, row
+
+
+def test_copy_refuses_a_conversion_its_content_cannot_survive(tmp_path: Path, imgclone: Run,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """A 5 TiB sparse file on the xfs /var: ext4 made at that size (1 KiB blocks) holds 4 TiB. copy names the file
+    and writes nothing, although its plan comes before any stream: the capture found the file first (prescan.py)."""
+    from fixtures.small_image import gpt_lvm_image
+
+    monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path / "state"))
+    source = tmp_path / "source.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(gpt_lvm_image()),
+                    str(source)], check=True)  # fmt: skip
+    g = Guest()
+    g.add_drive(str(source), readonly=False, format="qcow2")
+    with g:
+        g.vg_activate_all(True)
+        g.mount("/dev/rootvg/var", "/")
+        g.touch("/big")
+        g.truncate_size("/big", 5 << 40)
+    target = tmp_path / "c.qcow2"
+    r = imgclone("copy", "--source", str(source), "-d", str(target), "--convert", "xfs=ext4", "--no-progress")
+    err = r.stderr.decode()
+    assert r.returncode == 2, err
+    assert "file /var/big is 5.0 TiB; ext4 (1 KiB blocks) holds files up to 4.0 TiB" in err, err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["source.qcow2"], "no target image, no journal"

@@ -122,3 +122,20 @@ def test_fit_gives_a_shrunk_ext4_room_for_the_source_inodes() -> None:
     assert informed > blind, "without the counts, fit sized / by its bytes only"
     made = space.ext_inodes(informed)
     assert made >= 300_000 > space.ext_inodes(blind), (made, space.ext_inodes(blind))
+
+
+@pytest.mark.parametrize(("flags", "prescan"), [([], False), (["--convert", "ext4=xfs"], True), (["-T"], True),
+                                                (["-i", str(DATA / "layout-bios-lvm.json")], True)])  # fmt: skip
+def test_the_capture_prescans_when_the_copy_converts(
+    flags: list[str], prescan: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A conversion is checked against the content before anything is written: the capture's first manifest must
+    then hold the files near a type's limits (prescan.py); a copy that converts nothing does not pay for the find."""
+    source = tmp_path / "source.qcow2"
+    source.write_bytes(b"")
+    seen: list[CaptureOptions] = []
+    monkeypatch.setattr(copy_cmd, "copy_phases", lambda args, opts, cap, result: seen.append(cap) or False)
+    args = build_parser().parse_args(["copy", "--source", str(source), "-d", str(tmp_path / "c.qcow2"),
+                                      "--no-progress", *flags])  # fmt: skip
+    assert copy_cmd.cmd_copy(args) == 0
+    assert [c.prescan for c in seen] == [prescan]

@@ -118,7 +118,8 @@ def test_a_host_capture_converted_to_smaller_xattrs_is_warned_about() -> None:
     host = ContentFacts(GiB, "/data/a", 2, "/data/b")  # a host capture: no xattr figure
     p = planned(source("xfs"), host, convert={"xfs": "ext4"})
     assert [w for w in p.warnings if "xattr sizes" in w] == [
-        "filesystem /data (fs-data): the capture recorded no xattr sizes (a host capture does not see them); "
+        "filesystem /data (fs-data): xattr sizes are not known (a host capture does not see them, nor does copy "
+        "before it writes); "
         "ext4 (4 KiB blocks) holds 4044 bytes of name and value per xattr, xfs 65536: a larger one would fail the "
         "restore"
     ]
