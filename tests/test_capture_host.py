@@ -138,3 +138,29 @@ def test_a_file_the_converted_type_cannot_hold_is_refused_by_name(tmp_path: Path
     assert not target.exists()
     ok = imgclone(*restore, "xfs=btrfs")
     assert ok.returncode == 0 and b"content check" not in ok.stderr, ok.stderr.decode()
+
+
+def test_a_prescan_finds_the_big_files_the_rules_keep(tmp_path: Path) -> None:
+    """copy's prescan from this host (CaptureOptions.prescan): before the first manifest, through a read-only view of
+    the mounted filesystem, the files over 1 GiB that the -e rules keep."""
+    from imgclone.capture import CaptureOptions
+    from imgclone.capture_host import capture_host
+
+    rules = tmp_path / "exclude.list"
+    rules.write_text("skip\n")
+    with loop_fs(tmp_path, "xfs", name="big") as mnt:
+        for name, size in (("vm.img", 3 << 30), ("skip.img", 5 << 30), ("small", 1 << 20)):
+            with open(mnt / name, "wb") as f:
+                f.truncate(size)
+        opts = CaptureOptions(output=str(tmp_path / "a.mksysb"), mounts=(str(mnt),), exclude_list=str(rules),
+                              progress=False, prescan=True)  # fmt: skip
+        manifest = capture_host(opts)
+    [(fs_id, found)] = manifest["prescan"].items()
+    assert found == {
+        "largest_file": 3 << 30,
+        "largest_file_path": f"{mnt}/vm.img",
+        "most_links": 1,
+        "most_links_path": f"{mnt}/vm.img",
+    }, "skip.img is excluded, small is no candidate"
+    [stream] = manifest["streams"]
+    assert stream["fs"] == fs_id and stream["content"]["largest_file"] == 3 << 30, "the stream agrees"
