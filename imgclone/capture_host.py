@@ -36,15 +36,12 @@ def capture_host(opts: CaptureOptions) -> dict[str, Any]:
             ctx.layout, found = probe_host.probe_running()
             kind = "running"
         sources.extend(found)
-        lists = [opts.exclude_list] if opts.exclude_list else []
-        ctx.rules = excludes.load_rules(
-            [EXCLUDE_ROOTVG, *lists], extra=self_excludes(opts, ctx.workdir), missing_ok=[EXCLUDE_ROOTVG]
-        )
+        ctx.rules = host_rules(opts, ctx.workdir)
         boot = bootfacts.boot_facts_host()
         source = {"kind": kind, "host": os.uname().nodename, "mounts": [s.mountpoint for s in found]}
         fields = {"source": source, "boot": boot.to_dict(), "inodes": probe_host.used_inodes(found)}
         if opts.prescan:
-            fields["prescan"] = {s.fs_id: prescan_fs(ctx, s.mountpoint).to_dict() for s in found}
+            fields["prescan"] = {s.fs_id: prescan_fs(s.mountpoint, ctx.rules, ctx.workdir).to_dict() for s in found}
         return fields
 
     def stream_all(ctx: Context) -> None:
@@ -56,6 +53,14 @@ def capture_host(opts: CaptureOptions) -> dict[str, Any]:
                     ctx.streams.append(stream_fs(ctx, fs, view))
 
     return run_capture(opts, prepare, stream_all)
+
+
+def host_rules(opts: CaptureOptions, workdir: Path) -> excludes.ExcludeRules:
+    """This host's /etc/exclude.rootvg plus -e, and the capture's own files (the archive, the workdir)."""
+    lists = [opts.exclude_list] if opts.exclude_list else []
+    return excludes.load_rules(
+        [EXCLUDE_ROOTVG, *lists], extra=self_excludes(opts, workdir), missing_ok=[EXCLUDE_ROOTVG]
+    )
 
 
 @contextmanager
@@ -81,13 +86,13 @@ def read_only_view(mountpoint: str) -> Iterator[str]:
             log.error("could not unmount %s (%s); remove it by hand with: umount %s", view, res.stderr.strip(), view)
 
 
-def prescan_fs(ctx: Context, mountpoint: str) -> content.ContentFacts:
+def prescan_fs(mountpoint: str, rules: excludes.ExcludeRules, workdir: Path) -> content.ContentFacts:
     """The filesystem's files near a type's limits that the rules keep (prescan.py), read through its view."""
     with read_only_view(mountpoint) as view:
         res = HOST.run(prescan.find_argv(view), check=False)
     if res.returncode not in (0, 1):  # 1: some directory vanished or was unreadable, as in list_names
         raise CommandError(["find", mountpoint], res.returncode, res.stderr)
-    return prescan.facts(res.stdout, mountpoint, ctx.rules, ctx.workdir)
+    return prescan.facts(res.stdout, mountpoint, rules, workdir)
 
 
 def list_names(directory: str, out: Path) -> None:

@@ -58,13 +58,14 @@ def capture_offline(opts: CaptureOptions) -> dict[str, Any]:
         devices.update({s.fs_id: s.device for s in found})
         probe_guest.mount_sources(g, found)
         inodes = probe_guest.used_inodes(g, found)
-        ctx.rules = read_rules(g, ctx, opts)
+        ctx.rules = read_rules(g, ctx.workdir, opts)
         boot = bootfacts.boot_facts_guest(g, ctx.layout)
         g.umount_all()
         fields = {"source": {"kind": "image", "path": source, "format": fmt}, "boot": boot.to_dict(), "inodes": inodes}
         if opts.prescan:
             at = {fs.id: fs.mountpoint for fs in ctx.layout.filesystems}
-            fields["prescan"] = {i: prescan_fs(g, ctx, at[i], dev).to_dict() for i, dev in devices.items()}
+            fields["prescan"] = {i: prescan_fs(g, at[i], dev, ctx.rules, ctx.workdir).to_dict()
+                                 for i, dev in devices.items()}  # fmt: skip
         return fields
 
     def stream_all(ctx: Context) -> None:
@@ -78,11 +79,11 @@ def capture_offline(opts: CaptureOptions) -> dict[str, Any]:
         g.close()
 
 
-def read_rules(g: Guest, ctx: Context, opts: CaptureOptions) -> excludes.ExcludeRules:
-    """The image's own /etc/exclude.rootvg plus -e, as the seed says."""
+def read_rules(g: Guest, workdir: Path, opts: CaptureOptions) -> excludes.ExcludeRules:
+    """The image's own /etc/exclude.rootvg plus -e, as the seed says (the image's root mounted at /)."""
     lists: list[str] = []
     if g.is_file(EXCLUDE_ROOTVG, followsymlinks=False):
-        local = ctx.workdir / "image-exclude.rootvg"
+        local = workdir / "image-exclude.rootvg"
         g.download(EXCLUDE_ROOTVG, str(local))
         lists.append(str(local))
         log.info("using the image's %s", EXCLUDE_ROOTVG)
@@ -90,14 +91,15 @@ def read_rules(g: Guest, ctx: Context, opts: CaptureOptions) -> excludes.Exclude
         lists.append(opts.exclude_list)
     rules = excludes.load_rules(lists)
     # name the image's list as the user knows it, not by our scratch copy
-    named = tuple(f"{opts.source}:{EXCLUDE_ROOTVG}" if s.startswith(str(ctx.workdir)) else s for s in rules.sources)
+    named = tuple(f"{opts.source}:{EXCLUDE_ROOTVG}" if s.startswith(str(workdir)) else s for s in rules.sources)
     return dataclasses.replace(rules, sources=named)
 
 
 PRESCAN_OUT = "/tmp/imgclone-prescan"  # in the appliance's own root, which is writable
 
 
-def prescan_fs(g: Guest, ctx: Context, mountpoint: str, device: str) -> content.ContentFacts:
+def prescan_fs(g: Guest, mountpoint: str, device: str, rules: excludes.ExcludeRules, workdir: Path
+               ) -> content.ContentFacts:  # fmt: skip
     """One filesystem, mounted alone: its files near a type's limits that the rules keep (prescan.py). find writes
     its NUL-terminated records into the appliance's /tmp, and base64 brings them out (`debug sh` returns text)."""
     g.umount_all()
@@ -105,7 +107,7 @@ def prescan_fs(g: Guest, ctx: Context, mountpoint: str, device: str) -> content.
     g.appliance_command(prescan.find_argv("/sysroot", to=PRESCAN_OUT))
     records = base64.b64decode(g.appliance_command(["base64", "-w0", PRESCAN_OUT]))
     g.umount_all()
-    return prescan.facts(records, mountpoint, ctx.rules, ctx.workdir)
+    return prescan.facts(records, mountpoint, rules, workdir)
 
 
 def glob_escape(name: bytes) -> str:

@@ -12,11 +12,14 @@ import argparse
 import dataclasses
 import os
 import sys
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from . import alternate, locks, state, targets
 from .capture import CaptureOptions, ErrMode
+from .content import ContentFacts
 from .copy_stream import CaptureFeed
 from .errors import ReadErrors, UsageError
 from .guest import Guest
@@ -112,9 +115,10 @@ def copy_phases(args: argparse.Namespace, opts: RestoreOptions, cap: CaptureOpti
 def dry_run(
     args: argparse.Namespace, plan_opts: PlanOptions, cap: CaptureOptions, disks: list[targets.TargetDisk]
 ) -> dict[str, Any]:
-    """The plan from the source's layout and inode counts, probed without capturing anything."""
-    source, inodes = probe_source(cap)
-    plan_opts = dataclasses.replace(plan_opts, files=inodes)
+    """The plan from the source's layout and inode counts (and, converting, its files near a type's limits), probed
+    without capturing anything."""
+    source, inodes, content = probe_source(cap)
+    plan_opts = dataclasses.replace(plan_opts, files=inodes, content=content)
     plan = make_plan(source, [Target(d.path, d.size, d.sector_size) for d in disks], plan_opts)
     for w in plan.warnings:
         print(f"imgclone: warning: {w}", file=sys.stderr)
@@ -124,22 +128,45 @@ def dry_run(
 
 
 FILES_NOTE = "FILES: inodes in use on the source filesystem, at most what its files need on the clone\n"
+Content = dict[str, ContentFacts | None]
 
 
-def probe_source(cap: CaptureOptions) -> tuple[Layout, dict[str, int]]:
-    """The source's layout and its filesystems' inodes in use, as the capture records them (manifest `inodes`)."""
-    if cap.source is None:
-        from .probe_host import probe_running, used_inodes
+def probe_source(cap: CaptureOptions) -> tuple[Layout, dict[str, int], Content]:
+    """The source's layout, its filesystems' inodes in use and, with cap.prescan, the files near a type's limits
+    that the exclude rules keep: what the capture's first manifest records (`inodes`, `prescan`)."""
+    with tempfile.TemporaryDirectory(prefix="imgclone-") as tmp:
+        if cap.source is None:
+            return _probe_host(cap, Path(tmp))
+        return _probe_image(cap, Path(tmp))
 
-        layout, found = probe_running()
-        return layout, used_inodes(found)
-    from .capture_offline import image_format
+
+def _probe_host(cap: CaptureOptions, workdir: Path) -> tuple[Layout, dict[str, int], Content]:
+    from .capture_host import host_rules, prescan_fs
+    from .probe_host import probe_running, used_inodes
+
+    layout, found = probe_running()
+    content: Content = {}
+    if cap.prescan:
+        rules = host_rules(cap, workdir)
+        content = {s.fs_id: prescan_fs(s.mountpoint, rules, workdir) for s in found}
+    return layout, used_inodes(found), content
+
+
+def _probe_image(cap: CaptureOptions, workdir: Path) -> tuple[Layout, dict[str, int], Content]:
+    from .capture_offline import image_format, prescan_fs, read_rules
     from .probe_guest import mount_sources, probe_image
     from .probe_guest import used_inodes as guest_inodes
 
+    assert cap.source is not None
     g = Guest(trace=cap.debug)
     g.add_drive(cap.source, readonly=True, format=image_format(cap.source))
     with g:
         layout, sources = probe_image(g, [cap.source])
         mount_sources(g, sources)
-        return layout, guest_inodes(g, sources)
+        inodes = guest_inodes(g, sources)
+        if not cap.prescan:
+            return layout, inodes, {}
+        rules = read_rules(g, workdir, cap)
+        at = {fs.id: fs.mountpoint for fs in layout.filesystems}
+        content: Content = {s.fs_id: prescan_fs(g, at[s.fs_id], s.device, rules, workdir) for s in sources}
+        return layout, inodes, content

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from imgclone import capture_host, capture_offline, excludes, prescan
-from imgclone.capture import CaptureOptions, Context
 from imgclone.content import ContentFacts
 from imgclone.restore import planning_content
 
@@ -77,9 +76,7 @@ def test_host_prescan_reads_the_view_and_applies_the_rules(tmp_path: Path, monke
     monkeypatch.setattr(capture_host, "read_only_view", view)
     work = tmp_path / "work"
     work.mkdir()
-    ctx = Context(CaptureOptions(output="-"), work, writer=None, bar=None)  # type: ignore[arg-type]
-    ctx.rules = excludes.ExcludeRules((b"^\\./srv/tmp$",))
-    facts = capture_host.prescan_fs(ctx, "/srv")
+    facts = capture_host.prescan_fs("/srv", excludes.ExcludeRules((b"^\\./srv/tmp$",)), work)
     assert (facts.largest_file, facts.largest_file_path) == (2 * GiB, "/srv/big"), "the excluded /srv/tmp is left out"
 
 
@@ -107,9 +104,8 @@ class PrescanGuest:
 
 def test_image_prescan_mounts_one_filesystem_and_reads_finds_records(tmp_path: Path) -> None:
     g = PrescanGuest(rec("f", 1, 17 * GiB, b"./big") + b"\0" + rec("f", 1, 2 * GiB, b"./junk.txt") + b"\0")
-    ctx = Context(CaptureOptions(output="-"), tmp_path, writer=None, bar=None)  # type: ignore[arg-type]
-    ctx.rules = excludes.ExcludeRules((b"^\\./var/junk\\.txt$",))
-    facts = capture_offline.prescan_fs(g, ctx, "/var", "/dev/rootvg/var")  # type: ignore[arg-type]
+    rules = excludes.ExcludeRules((b"^\\./var/junk\\.txt$",))
+    facts = capture_offline.prescan_fs(g, "/var", "/dev/rootvg/var", rules, tmp_path)  # type: ignore[arg-type]
     assert g.calls == ["umount_all", ("mount_ro", "/dev/rootvg/var", "/"), "find", "base64", "umount_all"]
     assert (facts.largest_file, facts.largest_file_path) == (17 * GiB, "/var/big")
 
