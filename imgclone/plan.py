@@ -546,7 +546,7 @@ def _warnings(src: _Src, target: Layout, policy: Resize, targets: Sequence[Targe
                    "older imgclone): the content check against the target types' limits could not be done")  # fmt: skip
     if converted and not opts.content:
         out.append(
-            f"the archive is read as it is captured (restore -a -; copy looks first): its largest file, hard "
+            f"the archive is read as it is captured (restore -a -): its largest file, hard "
             f"links and xattrs are not known yet, so the converted filesystems ({', '.join(converted)}) were "
             "not checked against the new types' limits (for that check: capture to a file, restore from it)"
         )
