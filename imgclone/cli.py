@@ -155,8 +155,10 @@ COPY_EPILOG = textwrap.dedent("""\
       imgclone copy -d clone.img -O -c ttyS0,115200 -x /root/firstboot.sh   for another machine
       imgclone copy -B -T -d "/dev/sdb /dev/sdc"                  ext2/3 become ext4; boot order left alone
 
-    Phase 1 captures into --archive PATH (else a temporary file in $TMPDIR, removed at the end) and restores
-    it; Phase 2 customizes; Phase 3 renames altinst_<vg> → <vg>, alt_<lv> → <lv> and installs GRUB.
+    Phase 1 streams the capture into the restore as it is written (no temporary archive; --archive PATH keeps a
+    copy); with -T/--convert the capture first finds the files near the new type's limits, and the plan refuses
+    one it cannot hold, by name, before anything is written. Phase 2 customizes; Phase 3 renames
+    altinst_<vg> → <vg>, alt_<lv> → <lv> and installs GRUB.
     exit codes: 0 success, 1 failure, 2 usage error; ALT_BAK_ERR_REPORT=1: files that cannot be read make the
     exit code 1 and the boot order is not set; ALT_BAK_ERR_FAIL=1: they stop the copy, and what it made is removed.
     """)
@@ -173,7 +175,7 @@ def add_copy(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
         "makes the clone bootable.",
     )  # fmt: skip
     c.add_argument("--source", metavar="IMAGE", help="clone this disk image instead of the running system")
-    c.add_argument("--archive", metavar="PATH", help="keep the Phase 1 archive here (default: temporary)")
+    c.add_argument("--archive", metavar="PATH", help="also write the Phase 1 archive here (default: none is written)")
     c.add_argument("-e", "--exclude-list", metavar="EXCLUDELIST", help="grep patterns, one a line (full path)")
     add_target_options(c)
     add_phase_options(c)
