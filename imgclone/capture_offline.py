@@ -95,17 +95,24 @@ def read_rules(g: Guest, workdir: Path, opts: CaptureOptions) -> excludes.Exclud
     return dataclasses.replace(rules, sources=named)
 
 
-PRESCAN_OUT = "/tmp/imgclone-prescan"  # in the appliance's own root, which is writable
+PRESCAN_DIR = "/tmp/imgclone-prescan"  # in the appliance's own root, which is writable
+PRESCAN_CHUNK = 1 << 20  # bytes of records per `debug sh` answer (base64: 1.4 MB; libguestfs's limit is 4 MB)
 
 
 def prescan_fs(g: Guest, mountpoint: str, device: str, rules: excludes.ExcludeRules, workdir: Path
                ) -> content.ContentFacts:  # fmt: skip
     """One filesystem, mounted alone: its files near a type's limits that the rules keep (prescan.py). find writes
-    its NUL-terminated records into the appliance's /tmp, and base64 brings them out (`debug sh` returns text)."""
+    its NUL-terminated records into the appliance's /tmp; they come out as base64 text (`debug sh` returns text), in
+    chunks small enough for one answer each (a file with thousands of links has a record for each name)."""
     g.umount_all()
     g.mount_ro(device, "/")
-    g.appliance_command(prescan.find_argv("/sysroot", to=PRESCAN_OUT))
-    records = base64.b64decode(g.appliance_command(["base64", "-w0", PRESCAN_OUT]))
+    g.appliance_command(["rm", "-rf", PRESCAN_DIR])
+    g.appliance_command(["mkdir", PRESCAN_DIR])
+    g.appliance_command(prescan.find_argv("/sysroot", to=f"{PRESCAN_DIR}/records"))
+    g.appliance_command(["split", "-b", str(PRESCAN_CHUNK), "-a", "6", "-d", f"{PRESCAN_DIR}/records",
+                         f"{PRESCAN_DIR}/part."])  # fmt: skip
+    parts = sorted(g.appliance_command(["find", PRESCAN_DIR, "-name", "part.*"]).split())
+    records = b"".join(base64.b64decode(g.appliance_command(["base64", "-w0", part])) for part in parts)
     g.umount_all()
     return prescan.facts(records, mountpoint, rules, workdir)
 

@@ -81,10 +81,12 @@ def test_host_prescan_reads_the_view_and_applies_the_rules(tmp_path: Path, monke
 
 
 class PrescanGuest:
-    """The appliance side of capture_offline.prescan_fs: find writes records into its /tmp, base64 reads them."""
+    """The appliance side of capture_offline.prescan_fs: a /tmp of its own where find writes the records, split
+    into chunks that base64 reads one at a time."""
 
     def __init__(self, records: bytes) -> None:
         self.records = records
+        self.files: dict[str, bytes] = {}
         self.calls: list[Any] = []
 
     def umount_all(self) -> None:
@@ -95,19 +97,45 @@ class PrescanGuest:
 
     def appliance_command(self, argv: list[str]) -> str:
         self.calls.append(argv[0])
-        if argv[0] == "find":
-            assert argv[1] == "/sysroot" and argv[argv.index("-fprintf") + 1] == capture_offline.PRESCAN_OUT
-            return ""
-        assert argv == ["base64", "-w0", capture_offline.PRESCAN_OUT]
-        return base64.b64encode(self.records).decode()
+        d = capture_offline.PRESCAN_DIR
+        if argv == ["rm", "-rf", d]:
+            self.files = {k: v for k, v in self.files.items() if not k.startswith(d + "/")}
+        elif argv[0] == "find" and argv[1] == "/sysroot":
+            self.files[argv[argv.index("-fprintf") + 1]] = self.records
+        elif argv[0] == "split":
+            data, size = self.files[argv[-2]], int(argv[2])
+            for i in range(0, len(data), size):
+                self.files[f"{argv[-1]}{i // size:06d}"] = data[i : i + size]
+        elif argv[0] == "find":
+            return "".join(f"{k}\n" for k in self.files if k.startswith(f"{d}/part."))
+        elif argv[0] == "base64":
+            return base64.b64encode(self.files[argv[-1]]).decode()
+        return ""
 
 
 def test_image_prescan_mounts_one_filesystem_and_reads_finds_records(tmp_path: Path) -> None:
     g = PrescanGuest(rec("f", 1, 17 * GiB, b"./big") + b"\0" + rec("f", 1, 2 * GiB, b"./junk.txt") + b"\0")
     rules = excludes.ExcludeRules((b"^\\./var/junk\\.txt$",))
     facts = capture_offline.prescan_fs(g, "/var", "/dev/rootvg/var", rules, tmp_path)  # type: ignore[arg-type]
-    assert g.calls == ["umount_all", ("mount_ro", "/dev/rootvg/var", "/"), "find", "base64", "umount_all"]
+    assert g.calls == ["umount_all", ("mount_ro", "/dev/rootvg/var", "/"), "rm", "mkdir", "find", "split", "find",
+                       "base64", "umount_all"]  # fmt: skip
     assert (facts.largest_file, facts.largest_file_path) == (17 * GiB, "/var/big")
+
+
+def test_image_prescan_reads_records_larger_than_one_answer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file with thousands of links has a record per name: the records come out in chunks, none lost, and a
+    second filesystem does not read the first one's."""
+    monkeypatch.setattr(capture_offline, "PRESCAN_CHUNK", 1000)
+    names = [rec("f", 5000, 10, b"./links/n%05d" % i) + b"\0" for i in range(5000)]
+    g = PrescanGuest(b"".join(names))
+    facts = capture_offline.prescan_fs(g, "/", "/dev/sda1", excludes.ExcludeRules(), tmp_path)  # type: ignore[arg-type]
+    assert g.calls.count("base64") > 100
+    assert (facts.most_links, facts.most_links_path) == (5000, "/links/n00000")
+    g.records = rec("f", 1, 3 * GiB, b"./other") + b"\0"
+    g.calls.clear()
+    facts = capture_offline.prescan_fs(g, "/srv", "/dev/sda2", excludes.ExcludeRules(), tmp_path)  # type: ignore[arg-type]
+    assert g.calls.count("base64") == 1, "the first filesystem's chunks were removed"
+    assert (facts.largest_file, facts.most_links) == (3 * GiB, 1)
 
 
 def test_a_piped_first_manifest_plans_with_its_prescan() -> None:
