@@ -144,7 +144,7 @@ def content_problems(target: Layout, content: Mapping[str, ContentFacts | None],
 
 def content_warnings(source: Layout, target: Layout, content: Mapping[str, ContentFacts | None]) -> list[str]:
     """Converted filesystems whose xattr sizes are not known (a host capture, or copy's prescan) and whose new type
-    holds smaller xattrs than the old one: such an xattr would fail the restore."""
+    holds smaller xattrs than the old one: such an xattr stops the restore when it passes (stream_guard.py)."""
     old = {f.id: f for f in source.filesystems}
     out = []
     for fs in target.filesystems:
@@ -155,7 +155,8 @@ def content_warnings(source: Layout, target: Layout, content: Mapping[str, Conte
         if new < before:
             out.append(f"filesystem {fs.mountpoint} ({fs.id}): xattr sizes are not known (a host capture does not "
                        f"see them, nor does copy before it writes); {_what(fs)} holds {new} bytes of name and "
-                       f"value per xattr, {was.type} {before}: a larger one would fail the restore")  # fmt: skip
+                       f"value per xattr, {was.type} {before}: the restore reads the stream's xattrs as they pass "
+                       "and stops at the first one too large")  # fmt: skip
     return out
 
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from . import alternate, altop, build, faults, fixups, state, targets
+from . import alternate, altop, build, faults, fixups, state, stream_guard, targets
 from .archive import ArchiveReader, Part, read_manifest
 from .content import ContentFacts
 from .errors import ArchiveError, GuestfsError, ImgcloneError
@@ -28,6 +28,7 @@ from .guest import Guest
 from .layout import Layout
 from .plan import Plan, PlanOptions, Target, make_plan
 from .run import DEVNULL, PIPE, Pipeline
+from .stream_guard import StreamGuard
 from .streams import ZSTD_DECOMPRESS
 
 TAR_LIST = ["tar", "--list", "--file=-"]
@@ -231,6 +232,7 @@ def extract_streams(ctx: Context) -> None:
     where = {fs.id: devs.path(fs.device) for fs in ctx.plan.target.filesystems}
     mountpoint = {fs.id: fs.mountpoint for fs in ctx.plan.target.filesystems}
     reader = _reader(ctx)
+    guarded = stream_guard.guards(ctx.plan, planning_content(ctx.manifest))
     total = sum(int(s["bytes"]) for s in ctx.manifest["streams"]) or None  # None: still being captured
     disable = not (sys.stderr.isatty() if ctx.opts.progress is None else ctx.opts.progress)
     with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="restore", disable=disable,
@@ -249,7 +251,7 @@ def extract_streams(ctx: Context) -> None:
                     if fs_id not in where:
                         raise ArchiveError(f"stream {part.member} has no filesystem in the target layout")
                     listing = _Listing(mountpoint[fs_id], say) if ctx.opts.verbose else None
-                    current = _Extraction(g, part.member, where[fs_id], listing)
+                    current = _Extraction(g, part.member, where[fs_id], listing, guarded.get(fs_id))
                 current.feed(part, bar)
             if current is not None:
                 current.finish()
@@ -289,17 +291,26 @@ class _Listing:
 
 
 class _Extraction:
-    """One stream: parts → zstd -d (host) → pipe → tar_in (appliance), in a thread."""
+    """One stream: parts → zstd -d (host) → pipe → tar_in (appliance), in a thread. With a guard, zstd's output
+    passes through this process on its way, so the guard reads its headers first (stream_guard.py)."""
 
-    def __init__(self, g: Guest, member: str, device: str, listing: _Listing | None = None) -> None:
+    def __init__(self, g: Guest, member: str, device: str, listing: _Listing | None = None,
+                 guard: StreamGuard | None = None) -> None:  # fmt: skip
         self.member = member
         self._g = g
         self._listing = listing
+        self._refused: str | None = None
         g.umount_all()
         g.mount(device, "/")
         r, w = os.pipe()
-        self._pipe = Pipeline([ZSTD_DECOMPRESS], stdin=PIPE, stdout=w, stderr=PIPE).__enter__()
-        os.close(w)
+        self._pipe = Pipeline([ZSTD_DECOMPRESS], stdin=PIPE, stdout=w if guard is None else PIPE,
+                              stderr=PIPE).__enter__()  # fmt: skip
+        self._relay = None
+        if guard is None:
+            os.close(w)
+        else:
+            self._relay = threading.Thread(target=self._guarded, args=(guard, w), daemon=True)
+            self._relay.start()
         self._failure: list[BaseException] = []
 
         def consume() -> None:
@@ -314,13 +325,33 @@ class _Extraction:
         self._thread.start()
         self._done = False
 
+    def _guarded(self, guard: StreamGuard, w: int) -> None:
+        """zstd's output → the guard → tar_in's pipe; at the first refusal tar_in gets no more (it fails on the cut
+        stream) and zstd is stopped, so that feed() stops too."""
+        with os.fdopen(w, "wb") as dst:
+            try:
+                while chunk := self._pipe.out.read(1 << 20):
+                    self._refused = guard.check(chunk)
+                    if self._refused is not None:
+                        self._pipe.kill()
+                        return
+                    dst.write(chunk)
+            except BrokenPipeError:
+                self._pipe.kill()  # tar_in stopped reading: its own error says why
+
+    def _check_refused(self) -> None:
+        if self._refused is not None:
+            raise ImgcloneError(self._refused, "the restore stopped there, before tar had the file; the files before "
+                                "it are on the target")  # fmt: skip
+
     def feed(self, part: Part, bar: Any) -> None:
         while chunk := part.data.read(1 << 20):
             if not self._pipe.write(chunk):
-                break  # zstd gave up; finish() reports why
+                break  # zstd gave up (or the guard stopped it); finish() reports why
             if self._listing is not None:
                 self._listing.write(chunk)
             bar.update(len(chunk))
+        self._check_refused()  # at once: the rest of a piped stream would be read for nothing
 
     def abandon(self) -> None:
         """After an error mid-stream: kill zstd, so that tar_in reads the end of its input and returns."""
@@ -329,6 +360,8 @@ class _Extraction:
         self._done = True
         self._pipe.kill()
         self._pipe.close_input()
+        if self._relay is not None:
+            self._relay.join(timeout=60)
         self._thread.join(timeout=60)
         self._pipe.__exit__(BaseException, None, None)
         if self._listing is not None:
@@ -338,12 +371,15 @@ class _Extraction:
         self._done = True
         self._pipe.close_input()
         [rc] = self._pipe.wait()
+        if self._relay is not None:
+            self._relay.join()
         self._thread.join()
         err = self._pipe.stderr_text()
         self._pipe.__exit__(None, None, None)
         if self._listing is not None:
             self._listing.close()
         self._g.umount_all()
+        self._check_refused()
         if rc != 0:
             raise ArchiveError(f"stream {self.member} is damaged: zstd: {err.strip() or rc}")
         if self._failure:

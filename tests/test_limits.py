@@ -120,8 +120,8 @@ def test_a_host_capture_converted_to_smaller_xattrs_is_warned_about() -> None:
     assert [w for w in p.warnings if "xattr sizes" in w] == [
         "filesystem /data (fs-data): xattr sizes are not known (a host capture does not see them, nor does copy "
         "before it writes); "
-        "ext4 (4 KiB blocks) holds 4044 bytes of name and value per xattr, xfs 65536: a larger one would fail the "
-        "restore"
+        "ext4 (4 KiB blocks) holds 4044 bytes of name and value per xattr, xfs 65536: the restore reads the stream's "
+        "xattrs as they pass and stops at the first one too large"
     ]
     assert not [w for w in planned(source("ext4"), host, convert={"ext4": "xfs"}).warnings if "xattr" in w]
     assert not [w for w in planned(source("xfs"), host).warnings if "xattr" in w], "not converted: the source held it"
