@@ -113,6 +113,8 @@ def restore(opts: RestoreOptions, appliance: alternate.Appliance | None = None) 
     """Run Phase 1 restore (in `appliance` when the command's later phases share it); returns the context (plan,
     new UUIDs, timings)."""
     ctx = prepare(opts)
+    for w in ctx.plan.warnings:  # before anything is written, so a Phase 1 that fails has shown them too
+        print(f"imgclone: warning: {w}", file=sys.stderr)
     try:
         if not opts.dry_run:
             build_clone(ctx, appliance)

@@ -118,8 +118,6 @@ def run_held(args: argparse.Namespace, opts: RestoreOptions, result: dict[str, A
     custom = flags.customize_options(args)
     if "1" in todo:
         ctx = restore(opts, appliance)
-        for w in ctx.plan.warnings:
-            print(f"imgclone: warning: {w}", file=sys.stderr)
         result["plan"] = ctx.plan.to_dict()
         if opts.dry_run:
             result["dry_run"] = True

@@ -164,3 +164,23 @@ def test_a_prescan_finds_the_big_files_the_rules_keep(tmp_path: Path) -> None:
     }, "skip.img is excluded, small is no candidate"
     [stream] = manifest["streams"]
     assert stream["fs"] == fs_id and stream["content"]["largest_file"] == 3 << 30, "the stream agrees"
+
+
+def test_an_xattr_the_converted_type_cannot_hold_stops_the_restore(tmp_path: Path, imgclone: Run) -> None:
+    """A host capture records no xattr sizes, so the plan only warns; restore then reads the stream's headers as they
+    pass and stops at the 5000-byte xattr that ext4 (4 KiB blocks) cannot hold. GNU tar would drop it and exit 0."""
+    out, target = tmp_path / "x.mksysb", tmp_path / "t.img"
+    with loop_fs(tmp_path, "xfs", name="xa") as mnt:
+        (mnt / "plain").write_bytes(b"fits\n")
+        (mnt / "tagged").write_bytes(b"its xattr does not fit\n")
+        subprocess.run(["setfattr", "-n", "user.big", "-v", "A" * 5000, str(mnt / "tagged")], check=True)
+        r = imgclone("capture", "--mount", str(mnt), "-o", str(out), "--no-progress")
+        assert r.returncode == 0, r.stderr.decode()
+    r = imgclone("restore", "-a", str(out), "-d", str(target), "--size", "2G", "--convert", "xfs=ext4", "-P1",
+                 "--no-progress")  # fmt: skip
+    err = r.stderr.decode()
+    assert "xattr sizes are not known" in err, "the plan's warning"
+    assert r.returncode == 1 and "Traceback" not in err, err
+    assert f"file {mnt}/tagged has an extended attribute user.big of 5000 bytes" in err, err
+    assert "before tar had the file" in err
+    assert not target.exists(), "the image it made is removed"
