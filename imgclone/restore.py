@@ -330,21 +330,20 @@ class _Extraction:
     def _guarded(self, guard: StreamGuard, w: int) -> None:
         """zstd's output → the guard → tar_in's pipe; at the first refusal tar_in gets no more (it fails on the cut
         stream) and zstd is stopped, so that feed() stops too."""
-        with os.fdopen(w, "wb") as dst:
-            try:
+        try:
+            with os.fdopen(w, "wb") as dst:
                 while chunk := self._pipe.out.read(1 << 20):
                     self._refused = guard.check(chunk)
                     if self._refused is not None:
                         self._pipe.kill()
                         return
                     dst.write(chunk)
-            except BrokenPipeError:
-                self._pipe.kill()  # tar_in stopped reading: its own error says why
+        except BrokenPipeError:
+            self._pipe.kill()  # tar_in stopped reading: its own error says why
 
     def _check_refused(self) -> None:
         if self._refused is not None:
-            raise ImgcloneError(self._refused, "the restore stopped there, before tar had the file; the files before "
-                                "it are on the target")  # fmt: skip
+            raise ImgcloneError(self._refused, "the restore stopped there, before tar had the file")
 
     def feed(self, part: Part, bar: Any) -> None:
         while chunk := part.data.read(1 << 20):
