@@ -23,7 +23,7 @@ from .archive import StreamInfo
 from .capture import EXCLUDE_ROOTVG, CaptureOptions, Context, check_options, run_capture
 from .errors import ImgcloneError, UsageError
 from .guest import Guest
-from .layout import Filesystem
+from .layout import Filesystem, Layout
 from .run import HOST, PIPE, Pipeline
 from .streams import ZSTD_COMPRESS
 
@@ -63,9 +63,8 @@ def capture_offline(opts: CaptureOptions) -> dict[str, Any]:
         g.umount_all()
         fields = {"source": {"kind": "image", "path": source, "format": fmt}, "boot": boot.to_dict(), "inodes": inodes}
         if opts.prescan:
-            at = {fs.id: fs.mountpoint for fs in ctx.layout.filesystems}
-            fields["prescan"] = {i: prescan_fs(g, at[i], dev, ctx.rules, ctx.workdir).to_dict()
-                                 for i, dev in devices.items()}  # fmt: skip
+            near = prescan_all(g, ctx.layout, devices, ctx.rules, ctx.workdir)
+            fields["prescan"] = {i: facts.to_dict() for i, facts in near.items()}
         return fields
 
     def stream_all(ctx: Context) -> None:
@@ -115,6 +114,13 @@ def prescan_fs(g: Guest, mountpoint: str, device: str, rules: excludes.ExcludeRu
     records = b"".join(base64.b64decode(g.appliance_command(["base64", "-w0", part])) for part in parts)
     g.umount_all()
     return prescan.facts(records, mountpoint, rules, workdir)
+
+
+def prescan_all(g: Guest, layout: Layout, devices: dict[str, str], rules: excludes.ExcludeRules, workdir: Path
+                ) -> dict[str, content.ContentFacts]:  # fmt: skip
+    """prescan_fs of every filesystem (fs id → its device in the appliance)."""
+    at = {fs.id: fs.mountpoint for fs in layout.filesystems}
+    return {i: prescan_fs(g, at[i], dev, rules, workdir) for i, dev in devices.items()}
 
 
 def glob_escape(name: bytes) -> str:

@@ -153,7 +153,7 @@ def _probe_host(cap: CaptureOptions, workdir: Path) -> tuple[Layout, dict[str, i
 
 
 def _probe_image(cap: CaptureOptions, workdir: Path) -> tuple[Layout, dict[str, int], Content]:
-    from .capture_offline import image_format, prescan_fs, read_rules
+    from .capture_offline import image_format, prescan_all, read_rules
     from .probe_guest import mount_sources, probe_image
     from .probe_guest import used_inodes as guest_inodes
 
@@ -166,7 +166,5 @@ def _probe_image(cap: CaptureOptions, workdir: Path) -> tuple[Layout, dict[str, 
         inodes = guest_inodes(g, sources)
         if not cap.prescan:
             return layout, inodes, {}
-        rules = read_rules(g, workdir, cap)
-        at = {fs.id: fs.mountpoint for fs in layout.filesystems}
-        content: Content = {s.fs_id: prescan_fs(g, at[s.fs_id], s.device, rules, workdir) for s in sources}
-        return layout, inodes, content
+        found = prescan_all(g, layout, {s.fs_id: s.device for s in sources}, read_rules(g, workdir, cap), workdir)
+        return layout, inodes, dict(found)
