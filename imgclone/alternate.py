@@ -84,13 +84,16 @@ class Appliance:
         self._drives: tuple[Drive, ...] = ()
 
     @contextlib.contextmanager
-    def use(self, targets: Sequence[Drive]) -> Iterator[Guest]:
+    def use(self, targets: Sequence[Drive], *, discard: bool = False) -> Iterator[Guest]:
+        """discard: a launch adds the drives so that fstrim frees their blocks (copy_blocks.py)."""
         wanted = tuple(targets)
         if self._g is None or self._drives != wanted:
             self.close()
             g = Guest(trace=self.debug)
             for i, (path, fmt) in enumerate(wanted):
-                g.add_drive(path, readonly=False, format=fmt, label=disk_label(i))
+                g.add_drive(
+                    path, readonly=False, format=fmt, label=disk_label(i), **({"discard": True} if discard else {})
+                )
             g.launch()
             self._g, self._drives = g, wanted
         try:
@@ -112,10 +115,11 @@ class Appliance:
 
 
 @contextlib.contextmanager
-def opened(targets: Sequence[Drive], shared: Appliance | None, *, debug: bool = False) -> Iterator[Guest]:
+def opened(targets: Sequence[Drive], shared: Appliance | None, *, debug: bool = False, discard: bool = False
+           ) -> Iterator[Guest]:  # fmt: skip
     """An appliance with the targets as writable, labelled drives: the shared one, or one of this phase's own."""
     with contextlib.nullcontext(shared) if shared is not None else Appliance(debug=debug) as app:
-        with app.use(targets) as g:
+        with app.use(targets, discard=discard) as g:
             yield g
 
 

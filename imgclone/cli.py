@@ -155,7 +155,10 @@ COPY_EPILOG = textwrap.dedent("""\
       imgclone copy -d clone.img -O -c ttyS0,115200 -x /root/firstboot.sh   for another machine
       imgclone copy -B -T -d "/dev/sdb /dev/sdc"                  ext2/3 become ext4; boot order left alone
 
-    Phase 1 streams the capture into the restore as it is written (no temporary archive; --archive PATH keeps a
+    From an image into a new image, Phase 1 copies the source's blocks on the host (qemu-img convert) and then
+    grows, renames and renews UUIDs in the appliance, unless the copy needs files (-e or the image's
+    /etc/exclude.rootvg, -T/--convert, -i, --resize fit, --archive; --by files asks for files). Otherwise it
+    streams the capture into the restore as it is written (no temporary archive; --archive PATH keeps a
     copy); with -T/--convert the capture first finds the files near the new type's limits, and the plan refuses
     one it cannot hold, by name, before anything is written. Phase 2 customizes; Phase 3 renames
     altinst_<vg> → <vg>, alt_<lv> → <lv> and installs GRUB.
@@ -177,6 +180,10 @@ def add_copy(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
     c.add_argument("--source", metavar="IMAGE", help="clone this disk image instead of the running system")
     c.add_argument("--archive", metavar="PATH", help="also write the Phase 1 archive here (default: none is written)")
     c.add_argument("-e", "--exclude-list", metavar="EXCLUDELIST", help="grep patterns, one a line (full path)")
+    c.add_argument("--by", choices=["auto", "blocks", "files"], default="auto",
+                   help="how Phase 1 copies an image source: its blocks on the host, then grown and renamed (fast; "
+                   "only into a new image, with nothing that needs files), or every file through the appliance; "
+                   "auto (default): blocks when they can do")  # fmt: skip
     add_target_options(c)
     add_phase_options(c)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import os
 import sys
 import tempfile
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import alternate, locks, state, targets
+from . import alternate, copy_blocks, locks, state, targets
 from .capture import CaptureOptions, ErrMode
 from .content import ContentFacts
 from .copy_stream import CaptureFeed
@@ -26,7 +27,9 @@ from .guest import Guest
 from .layout import Layout
 from .plan import PlanOptions, Target, make_plan
 from .restore import RestoreOptions
-from .restore_cmd import finish, options, run_held, run_phases, say
+from .restore_cmd import finish, options, report_phase1, run_held, run_phases, say
+
+log = logging.getLogger("imgclone")
 
 
 def cmd_copy(args: argparse.Namespace) -> int:
@@ -46,10 +49,47 @@ def cmd_copy(args: argparse.Namespace) -> int:
     if opts.dry_run:
         return finish(args, dry_run(args, opts.plan, cap, disks))
     result: dict[str, Any] = {"targets": list(opts.targets), "archive": args.archive}
+    if by_blocks(args, opts, cap, disks, result):
+        return finish(args, result)
+    result["by"] = "files"
     report_errors = copy_phases(args, opts, cap, result)
     if report_errors:
         result["read_errors"] = True
     return finish(args, result, rc=1 if report_errors else 0)
+
+
+def by_blocks(args: argparse.Namespace, opts: RestoreOptions, cap: CaptureOptions, disks: list[targets.TargetDisk],
+              result: dict[str, Any]) -> bool:  # fmt: skip
+    """The whole copy with Phase 1 by blocks (copy_blocks.py), when --by allows it and the copy needs no files: True
+    when done. What the options ask for decides quietly (-D says it); a plan that blocks cannot build, seen after
+    the copy, falls back to files with a note. --by blocks makes either an error."""
+    if args.by == "files":
+        return False
+    why = copy_blocks.host_refusal(opts, cap, disks, keep_archive=bool(args.archive))
+    try:
+        if why is not None:
+            log.debug("Phase 1 copies by files: %s", why)
+            raise copy_blocks.CopyByFiles(why)
+        blocks_phases(args, dataclasses.replace(opts, archive_name=state.BLOCKS), cap, disks[0], result)
+        return True
+    except copy_blocks.CopyByFiles as e:
+        if args.by == "blocks":
+            raise UsageError(f"--by blocks: {e}", "give --by files, or leave --by out") from e
+        if why is None:
+            print(f"imgclone: note: Phase 1 copies by files: {e}", file=sys.stderr)
+        return False
+
+
+def blocks_phases(args: argparse.Namespace, opts: RestoreOptions, cap: CaptureOptions, disk: targets.TargetDisk,
+                  result: dict[str, Any]) -> None:  # fmt: skip
+    """Phase 1 by blocks, then the later phases in the same appliance, under one lock of the target."""
+    with locks.hold(opts.targets), alternate.Appliance(debug=args.debug) as appliance:
+        ctx = copy_blocks.phase1(opts, cap, disk, appliance)
+        result["by"] = "blocks"
+        report_phase1(args, ctx, result)
+        rest = {"1": "", "12": "2", "all": "23"}.get(args.phases, "")
+        if rest:
+            run_held(phase_args(args, rest), opts, result, False, appliance)
 
 
 def phase_args(args: argparse.Namespace, phases: str) -> argparse.Namespace:

@@ -179,7 +179,10 @@ def _phases(doc: dict[str, Any] | None, report: Report, created: str) -> tuple[s
         report.notes.append("no journal for these targets: the rules of restore (1) and Phase 3 apply")
         return ASSUMED_PHASES
     done = tuple(sorted(doc.get("phases", {})))
-    if doc.get("archive_created") != created:
+    if doc.get("archive") == state.BLOCKS:
+        report.notes.append("the journal says imgclone copy copied these targets' blocks from their source: compared "
+                            "with this archive all the same")  # fmt: skip
+    elif doc.get("archive_created") != created:
         report.notes.append(f"the journal says these targets were restored from an archive made at "
                             f"{doc.get('archive_created')}, not this one")  # fmt: skip
     actions = doc.get("phases", {}).get("2", {}).get("actions") or []

@@ -137,9 +137,13 @@ class Guest:
         self.accel = ""
         self._pid = 0  # the launched appliance's QEMU
 
-    def add_drive(self, path: str, *, readonly: bool, format: str | None = None, label: str | None = None) -> None:
-        """Queue a drive; `format` is "raw" or "qcow2" (never probed for writable drives)."""
+    def add_drive(self, path: str, *, readonly: bool, format: str | None = None, label: str | None = None,
+                  discard: bool = False) -> None:  # fmt: skip
+        """Queue a drive; `format` is "raw" or "qcow2" (never probed for writable drives); discard: fstrim in the
+        appliance frees the image's blocks (or the device's) where it can."""
         opts: dict[str, Any] = {"readonly": readonly}
+        if discard:
+            opts["discard"] = "besteffort"
         if format:
             opts["format"] = format
         if label:

@@ -123,8 +123,7 @@ def run_held(args: argparse.Namespace, opts: RestoreOptions, result: dict[str, A
             result["dry_run"] = True
             say(args, ctx.plan.table() + "\nnothing was written (--dry-run)\n")
             return result
-        result["phase1"] = {"uuids": ctx.uuids, "timings": ctx.timings}
-        say(args, phase1_text(ctx))
+        report_phase1(args, ctx, result)
     if "2" in todo:
         if custom.requested:
             cus = customize(opts.targets, custom, debug=args.debug, appliance=appliance)
@@ -148,6 +147,13 @@ def run_held(args: argparse.Namespace, opts: RestoreOptions, result: dict[str, A
             appliance.close()  # the clone's disks are let go before the boot order names them and -r reboots
         boot_order(args, opts, result, report_errors)
     return result
+
+
+def report_phase1(args: argparse.Namespace, ctx: RestoreContext, result: dict[str, Any]) -> None:
+    """What Phase 1 built, into the --json result and on stdout."""
+    result["plan"] = ctx.plan.to_dict()
+    result["phase1"] = {"uuids": ctx.uuids, "timings": ctx.timings}
+    say(args, phase1_text(ctx))
 
 
 def boot_order(args: argparse.Namespace, opts: RestoreOptions, result: dict[str, Any], report_errors: bool) -> None:

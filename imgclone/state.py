@@ -23,6 +23,7 @@ from .targets import TargetDisk
 STATE_VERSION = 1
 STDIN = "(standard input)"  # the archive of `restore -a -`: no path to record
 STREAMED = "(streamed by imgclone copy, not kept)"  # copy without --archive: its pipe is no name either
+BLOCKS = "(none: imgclone copy copied the source's blocks)"  # copy --by blocks reads no archive
 
 
 def state_dir() -> Path:
@@ -55,7 +56,7 @@ def save_phase1(target_paths: Sequence[str], disks: Sequence[TargetDisk], plan: 
         "layout": plan.target.to_dict(),
         "source_layout": plan.source.to_dict(),
         "uuids": uuids,
-        "archive": {"-": STDIN, STREAMED: STREAMED}.get(archive) or os.path.abspath(archive),
+        "archive": {"-": STDIN, STREAMED: STREAMED, BLOCKS: BLOCKS}.get(archive) or os.path.abspath(archive),
         "archive_created": manifest.get("created"),
         "boot": manifest.get("boot", {}),
         "phases": {} if started else {"1": {"completed": now}},

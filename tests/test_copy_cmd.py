@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from imgclone import alternate, copy_cmd, locks, space
+from imgclone import alternate, copy_blocks, copy_cmd, locks, space, state
 from imgclone.capture import CaptureOptions
 from imgclone.cli import build_parser
-from imgclone.errors import ImgcloneError
+from imgclone.errors import ImgcloneError, UsageError
 from imgclone.layout import Layout
 from imgclone.plan import PlanOptions, Resize, Target, make_plan
 from imgclone.restore import RestoreOptions, planning_files
@@ -136,6 +136,69 @@ def test_the_capture_prescans_when_the_copy_converts(
     seen: list[CaptureOptions] = []
     monkeypatch.setattr(copy_cmd, "copy_phases", lambda args, opts, cap, result: seen.append(cap) or False)
     args = build_parser().parse_args(["copy", "--source", str(source), "-d", str(tmp_path / "c.qcow2"),
-                                      "--no-progress", *flags])  # fmt: skip
+                                      "--no-progress", "--by", "files", *flags])  # fmt: skip
     assert copy_cmd.cmd_copy(args) == 0
     assert [c.prescan for c in seen] == [prescan]
+
+
+def _blocks_args(tmp_path: Path, *flags: str) -> argparse.Namespace:
+    source = tmp_path / "source.qcow2"
+    source.write_bytes(b"")
+    return build_parser().parse_args(["copy", "--source", str(source), "-d", str(tmp_path / "c.qcow2"),
+                                      "--no-progress", *flags])  # fmt: skip
+
+
+def test_a_copy_that_blocks_can_do_runs_every_phase_in_their_appliance(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """By blocks, the later phases take over Phase 1's appliance, under the lock it took; no capture runs."""
+    seen: list[Any] = []
+    p = make_plan(Layout.from_json((DATA / "plan" / "bios-lvm.json").read_text()), [Target("/x", 20 << 30)],
+                  PlanOptions())  # fmt: skip
+
+    def phase1(opts: RestoreOptions, cap: CaptureOptions, disk: Any, appliance: alternate.Appliance) -> Any:
+        seen.append(("1", held(opts.targets[0]), opts.archive_name, appliance))
+        return argparse.Namespace(plan=p, uuids={}, timings={}, disks=[])
+
+    def rest(args: argparse.Namespace, opts: RestoreOptions, result: dict[str, Any], report: bool,
+             appliance: alternate.Appliance) -> dict[str, Any]:  # fmt: skip
+        seen.append((args.phases, held(opts.targets[0]), appliance))
+        return result
+
+    monkeypatch.setattr(copy_cmd.copy_blocks, "phase1", phase1)
+    monkeypatch.setattr(copy_cmd, "run_held", rest)
+    monkeypatch.setattr(copy_cmd, "report_phase1", lambda args, ctx, result: result.update(plan=ctx.plan.to_dict()))
+    monkeypatch.setattr(copy_cmd, "copy_phases", lambda *a: pytest.fail("no capture when blocks do"))
+    assert copy_cmd.cmd_copy(_blocks_args(tmp_path)) == 0
+    (_, locked, name, app), (phases, locked2, app2) = seen
+    assert locked and locked2 and name == state.BLOCKS and phases == "23" and app is app2
+
+
+@pytest.mark.parametrize("flags", [(), ("--by", "blocks")])
+def test_a_plan_blocks_cannot_build_goes_by_files_or_is_refused(
+    flags: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def phase1(*a: Any) -> Any:
+        raise copy_blocks.CopyByFiles("the plan moves or retypes partition 2")
+
+    files: list[CaptureOptions] = []
+    monkeypatch.setattr(copy_cmd.copy_blocks, "phase1", phase1)
+    monkeypatch.setattr(copy_cmd, "copy_phases", lambda args, opts, cap, result: files.append(cap) or False)
+    args = _blocks_args(tmp_path, *flags)
+    if flags:
+        with pytest.raises(UsageError, match=r"--by blocks: the plan moves or retypes partition 2"):
+            copy_cmd.cmd_copy(args)
+        assert files == []
+        return
+    assert copy_cmd.cmd_copy(args) == 0
+    assert len(files) == 1
+    assert "note: Phase 1 copies by files: the plan moves or retypes partition 2" in capsys.readouterr().err
+
+
+def test_by_blocks_refuses_what_needs_files_before_reading_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(copy_cmd.copy_blocks, "phase1", lambda *a: pytest.fail("refused before the copy"))
+    (tmp_path / "x.list").write_text("^./tmp/\n")
+    with pytest.raises(UsageError, match=r"--by blocks: -e excludes files"):
+        copy_cmd.cmd_copy(_blocks_args(tmp_path, "--by", "blocks", "-e", str(tmp_path / "x.list")))

@@ -173,3 +173,49 @@ def test_vg_across_two_disks_boots(tmp_path: Path, imgclone: Run, monkeypatch: p
     boot = _boot(imgclone, str(a), "--disk", str(b))
     assert boot["firmware"] == "bios"
     assert file_sha256(source) == before, "the source fixture was modified"
+
+
+def _disk_facts(image: Path) -> dict[str, Any]:
+    """What a clone beside its source must not share with it, read through one read-only appliance."""
+    g = Guest()
+    g.add_drive(str(image), readonly=True, format=_image_info(image)["format"], label="disk")  # appliance_command's
+    with g:
+        pv, vg, vg_name = g.appliance_command(["lvm", "pvs", "--noheadings", "-o", "pv_uuid,vg_uuid,vg_name"]).split()
+        devs = ("/dev/sda1", "/dev/rootvg/root", "/dev/rootvg/var", "/dev/rootvg/swap")
+        facts = {"pv": pv, "vg": vg, "vg_name": vg_name, "fs": {dev: g.vfs_uuid(dev) for dev in devs},
+                 "disk_id": g.appliance_command(["sfdisk", "--disk-id", "/dev/sda"]).strip(),
+                 "lvs": {lv: g.blockdev_getsize64(lv) for lv in g.lvs()}}  # fmt: skip
+        g.mount_ro("/dev/rootvg/var", "/")
+        facts["scratch"] = bool(g.exists("/tmp/imgclone-scratch"))
+        return facts
+
+
+def test_image_copied_by_blocks_is_a_clone_beside_its_source_and_boots(
+    tmp_path: Path, imgclone: Run, monkeypatch: pytest.MonkeyPatch, bios_capture: tuple[Path, str, Path]
+) -> None:
+    """copy --by blocks: the fixture's blocks copied on the host, then grown, renamed and renewed in one appliance.
+    Every file is as the archive of the same fixture holds it (the image's exclude rule included), no UUID or id is
+    the source's, and the clone boots."""
+    monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path / "state"))
+    source, before, archive = bios_capture
+    clone = tmp_path / "clone.qcow2"
+    out = _ok(imgclone("copy", "--source", str(source), "-d", str(clone), "--size", "4G", "--by", "blocks",
+                       "--no-progress", "--json"))  # fmt: skip
+    assert out["by"] == "blocks"
+    steps = out["phase1"]["timings"]
+    assert "copy_blocks" in steps and "exclude_files" in steps and "extract_streams" not in steps, steps
+    assert "renamed volume group altinst_rootvg → rootvg" in out["phase3"]["actions"]
+    assert _image_info(clone)["virtual-size"] == 4 * GiB
+
+    src, got = _disk_facts(source), _disk_facts(clone)
+    assert src["scratch"] is True and got["scratch"] is False, "the fixture's /etc/exclude.rootvg leaves it out"
+    assert got["vg_name"] == "rootvg" and got["pv"] != src["pv"] and got["vg"] != src["vg"]
+    assert got["disk_id"] != src["disk_id"]
+    assert all(got["fs"][d] != src["fs"][d] for d in src["fs"]), (src["fs"], got["fs"])
+    planned = {f"/dev/rootvg/{lv['name'].removeprefix('alt_')}": lv["size"] for lv in out["plan"]["target"]["lvs"]}
+    assert got["lvs"] == planned and planned["/dev/rootvg/root"] > src["lvs"]["/dev/rootvg/root"]
+
+    report = _fidelity(imgclone, archive, clone)  # every file; /var/tmp/imgclone-scratch in neither
+    assert any("copied these targets' blocks" in n for n in report["notes"]), report["notes"]
+    _boot(imgclone, str(clone))
+    assert file_sha256(source) == before, "the source fixture was modified"
