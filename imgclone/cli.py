@@ -150,18 +150,18 @@ COPY_EPILOG = textwrap.dedent("""\
     examples (the AIX spellings work too: alt_disk_copy -d "disk1.qcow2 disk2.qcow2" -P12):
       imgclone copy -d /dev/sdb                                  clone the running system to a second disk
       imgclone copy -d "/dev/sdb /dev/sdc" -b update_all -l /updates   and update from local packages
-      imgclone copy --source vm.qcow2 -d clone.qcow2 --size 20G  clone an offline image into a bigger one
+      imgclone copy --source vm.qcow2 -d clone.qcow2 --size 20G  clone an offline image into a bigger one (by blocks)
       imgclone copy -d /dev/sdb -P1; imgclone copy -d /dev/sdb -P23 -r   stop after Phase 1; later finish, reboot
       imgclone copy -d clone.img -O -c ttyS0,115200 -x /root/firstboot.sh   for another machine
       imgclone copy -B -T -d "/dev/sdb /dev/sdc"                  ext2/3 become ext4; boot order left alone
 
-    From an image into a new image, Phase 1 copies the source's blocks on the host (qemu-img convert) and then
-    grows, renames and renews UUIDs in the appliance, unless the copy needs files (-e or the image's
-    /etc/exclude.rootvg, -T/--convert, -i, --resize fit, --archive; --by files asks for files). Otherwise it
-    streams the capture into the restore as it is written (no temporary archive; --archive PATH keeps a
-    copy); with -T/--convert the capture first finds the files near the new type's limits, and the plan refuses
-    one it cannot hold, by name, before anything is written. Phase 2 customizes; Phase 3 renames
-    altinst_<vg> → <vg>, alt_<lv> → <lv> and installs GRUB.
+    From an image into a new image, Phase 1 copies the source's blocks on the host (qemu-img convert), then
+    grows, renames, renews UUIDs and removes what the image's /etc/exclude.rootvg excludes, in the appliance;
+    unless the copy needs files (-e, -T/--convert, -i, --resize fit, --archive, an existing target; --by files
+    asks for files). Otherwise it streams the capture into the restore as it is written (no temporary archive;
+    --archive PATH keeps a copy); with -T/--convert the capture first finds the files near the new type's
+    limits, and the plan refuses one it cannot hold, by name, before anything is written. Phase 2 customizes;
+    Phase 3 renames altinst_<vg> → <vg>, alt_<lv> → <lv> and installs GRUB.
     exit codes: 0 success, 1 failure, 2 usage error; ALT_BAK_ERR_REPORT=1: files that cannot be read make the
     exit code 1 and the boot order is not set; ALT_BAK_ERR_FAIL=1: they stop the copy, and what it made is removed.
     """)

@@ -39,6 +39,7 @@ from imgclone.probe_guest import (
     mbr_flags,
     mount_key,
     mount_sources,
+    mountpoints,
     parse_fstab,
     part_entry,
     probe_image,
@@ -228,6 +229,26 @@ def test_xfs_features() -> None:
     assert xfs_features(info, b"\0" * 512) == {"xfs": {"blocksize": 4096, "inodesize": 512}}
 
 
+def test_mountpoints_are_the_fstab_filesystems_on_the_drives() -> None:
+    """What inspect_get_mountpoints answered: the root at /, and each fstab filesystem naming a device of the drives,
+    by any spelling; swap, tmpfs, NFS and bind mounts name none."""
+    index = DeviceIndex(devices=frozenset({"/dev/sda1", "/dev/sda2", "/dev/rootvg/root", "/dev/rootvg/var"}),
+                        uuids={"11-22": "/dev/sda1"}, labels={"EFI": "/dev/sda2"})  # fmt: skip
+    fstab = parse_fstab(
+        "/dev/mapper/rootvg-root / ext4 defaults 0 1\n"
+        "UUID=11-22 /boot ext4 defaults 0 2\n"
+        "LABEL=EFI /boot/efi/ vfat umask=0077 0 1\n"
+        "/dev/vda9 /data ext4 defaults 0 2\n"  # no such device on the drives
+        "/dev/mapper/rootvg-var /var xfs defaults 0 2\n"
+        "/dev/rootvg/swap none swap sw 0 0\n"
+        "tmpfs /tmp tmpfs defaults 0 0\n"
+        "server:/export /mnt/nfs nfs defaults 0 0\n"
+        "/srv/a /mnt/bind none bind 0 0\n"
+    )
+    got = mountpoints("/dev/rootvg/root", fstab, index)
+    assert got == {"/": "/dev/rootvg/root", "/boot": "/dev/sda1", "/boot/efi": "/dev/sda2", "/var": "/dev/rootvg/var"}
+
+
 def test_mount_key_orders_parents_first() -> None:
     mps = ["/var/log", "/boot/efi", "/", "/var", "/boot", "/home"]
     assert sorted(mps, key=mount_key) == ["/", "/boot", "/home", "/var", "/boot/efi", "/var/log"]
@@ -251,15 +272,10 @@ class FakeGuest:
     FSTAB = "LABEL=my\\040root / ext4 errors=remount-ro 0 1\nUUID=1111 /boot ext4 nodev 0 2\n"
 
     def __init__(self, roots: list[str] | None = None) -> None:
-        self.roots = ["/dev/sda6"] if roots is None else roots
+        self.roots = ["/dev/sda6"] if roots is None else roots  # the filesystems that hold a system's root
         self.mounted: list[str] = []
+        self.at_root = ""  # the device mounted at /
         self.fail_statvfs = False
-
-    def inspect_os(self) -> list[str]:
-        return self.roots
-
-    def inspect_get_mountpoints(self, root: str) -> dict[str, str]:
-        return {"/boot": "/dev/sda1", "/": "/dev/sda6"}
 
     def list_devices(self) -> list[str]:
         return ["/dev/sda"]
@@ -298,12 +314,18 @@ class FakeGuest:
     def mount_ro(self, dev: str, mountpoint: str) -> None:
         assert mountpoint == "/" or "/" in self.mounted, "parents first"
         self.mounted.append(mountpoint)
+        if mountpoint == "/":
+            self.at_root = dev
 
     def umount_all(self) -> None:
         self.mounted.clear()
+        self.at_root = ""
 
     def is_file(self, path: str) -> bool:
-        return path == "/etc/fstab"
+        return path == "/etc/fstab" and self.at_root in self.roots
+
+    def is_dir(self, path: str) -> bool:
+        return path in ("/etc", "/usr/bin") and self.at_root in self.roots
 
     def read_file(self, path: str) -> bytes:
         return self.FSTAB.encode()
@@ -366,7 +388,10 @@ def test_probe_image_unmounts_on_error() -> None:
 
 @pytest.mark.parametrize(
     ("roots", "message"),
-    [([], "no operating system found in disk.img"), (["/dev/sda1", "/dev/sdb1"], "several operating systems")],
+    [
+        ([], "no operating system found in disk.img"),
+        (["/dev/sda1", "/dev/sda6"], "several operating systems found in disk.img: /dev/sda1, /dev/sda6"),
+    ],  # fmt: skip
 )
 def test_probe_image_needs_one_os(roots: list[str], message: str) -> None:
     with pytest.raises(ImgcloneError, match=message):
