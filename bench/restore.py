@@ -642,6 +642,8 @@ def report(s: Setup, runs: Runs, manifest: dict[str, Any], tars: dict[str, Path]
     print(table(HEADER, rows(runs, archive, plain, allocated(s.fixture))))
     print()
     print("ratios: wall of imgclone / wall of the anchor (whole commands, appliance launches included)")
+    launched = [f"{r.name} {r.m.launches}" for r in runs.all() if r.m is not None]
+    print("appliance launches (QEMU processes seen in each command's tree): " + ", ".join(launched))
     print("sizes: alloc = bytes allocated on the host (st_blocks); virtual = the qcow2's disk size")
     print("RSS: peak tree = summed RSS of the command's session (qemu included), sampled every 50 ms;")
     print("  largest proc = GNU time's max RSS of one process of the tree")

@@ -1,6 +1,6 @@
 """imgclone copy by blocks: an image source copied as virt-resize copies it, then made into the alternate.
 
-When a copy needs nothing that only files give (exclude rules, a conversion, -i, shrinking, a kept archive), the
+When a copy needs nothing that only files give (-e, a conversion, -i, shrinking, a kept archive), the
 source's blocks are copied on the host by `qemu-img convert`, which skips unallocated and zero clusters: seconds,
 where reading every file through one appliance and writing it through another takes minutes under TCG. One
 appliance then turns the copy into what Phase 1 by files builds from the same plan:
@@ -8,7 +8,8 @@ appliance then turns the copy into what Phase 1 by files builds from the same pl
 - the plan is make_plan's, from the copy's own layout (the source's, block for block) and the target;
 - partitions and LVs grow to the plan's sizes, and their filesystems with them (nothing moves or shrinks);
 - the alternate's names (altinst_<vg>, alt_<lv>) and new PV, VG, filesystem and swap UUIDs and partition-table ids,
-  as a clone beside its source needs; the clone's fstab follows them (restore.fix_references).
+  as a clone beside its source needs; the clone's fstab follows them (restore.fix_references);
+- what the image's /etc/exclude.rootvg excludes is removed, and its blocks trimmed (remove_excluded).
 
 `host_refusal` says, before anything is read, why a copy cannot go by blocks; `plan_refusal` says it of the plan,
 and `CopyByFiles` carries either reason: the image the copy made is removed and the copy goes by files.
@@ -25,9 +26,9 @@ import secrets
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
@@ -38,7 +39,7 @@ from .errors import ImgcloneError
 from .excludes import ExcludeRules
 from .guest import Guest
 from .layout import Disk, Filesystem, FsType, Layout, LogicalVolume, Partition, Swap, TableType, VolumeGroup
-from .plan import Plan, Resize, Target, make_plan
+from .plan import Plan, PlanOptions, Resize, Target, make_plan
 from .restore import Context, RestoreOptions, clean_up_failure, finish, fix_references, record_start, run_steps
 from .run import HOST, PIPE, Pipeline
 from .targets import TargetDisk
@@ -164,6 +165,18 @@ def _device_grows(plan: Plan, target_device: str) -> bool:
     return isinstance(obj, Disk) and obj.size > plan.source.disks[0].size
 
 
+def dry_plan(source: Layout, disk: TargetDisk, opts: PlanOptions) -> tuple[Plan | None, str]:
+    """copy --dry-run: the plan a copy by blocks would build from the source's layout (its image the source's size,
+    or --size), or None and why it would go by files. The copy itself also looks at what the layout does not
+    show (plan_copy: LVs it skips, a PV's first extent) and may still go by files."""
+    size = opts.size or source.disks[0].size
+    if size < source.disks[0].size:
+        return None, "--size is smaller than the source disk"
+    plan = make_plan(source, [Target(disk.path, size, disk.sector_size)], dataclasses.replace(opts, size=None))
+    why = plan_refusal(plan)
+    return (as_copied(plan), "") if why is None else (None, why)
+
+
 # -- the host's half: the blocks ------------------------------------------------------------------------------------
 def image_info(path: str) -> tuple[str, int]:
     """An image's format and virtual size, as qemu-img sees them."""
@@ -178,14 +191,14 @@ def copy_image(source: str, source_format: str, target: TargetDisk, size: int, p
     with tqdm(total=100.0, unit="%", desc="copy blocks", disable=disable, file=sys.stderr,
               bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f}% [{elapsed}]") as bar,  \
             Pipeline([argv], stdout=PIPE, stderr=PIPE) as p:  # fmt: skip
-        for done in _percentages(p.out.read1 if hasattr(p.out, "read1") else p.out.read):
+        for done in _percentages(p.out.read1):  # type: ignore[attr-defined]
             bar.update(done - bar.n)
         p.check()
     HOST.run(["qemu-img", "resize", "-q", "-f", target.format, target.path, str(size)])
     return TargetDisk(target.path, target.kind, target.format, size, True, target.sector_size)
 
 
-def _percentages(read: Callable[[int], bytes]) -> Any:
+def _percentages(read: Callable[[int], bytes]) -> Iterator[float]:
     """qemu-img -p's "    (12.34/100%)\\r" records, as numbers."""
     pending = b""
     while chunk := read(4096):
@@ -204,11 +217,14 @@ def phase1(opts: RestoreOptions, cap: CaptureOptions, disk: TargetDisk, applianc
     (with the image removed) when the plan asks for what blocks cannot give."""
     assert cap.source is not None
     fmt, source_size = image_info(cap.source)
-    size = max(opts.plan.size or 0, source_size)
     if opts.plan.size is not None and opts.plan.size < source_size:
         raise CopyByFiles("--size is smaller than the source disk")
     t0 = time.monotonic()
-    made = copy_image(cap.source, fmt, disk, size, opts.progress)
+    try:
+        made = copy_image(cap.source, fmt, disk, opts.plan.size or source_size, opts.progress)
+    except BaseException:  # a failed or interrupted qemu-img leaves no partial image behind
+        Path(disk.path).unlink(missing_ok=True)
+        raise
     copied = round(time.monotonic() - t0, 1)
     ctx: Context | None = None
     try:
@@ -355,15 +371,9 @@ def renew_filesystems(ctx: Context) -> None:
         dev = devs.path(sw.device)
         old = ctx.plan.source.get(sw.id)
         assert isinstance(old, Swap)
-        uuid = old.uuid if keep and old.uuid else _new_uuid()
-        g.mkswap(dev, uuid=uuid, **({"label": old.label} if old.label else {}))
+        new = old.uuid if keep and old.uuid else str(uuid.uuid4())
+        g.mkswap(dev, uuid=new, **({"label": old.label} if old.label else {}))
         ctx.uuids[sw.id] = g.vfs_uuid(dev)
-
-
-def _new_uuid() -> str:
-    import uuid
-
-    return str(uuid.uuid4())
 
 
 def remove_excluded(ctx: Context, rules: ExcludeRules, workdir: Path) -> None:
@@ -384,8 +394,11 @@ def remove_excluded(ctx: Context, rules: ExcludeRules, workdir: Path) -> None:
         paths = [os.fsdecode(name[1:]) for name in sel.excluded]
         parents = {p: g.lstatns(p) for p in {posixpath.dirname(path) for path in paths}}  # as the capture saw them
         for path, name in zip(paths, sel.excluded, strict=True):
-            log.info("excluded: %s", (prefix + name[1:]).decode("utf-8", "backslashreplace"))
+            log.debug("excluded: %s", (prefix + name[1:]).decode("utf-8", "backslashreplace"))
             g.rm_rf(path)
+        if paths:
+            log.info("%s: removed %d excluded name(s) from the copy, as a capture leaves them out", fs.mountpoint,
+                     len(paths))  # fmt: skip
         for parent, st in parents.items():  # a removal touches its directory: its times go back to the source's
             g.utimens(parent, st["st_atime_sec"], st["st_atime_nsec"], st["st_mtime_sec"], st["st_mtime_nsec"])
         if paths:

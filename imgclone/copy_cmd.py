@@ -25,7 +25,7 @@ from .copy_stream import CaptureFeed
 from .errors import ReadErrors, UsageError
 from .guest import Guest
 from .layout import Layout
-from .plan import PlanOptions, Target, make_plan
+from .plan import Target, make_plan
 from .restore import RestoreOptions
 from .restore_cmd import finish, options, report_phase1, run_held, run_phases, say
 
@@ -47,7 +47,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
     if cap.source and any(os.path.realpath(cap.source) == os.path.realpath(d.path) for d in disks):
         raise UsageError(f"-d {cap.source}: is the source of the copy")
     if opts.dry_run:
-        return finish(args, dry_run(args, opts.plan, cap, disks))
+        return finish(args, dry_run(args, opts, cap, disks))
     result: dict[str, Any] = {"targets": list(opts.targets), "archive": args.archive}
     if by_blocks(args, opts, cap, disks, result):
         return finish(args, result)
@@ -153,18 +153,28 @@ def copy_phases(args: argparse.Namespace, opts: RestoreOptions, cap: CaptureOpti
 
 
 def dry_run(
-    args: argparse.Namespace, plan_opts: PlanOptions, cap: CaptureOptions, disks: list[targets.TargetDisk]
+    args: argparse.Namespace, opts: RestoreOptions, cap: CaptureOptions, disks: list[targets.TargetDisk]
 ) -> dict[str, Any]:
     """The plan from the source's layout and inode counts (and, converting, its files near a type's limits), probed
-    without capturing anything."""
+    without capturing anything; by blocks when the copy would go by blocks (copy_blocks.dry_plan)."""
     source, inodes, content = probe_source(cap)
-    plan_opts = dataclasses.replace(plan_opts, files=inodes, content=content)
-    plan = make_plan(source, [Target(d.path, d.size, d.sector_size) for d in disks], plan_opts)
+    plan_opts = dataclasses.replace(opts.plan, files=inodes, content=content)
+    plan, why = None, "--by files"
+    if args.by != "files":
+        why = copy_blocks.host_refusal(opts, cap, disks, keep_archive=bool(args.archive)) or ""
+        if not why:
+            plan, why = copy_blocks.dry_plan(source, disks[0], plan_opts)
+        if plan is None and args.by == "blocks":
+            raise UsageError(f"--by blocks: {why}", "give --by files, or leave --by out")
+    if plan is None:
+        plan = make_plan(source, [Target(d.path, d.size, d.sector_size) for d in disks], plan_opts)
     for w in plan.warnings:
         print(f"imgclone: warning: {w}", file=sys.stderr)
     note = FILES_NOTE if inodes else ""
-    say(args, plan.table() + note + "\nnothing was written (--dry-run)\n")
-    return {"targets": [d.path for d in disks], "plan": plan.to_dict(), "dry_run": True}
+    by = "files" if why else "blocks"
+    way = f"by files ({why})" if why else "by blocks"
+    say(args, plan.table() + note + f"\nPhase 1 would copy {way}\nnothing was written (--dry-run)\n")
+    return {"targets": [d.path for d in disks], "plan": plan.to_dict(), "dry_run": True, "by": by, "why": why}
 
 
 FILES_NOTE = "FILES: inodes in use on the source filesystem, at most what its files need on the clone\n"

@@ -194,6 +194,7 @@ def phase1_text(ctx: RestoreContext) -> str:
     lines = [ctx.plan.table(), ""]
     for d in ctx.disks:
         used = human(os.stat(d.path).st_blocks * 512) if d.kind == "image" else human(d.size)  # sparse: allocated
-        lines.append(f"restored onto {d.path} ({d.kind}, {d.format}, {used} on disk)")
+        how = "copied the source's blocks onto" if ctx.opts.archive_name == state.BLOCKS else "restored onto"
+        lines.append(f"{how} {d.path} ({d.kind}, {d.format}, {used} on disk)")
     lines.append("steps: " + ", ".join(f"{k} {v:.0f} s" for k, v in ctx.timings.items()))
     return "\n".join(lines) + "\n"

@@ -12,6 +12,7 @@ import pytest
 from imgclone import copy_blocks
 from imgclone.build import Devices
 from imgclone.capture import CaptureOptions
+from imgclone.errors import CommandError
 from imgclone.excludes import ExcludeRules
 from imgclone.layout import FsType, Layout, LogicalVolume, Partition
 from imgclone.plan import Plan, PlanOptions, Resize, Target, make_plan
@@ -127,6 +128,31 @@ def test_a_pv_partition_trimmed_to_whole_extents_keeps_its_source_size() -> None
     assert got.target.lvs == p.target.lvs and got.target.filesystems == p.target.filesystems
     grown = plan("bios-lvm", 20 * GiB)
     assert copy_blocks.as_copied(grown) is grown
+
+
+def test_a_failed_copy_of_the_blocks_leaves_no_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    target = tmp_path / "t.qcow2"
+
+    def copy(source: str, fmt: str, disk: TargetDisk, size: int, progress: bool | None) -> TargetDisk:
+        Path(disk.path).write_bytes(b"half a copy")
+        raise CommandError(["qemu-img", "convert"], 1, "No space left on device")
+
+    monkeypatch.setattr(copy_blocks, "image_info", lambda path: ("qcow2", GiB))
+    monkeypatch.setattr(copy_blocks, "copy_image", copy)
+    opts = RestoreOptions(archive="<stream>", targets=(str(target),))
+    with pytest.raises(CommandError, match="No space left"):
+        copy_blocks.phase1(opts, IMAGE, dataclasses.replace(NEW, path=str(target)), None)  # type: ignore[arg-type]
+    assert not target.exists()
+
+
+def test_a_size_below_the_source_disk_goes_by_files_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(copy_blocks, "image_info", lambda path: ("qcow2", 3 * GiB))
+    monkeypatch.setattr(copy_blocks, "copy_image", lambda *a: pytest.fail("nothing is copied"))
+    opts = RestoreOptions(archive="<stream>", targets=("/img/t.qcow2",), plan=PlanOptions(size=2 * GiB))
+    with pytest.raises(copy_blocks.CopyByFiles, match="--size is smaller than the source disk"):
+        copy_blocks.phase1(opts, IMAGE, NEW, None)  # type: ignore[arg-type]
 
 
 def test_qemu_img_progress_records_become_numbers() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -202,3 +203,41 @@ def test_by_blocks_refuses_what_needs_files_before_reading_anything(
     (tmp_path / "x.list").write_text("^./tmp/\n")
     with pytest.raises(UsageError, match=r"--by blocks: -e excludes files"):
         copy_cmd.cmd_copy(_blocks_args(tmp_path, "--by", "blocks", "-e", str(tmp_path / "x.list")))
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [((), "Phase 1 would copy by blocks"),
+     (("--by", "files"), "Phase 1 would copy by files (--by files)"),
+     (("--convert", "xfs=ext4"), "Phase 1 would copy by files (a conversion (-T, --convert) rebuilds the filesystems)"),
+     (("--size", "7.6G"), "Phase 1 would copy by files (--size is smaller than the source disk)")],
+)  # fmt: skip
+def test_the_dry_run_says_how_phase_1_would_copy(
+    flags: tuple[str, ...], says: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """By blocks, the plan shown is the one blocks build: the image is the source disk's size (8 GiB here), not the
+    smallest that holds the plan, and the PV partition keeps its size."""
+    source = Layout.from_json((DATA / "plan" / "bios-lvm.json").read_text())
+    monkeypatch.setattr(copy_cmd, "probe_source", lambda cap: (source, {}, {}))
+    args = _blocks_args(tmp_path, "--dry-run", "--json", *flags)
+    assert copy_cmd.cmd_copy(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["by"] == ("blocks" if not flags else "files")
+    args = _blocks_args(tmp_path, "--dry-run", *flags)
+    copy_cmd.cmd_copy(args)
+    assert says in capsys.readouterr().out
+    if not flags:
+        target = out["plan"]["target"]
+        assert target["disks"][0]["size"] == 8 << 30
+        assert [p["size"] for p in target["partitions"]] == [p.size for p in source.partitions]
+    assert not (tmp_path / "c.qcow2").exists()
+
+
+def test_a_dry_run_with_by_blocks_refuses_what_blocks_cannot_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = Layout.from_json((DATA / "plan" / "bios-lvm.json").read_text())
+    monkeypatch.setattr(copy_cmd, "probe_source", lambda cap: (source, {}, {}))
+    with pytest.raises(UsageError, match=r"--by blocks: a conversion"):
+        copy_cmd.cmd_copy(_blocks_args(tmp_path, "--dry-run", "--by", "blocks", "-T", "--convert", "xfs=ext4"))
