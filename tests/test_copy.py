@@ -74,11 +74,12 @@ def test_alt_disk_copy_of_an_image_phases_1_and_2(tmp_path: Path, monkeypatch: p
     seen: set[str] = set()
     with _watch(tmp_path / "tmp", seen):
         r = subprocess.run([str(alias), "--source", str(source), "-d", str(clone), "-P12", "-s", str(script),
-                            "--alt-inst", str(tmp_path / "alt_inst"), "--no-progress", "--json"],
+                            "--alt-inst", str(tmp_path / "alt_inst"), "--no-progress", "--json", "--by", "files"],
                            capture_output=True, env=env, check=False)  # fmt: skip
     assert r.returncode == 0, r.stderr.decode()
     assert seen == set(), "the archive streams from capture to restore: no temporary archive is ever written"
     out = json.loads(r.stdout)
+    assert out["by"] == "files"  # the stream (copy by blocks: test_e2e_more.py)
     assert "phase1" in out and "phase3" not in out
     assert out["phase2"]["actions"] == [f"ran {script} with the clone at {tmp_path / 'alt_inst'}"]
     left = [n for n in os.listdir(tmp_path / "tmp") if not n.startswith(".guestfs-")]  # libguestfs's cache
