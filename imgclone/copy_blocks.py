@@ -47,6 +47,7 @@ from .targets import TargetDisk
 log = logging.getLogger("imgclone")
 MiB = 1024 * 1024
 PE_START = MiB  # the planner's assumption of where a PV's first extent starts (plan.py)
+SYSROOT = "/sysroot"  # where libguestfs's "/" is, for a program run in the appliance
 GROWN_TYPES = (FsType.EXT2, FsType.EXT3, FsType.EXT4, FsType.XFS)  # grown in place here; the others keep their size
 RENEWED_TYPES = (*GROWN_TYPES, FsType.VFAT)  # given a new UUID in place here (vfat: a new volume id)
 
@@ -378,8 +379,8 @@ def renew_filesystems(ctx: Context) -> None:
 
 def remove_excluded(ctx: Context, rules: ExcludeRules, workdir: Path) -> None:
     """What the exclude rules leave out of a capture is removed from the copy, each filesystem mounted alone as the
-    capture mounts it, and its blocks are discarded (fstrim): they are not in the image, as they would not be in a
-    copy by files."""
+    capture mounts it: its data overwritten with zeros, then deleted, and the freed blocks discarded (fstrim), so
+    that the image holds neither the files nor their data, as a copy by files would not."""
     if not rules.patterns:
         return
     g, devs = _g(ctx)
@@ -395,6 +396,10 @@ def remove_excluded(ctx: Context, rules: ExcludeRules, workdir: Path) -> None:
         parents = {p: g.lstatns(p) for p in {posixpath.dirname(path) for path in paths}}  # as the capture saw them
         for path, name in zip(paths, sel.excluded, strict=True):
             log.debug("excluded: %s", (prefix + name[1:]).decode("utf-8", "backslashreplace"))
+            # zeros over the data first: fstrim frees only whole clusters of the image, so a small file's data
+            # would stay in it; a file with another link keeps its data for that link
+            g.appliance_command(["find", SYSROOT + path, "-type", "f", "-links", "1", "-exec", "shred", "-n", "0",
+                                 "-z", "{}", "+"])  # fmt: skip
             g.rm_rf(path)
         if paths:
             log.info("%s: removed %d excluded name(s) from the copy, as a capture leaves them out", fs.mountpoint,

@@ -262,6 +262,10 @@ def test_what_the_rules_exclude_is_removed_and_its_directory_keeps_its_times(tmp
     copy_blocks.remove_excluded(ctx, rules, tmp_path)
     done = [c for c in g.calls if c[0] in ("rm_rf", "utimens", "fstrim")]
     assert done == [("rm_rf", "/tmp/scratch"), ("rm_rf", "/tmp/sub"), ("utimens", "/tmp", 1, 2, 3, 4), ("fstrim", "/")]
+    zeroed = [c[1] for c in g.calls if c[0] == "appliance_command"]
+    assert zeroed == [["find", f"/sysroot/tmp/{n}", "-type", "f", "-links", "1", "-exec", "shred", "-n", "0", "-z",
+                       "{}", "+"] for n in ("scratch", "sub")]  # fmt: skip
+    assert g.calls.index(("rm_rf", "/tmp/scratch")) > g.calls.index(("appliance_command", zeroed[0]))
     mounted = [c[1] for c in g.calls if c[0] == "mount"]
     assert mounted == ["/dev/altinst_rootvg/alt_root", "/dev/sda1", "/dev/altinst_rootvg/alt_var"]
 

@@ -190,6 +190,11 @@ def _disk_facts(image: Path) -> dict[str, Any]:
         return facts
 
 
+def _holds(image: Path, text: bytes) -> bool:
+    """Whether the image file holds these bytes anywhere (a qcow2 stores clusters as they are)."""
+    return subprocess.run(["grep", "-a", "-q", "-F", text, str(image)], check=False).returncode == 0
+
+
 def test_image_copied_by_blocks_is_a_clone_beside_its_source_and_boots(
     tmp_path: Path, imgclone: Run, monkeypatch: pytest.MonkeyPatch, bios_capture: tuple[Path, str, Path]
 ) -> None:
@@ -209,6 +214,8 @@ def test_image_copied_by_blocks_is_a_clone_beside_its_source_and_boots(
 
     src, got = _disk_facts(source), _disk_facts(clone)
     assert src["scratch"] is True and got["scratch"] is False, "the fixture's /etc/exclude.rootvg leaves it out"
+    text = b"scratch that capture leaves out"  # its content (fixtures/rootfs.py): not in the image's blocks either
+    assert [_holds(image, text) for image in (source, clone)] == [True, False]
     assert got["vg_name"] == "rootvg" and got["pv"] != src["pv"] and got["vg"] != src["vg"]
     assert got["disk_id"] != src["disk_id"]
     assert all(got["fs"][d] != src["fs"][d] for d in src["fs"]), (src["fs"], got["fs"])
