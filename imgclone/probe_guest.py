@@ -431,7 +431,7 @@ ROOT_TYPES = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs"})
 
 def _is_root(g: Guest) -> bool:
     """Whether the filesystem mounted at / is a Linux system's root: /etc with an fstab or an os-release, and a bin
-    directory (as libguestfs's inspection decides, for the types imgclone captures)."""
+    directory (a simpler form of what libguestfs's inspection checks, for the types imgclone captures)."""
     marked = g.is_file("/etc/fstab") or g.is_file("/usr/lib/os-release") or g.is_file("/etc/os-release")
     return bool(g.is_dir("/etc") and marked and (g.is_dir("/usr/bin") or g.is_dir("/bin")))
 
@@ -514,11 +514,11 @@ def mountpoints(root: str, fstab: Sequence[FstabEntry], index: DeviceIndex) -> d
     return found
 
 
-def _sources(probe: _Probe, mountpoints: Mapping[str, str]) -> list[GuestSource]:
+def _sources(probe: _Probe, where: Mapping[str, str]) -> list[GuestSource]:
     sources: list[GuestSource] = []
     used: set[str] = set()
-    for mp in sorted(mountpoints, key=mount_key):
-        dev = canonical_device(mountpoints[mp])
+    for mp in sorted(where, key=mount_key):
+        dev = canonical_device(where[mp])
         if dev in used:
             log.warning("%s: %s is already mounted elsewhere; skipping", mp, dev)
             continue
