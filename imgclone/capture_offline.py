@@ -33,13 +33,18 @@ RELAY_CHUNK = 1 << 20
 
 def image_format(path: str) -> str:
     """qcow2 or raw, as qemu-img sees it (never left to probing inside the appliance)."""
+    return image_info(path)[0]
+
+
+def image_info(path: str) -> tuple[str, int]:
+    """An image's format (qcow2 or raw, else refused) and virtual size, as qemu-img sees them."""
     if not os.path.exists(path):
         raise UsageError(f"{path}: no such image or device")
     info = json.loads(HOST.run(["qemu-img", "info", "--output=json", path]).text)
     fmt = str(info.get("format", "raw"))
     if fmt not in ("raw", "qcow2"):
         raise UsageError(f"{path}: image format {fmt} is not supported", "convert it: qemu-img convert -O qcow2")
-    return fmt
+    return fmt, int(info["virtual-size"])
 
 
 def capture_offline(opts: CaptureOptions) -> dict[str, Any]:

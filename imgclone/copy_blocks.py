@@ -18,7 +18,6 @@ and `CopyByFiles` carries either reason: the image the copy made is removed and 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import posixpath
@@ -34,7 +33,7 @@ from tqdm import tqdm
 
 from . import alternate, build, excludes, state
 from .capture import CaptureOptions
-from .capture_offline import read_rules, write_names
+from .capture_offline import image_info, read_rules, write_names
 from .errors import ImgcloneError
 from .excludes import ExcludeRules
 from .guest import Guest
@@ -42,11 +41,11 @@ from .layout import Disk, Filesystem, FsType, Layout, LogicalVolume, Partition, 
 from .plan import Plan, PlanOptions, Resize, Target, make_plan
 from .restore import Context, RestoreOptions, clean_up_failure, finish, fix_references, record_start, run_steps
 from .run import HOST, PIPE, Pipeline
+from .space import LVM_PE_START
 from .targets import TargetDisk
 
 log = logging.getLogger("imgclone")
-MiB = 1024 * 1024
-PE_START = MiB  # the planner's assumption of where a PV's first extent starts (plan.py)
+PE_START = LVM_PE_START  # the planner's assumption of where a PV's first extent starts (plan.py)
 SYSROOT = "/sysroot"  # where libguestfs's "/" is, for a program run in the appliance
 GROWN_TYPES = (FsType.EXT2, FsType.EXT3, FsType.EXT4, FsType.XFS)  # grown in place here; the others keep their size
 RENEWED_TYPES = (*GROWN_TYPES, FsType.VFAT)  # given a new UUID in place here (vfat: a new volume id)
@@ -173,18 +172,18 @@ def dry_plan(source: Layout, disk: TargetDisk, opts: PlanOptions) -> tuple[Plan 
     size = opts.size or source.disks[0].size
     if size < source.disks[0].size:
         return None, "--size is smaller than the source disk"
-    plan = make_plan(source, [Target(disk.path, size, disk.sector_size)], dataclasses.replace(opts, size=None))
+    return blocks_plan(source, Target(disk.path, size, disk.sector_size), opts)
+
+
+def blocks_plan(source: Layout, target: Target, opts: PlanOptions) -> tuple[Plan | None, str]:
+    """make_plan onto a target of its own size (the copy, or the one a copy would make), as blocks build it
+    (as_copied), or None and why blocks cannot build it (plan_refusal)."""
+    plan = make_plan(source, [target], dataclasses.replace(opts, size=None))
     why = plan_refusal(plan)
     return (as_copied(plan), "") if why is None else (None, why)
 
 
 # -- the host's half: the blocks ------------------------------------------------------------------------------------
-def image_info(path: str) -> tuple[str, int]:
-    """An image's format and virtual size, as qemu-img sees them."""
-    info = json.loads(HOST.run(["qemu-img", "info", "--output=json", path]).text)
-    return str(info.get("format", "raw")), int(info["virtual-size"])
-
-
 def copy_image(source: str, source_format: str, target: TargetDisk, size: int, progress: bool | None) -> TargetDisk:
     """The source's blocks into a new image of `size` bytes (qemu-img convert, then resize), with a bar."""
     argv = ["qemu-img", "convert", "-p", "-f", source_format, "-O", target.format, source, target.path]
@@ -275,12 +274,10 @@ def plan_copy(g: Guest, opts: RestoreOptions, cap: CaptureOptions, made: TargetD
     inodes = used_inodes(g, found)
     boot = boot_facts_guest(g, layout)
     g.umount_all()
-    plan_opts = dataclasses.replace(opts.plan, files=inodes, size=None)  # the copy exists: its size is its own
-    plan = make_plan(layout, [Target(made.path, made.size, made.sector_size)], plan_opts)
-    why = plan_refusal(plan)
-    if why is not None:
+    plan, why = blocks_plan(layout, Target(made.path, made.size, made.sector_size),
+                            dataclasses.replace(opts.plan, files=inodes))  # fmt: skip
+    if plan is None:
         raise CopyByFiles(why)
-    plan = as_copied(plan)
     manifest = {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "boot": boot.to_dict(),
                 "source": {"kind": "image", "path": cap.source, "format": made.format}, "streams": []}  # fmt: skip
     for w in plan.warnings:

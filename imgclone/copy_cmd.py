@@ -87,9 +87,14 @@ def blocks_phases(args: argparse.Namespace, opts: RestoreOptions, cap: CaptureOp
         ctx = copy_blocks.phase1(opts, cap, disk, appliance)
         result["by"] = "blocks"
         report_phase1(args, ctx, result)
-        rest = {"1": "", "12": "2", "all": "23"}.get(args.phases, "")
+        rest = later_phases(args)
         if rest:
             run_held(phase_args(args, rest), opts, result, False, appliance)
+
+
+def later_phases(args: argparse.Namespace) -> str:
+    """The phases after Phase 1 that -P asks for ("" for none)."""
+    return {"1": "", "12": "2", "all": "23"}.get(args.phases, "")
 
 
 def phase_args(args: argparse.Namespace, phases: str) -> argparse.Namespace:
@@ -146,7 +151,7 @@ def copy_phases(args: argparse.Namespace, opts: RestoreOptions, cap: CaptureOpti
         if manifest is not None:  # under ALT_BAK_ERR_REPORT the warning said what was captured
             total = sum(int(s["bytes"]) for s in manifest["streams"])
             say(args, f"Phase 1: captured {len(manifest['streams'])} filesystem(s), {total} bytes of streams\n")
-        rest = {"1": "", "12": "2", "all": "23"}.get(args.phases, "")
+        rest = later_phases(args)
         if rest:
             phases(phase_args(args, rest), opts, result, report_errors, appliance)
     return report_errors
