@@ -89,7 +89,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
         emit(args, fidelity.to_dict(), lambda: report_text(fidelity))
         return 0 if fidelity.ok else 1
     if args.action == "verify":
-        report = verify(args.archive)
+        report = verify(args.archive, deep=args.deep)
         emit(args, report.to_dict(), lambda: _verify_text(report.to_dict()))
         return 0 if report.ok else 1
     m = read_manifest(args.archive) if args.archive != "-" else _stdin_manifest()
@@ -115,11 +115,11 @@ def _verify_text(r: dict[str, Any]) -> str:
     lines = []
     for s in r["streams"]:
         state = "ok" if not s["errors"] else "DAMAGED: " + "; ".join(s["errors"])
-        lines.append(
-            f"  {s['member']:<34} {s['parts']:>3} part(s) {human(s['bytes']):>10} {s['files']:>9} files  {state}"
-        )
+        files = f"{s['files']:>9} files  " if s["files"] is not None else ""
+        lines.append(f"  {s['member']:<34} {s['parts']:>3} part(s) {human(s['bytes']):>10} {files}{state}")
     lines += [f"  error: {e}" for e in r["errors"]]
-    lines.append(f"{r['archive']}: " + ("verified, all streams intact" if r["ok"] else "VERIFY FAILED"))
+    checks = "sha256, zstd and tar" if r["deep"] else "sha256 and zstd; --deep adds tar"
+    lines.append(f"{r['archive']}: " + (f"verified, all streams intact ({checks})" if r["ok"] else "VERIFY FAILED"))
     return "\n".join(lines) + "\n"
 
 

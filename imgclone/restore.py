@@ -29,9 +29,7 @@ from .layout import Layout
 from .plan import Plan, PlanOptions, Target, make_plan
 from .run import DEVNULL, PIPE, Pipeline
 from .stream_guard import StreamGuard
-from .streams import ZSTD_DECOMPRESS
-
-TAR_LIST = ["tar", "--list", "--file=-"]
+from .streams import TAR_LIST, ZSTD_DECOMPRESS
 
 log = logging.getLogger("imgclone")
 

@@ -1,4 +1,8 @@
-"""Filesystem streams: GNU tar (pax) piped through multithreaded zstd, and back.
+"""Filesystem streams: GNU tar (pax) piped through parallel zstd, and back.
+
+The compressor is pzstd (zstd's parallel front end, in the same package): its output is standard zstd that
+`zstd -d` reads, cut into independent frames (each announced by a skippable frame), so that `pzstd -t` and
+`pzstd -d` can check and decompress a stream on every core, where a single zstd frame is decoded on one.
 
 The tar options here are the archive format's promise (docs/archive-format.md): numeric
 owners, modes, times, hardlinks, symlinks, sparse files, device nodes, fifos, every
@@ -22,8 +26,11 @@ log = logging.getLogger("imgclone")
 # Members are fs-relative ("./etc/fstab"); these keep everything the kernel can tell us.
 TAR_METADATA = ["--format=posix", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "--selinux"]
 TAR_CREATE = ["--sparse", "--one-file-system", "--no-recursion", "--null", "--verbatim-files-from"]
-ZSTD_COMPRESS = ["zstd", "-T0", "-3", "-q", "-c"]
-ZSTD_DECOMPRESS = ["zstd", "-d", "-q", "-c"]
+ZSTD_COMPRESS = ["pzstd", "-3", "-q", "-c"]  # one thread per core, as zstd -T0; level 3, zstd's default
+ZSTD_DECOMPRESS = ["zstd", "-d", "-q", "-c"]  # restore: one core, the other is the appliance's
+ZSTD_DECOMPRESS_ALL_CORES = ["pzstd", "-d", "-q", "-c"]
+ZSTD_TEST = ["pzstd", "-t", "-q"]  # decodes stdin on every core and checks its checksums, writing nothing
+TAR_LIST = ["tar", "--list", "--file=-"]
 CHECKPOINT_RECORDS = 1000  # one progress line from tar every ~10 MB
 _PROGRESS = re.compile(r"^tar: @@\d+ (\d+)")
 _TOTALS = re.compile(r"^Total bytes written: (\d+)")

@@ -1,8 +1,11 @@
-"""tar's stderr sorted into progress, verbose listing, read errors and other errors."""
+"""tar's stderr sorted into progress, verbose listing, read errors and other errors; the compressor's frames."""
 
 from __future__ import annotations
 
-from imgclone.streams import TarMessages, tar_create
+import os
+import subprocess
+
+from imgclone.streams import ZSTD_COMPRESS, ZSTD_DECOMPRESS, ZSTD_TEST, TarMessages, tar_create
 
 
 def test_tar_create_argv_keeps_all_metadata() -> None:
@@ -58,3 +61,14 @@ def test_summary_and_socket_notices_are_not_errors() -> None:
     m.feed("tar: ./run/sock: socket ignored")
     assert m.other_errors == [] and m.read_errors == []
     assert seen == ["tar: ./run/sock: socket ignored"]
+
+
+def test_the_compressor_writes_independent_frames_that_zstd_reads() -> None:
+    """pzstd's output: frames each announced by a skippable frame (what lets `pzstd -t` use every core), and
+    standard zstd that a plain `zstd -d` restores byte for byte."""
+    data = os.urandom(1 << 16) * 200  # 12.5 MiB: more than one of pzstd's frames at level 3
+    packed = subprocess.run(ZSTD_COMPRESS, input=data, capture_output=True, check=True).stdout
+    skippable = (0x184D2A50).to_bytes(4, "little")
+    assert packed.startswith(skippable) and packed.count(skippable) >= 2, "one frame: decoded on one core only"
+    assert subprocess.run(ZSTD_DECOMPRESS, input=packed, capture_output=True, check=True).stdout == data
+    assert subprocess.run(ZSTD_TEST, input=packed, capture_output=True).returncode == 0

@@ -22,9 +22,9 @@ from imgclone.archive import ArchiveWriter, StreamInfo, new_manifest
 from tests.test_corruption import make_archive
 
 
-def verify_json(path: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
+def verify_json(path: str, capsys: pytest.CaptureFixture[str], *more: str) -> tuple[int, dict[str, Any]]:
     with pytest.raises(SystemExit) as e:
-        main(["archive", "verify", path, "--json"])
+        main(["archive", "verify", path, "--json", *more])
     return int(e.value.code or 0), json.loads(capsys.readouterr().out)
 
 
@@ -36,17 +36,20 @@ def small(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
+@pytest.mark.parametrize("deep", [False, True], ids=["default", "deep"])
 def test_a_file_and_the_same_archive_on_stdin_give_the_same_report(
-    small: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    small: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], deep: bool
 ) -> None:
-    rc, from_file = verify_json(str(small), capsys)
-    assert rc == 0 and from_file["ok"], from_file
+    more = ["--deep"] if deep else []
+    rc, from_file = verify_json(str(small), capsys, *more)
+    assert rc == 0 and from_file["ok"] and from_file["deep"] is deep, from_file
     with open(small, "rb") as f:
         monkeypatch.setattr("sys.stdin", io.TextIOWrapper(f))
-        rc, from_pipe = verify_json("-", capsys)
+        rc, from_pipe = verify_json("-", capsys, *more)
     assert rc == 0, from_pipe
     assert {**from_pipe, "archive": str(small)} == from_file
-    assert [s["files"] for s in from_file["streams"]] == [7, 3, 2], "tar -t listed every member"
+    listed = [s["files"] for s in from_file["streams"]]
+    assert listed == ([7, 3, 2] if deep else [None, None, None]), "tar -t lists every member, and only when deep"
 
 
 def test_parts_read_in_several_chunks(
@@ -81,10 +84,10 @@ def test_a_file_that_ends_inside_a_part(
     assert [s["member"] for s in report["streams"]] == ["streams/fs-root.tar.zst", "streams/fs-boot.tar.zst"]
 
 
-def test_a_stream_that_is_zstd_but_no_tar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    data = subprocess.run(["zstd", "-q", "-c"], input=os.urandom(30000), capture_output=True, check=True).stdout
-    (tmp_path / "s.zst").write_bytes(data)
-    path = tmp_path / "notar.mksysb"
+def archive_of(tmp_path: Path, stream: bytes) -> Path:
+    """An archive whose one stream is these bytes, with their true digest in the manifest."""
+    (tmp_path / "s.zst").write_bytes(stream)
+    path = tmp_path / "one.mksysb"
     m = new_manifest(layout={}, source={"kind": "test"})
     w = ArchiveWriter(str(path))
     w.begin(m, 1)
@@ -92,7 +95,32 @@ def test_a_stream_that_is_zstd_but_no_tar(tmp_path: Path, capsys: pytest.Capture
         member, parts, size, sha = w.add_stream("fs-root", src)
     m["streams"] = [StreamInfo("fs-root", "/", member, parts, size, sha, 1, 0).to_dict()]
     w.finish(m)
+    return path
+
+
+def test_a_stream_that_is_zstd_but_no_tar_passes_only_without_deep(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only a broken writer makes this (capture checks tar's exit): the digests and zstd vouch for it, tar does not."""
+    data = subprocess.run(["zstd", "-q", "-c"], input=os.urandom(30000), capture_output=True, check=True).stdout
+    path = archive_of(tmp_path, data)
     rc, report = verify_json(str(path), capsys)
+    assert rc == 0 and report["ok"], report
+    rc, report = verify_json(str(path), capsys, "--deep")
     assert rc == 1
     (stream,) = report["streams"]
     assert stream["errors"] and stream["errors"][0].startswith("tar: "), stream
+
+
+@pytest.mark.parametrize("deep", [False, True], ids=["default", "deep"])
+def test_a_stream_that_zstd_cannot_decode_is_named_with_zstd_s_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], deep: bool
+) -> None:
+    """A frame cut short, its digest recorded as it is: the digests match, zstd's test fails and says why."""
+    data = subprocess.run(["pzstd", "-q", "-c"], input=os.urandom(300000), capture_output=True, check=True).stdout
+    path = archive_of(tmp_path, data[: len(data) // 2])
+    rc, report = verify_json(str(path), capsys, *(["--deep"] if deep else []))
+    assert rc == 1
+    (stream,) = report["streams"]
+    (error,) = stream["errors"]
+    assert error.startswith("zstd: ") and "pzstd: -:" not in error and len(error) > len("zstd: "), error
