@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -145,6 +146,10 @@ def fake_guestmount() -> Iterator[subprocess.Popen[bytes]]:
     """A process whose argv[0] is guestmount, standing in for the FUSE daemon."""
     p = subprocess.Popen(["bash", "-c", "exec -a guestmount sleep 120"])
     try:
+        # until bash has exec'd, the pid is a bash: a test that asks at once under load would see no guestmount
+        deadline = time.monotonic() + 10
+        while not altop.guestmount_alive(p.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
         yield p
     finally:
         p.kill()
