@@ -115,7 +115,7 @@ def stream_fs(ctx: Context, fs: Filesystem, directory: str) -> StreamInfo:
     with reading and compressing the data, as in a plain `tar -c | zstd`. Other rules need grep
     over the whole list first (one pass of find before tar).
     """
-    prefix = os.fsencode("." + fs.mountpoint.rstrip("/")) if fs.mountpoint != "/" else b"."
+    prefix = excludes.tree_prefix(fs.mountpoint)
     literal = excludes.literal_paths(ctx.rules)
     kept = ctx.workdir / f"{fs.id}.kept"
     sel: excludes.Selection | None = None

@@ -22,7 +22,7 @@ from . import bootfacts, content, excludes, prescan, probe_guest
 from .archive import StreamInfo
 from .capture import EXCLUDE_ROOTVG, CaptureOptions, Context, check_options, run_capture
 from .errors import ImgcloneError, UsageError
-from .guest import Guest
+from .guest import SYSROOT, Guest
 from .layout import Filesystem, Layout
 from .run import HOST, PIPE, Pipeline
 from .streams import ZSTD_COMPRESS
@@ -112,7 +112,7 @@ def prescan_fs(g: Guest, mountpoint: str, device: str, rules: excludes.ExcludeRu
     g.mount_ro(device, "/")
     g.appliance_command(["rm", "-rf", PRESCAN_DIR])
     g.appliance_command(["mkdir", PRESCAN_DIR])
-    g.appliance_command(prescan.find_argv("/sysroot", to=f"{PRESCAN_DIR}/records"))
+    g.appliance_command(prescan.find_argv(SYSROOT, to=f"{PRESCAN_DIR}/records"))
     g.appliance_command(["split", "-b", str(PRESCAN_CHUNK), "-a", "6", "-d", f"{PRESCAN_DIR}/records",
                          f"{PRESCAN_DIR}/part."])  # fmt: skip
     parts = sorted(g.appliance_command(["find", PRESCAN_DIR, "-name", "part.*"]).split())
@@ -146,15 +146,21 @@ def write_names(find0: Path, out: Path) -> None:
                 dst.write(b"./" + name + b"\0")
 
 
+def select_names(g: Guest, fs: Filesystem, rules: excludes.ExcludeRules, kept: Path) -> excludes.Selection:
+    """The names of fs, mounted alone at / in the appliance, through the exclude rules as a capture selects them:
+    the kept ones NUL-terminated in kept; the top-most excluded ones returned. The copy by blocks removes those."""
+    listed = kept.with_suffix(".find0")
+    g.find0("/", str(listed))
+    write_names(listed, kept.with_suffix(".names"))
+    return excludes.select(kept.with_suffix(".names"), kept, rules, prefix=excludes.tree_prefix(fs.mountpoint))
+
+
 def stream_fs(g: Guest, ctx: Context, fs: Filesystem, device: str) -> StreamInfo:
     """Mount one filesystem alone at / in the appliance and stream it into the archive."""
     g.umount_all()
     g.mount_ro(device, "/")
-    listed, kept = ctx.workdir / f"{fs.id}.find0", ctx.workdir / f"{fs.id}.kept"
-    g.find0("/", str(listed))
-    write_names(listed, kept.with_suffix(".names"))
-    prefix = os.fsencode("." + fs.mountpoint.rstrip("/")) if fs.mountpoint != "/" else b"."
-    sel = excludes.select(kept.with_suffix(".names"), kept, ctx.rules, prefix=prefix)
+    kept = ctx.workdir / f"{fs.id}.kept"
+    sel = select_names(g, fs, ctx.rules, kept)
     patterns = [glob_escape(n) for n in sel.excluded]
     if ctx.opts.verbose:
         list_kept(ctx, kept)

@@ -33,10 +33,10 @@ from tqdm import tqdm
 
 from . import alternate, build, excludes, state
 from .capture import CaptureOptions
-from .capture_offline import image_info, read_rules, write_names
+from .capture_offline import image_info, read_rules, select_names
 from .errors import ImgcloneError
 from .excludes import ExcludeRules
-from .guest import Guest
+from .guest import SYSROOT, Guest
 from .layout import Disk, Filesystem, FsType, Layout, LogicalVolume, Partition, Swap, TableType, VolumeGroup
 from .plan import Plan, PlanOptions, Resize, Target, make_plan
 from .restore import Context, RestoreOptions, clean_up_failure, finish, fix_references, record_start, run_steps
@@ -46,7 +46,6 @@ from .targets import TargetDisk
 
 log = logging.getLogger("imgclone")
 PE_START = LVM_PE_START  # the planner's assumption of where a PV's first extent starts (plan.py)
-SYSROOT = "/sysroot"  # where libguestfs's "/" is, for a program run in the appliance
 GROWN_TYPES = (FsType.EXT2, FsType.EXT3, FsType.EXT4, FsType.XFS)  # grown in place here; the others keep their size
 RENEWED_TYPES = (*GROWN_TYPES, FsType.VFAT)  # given a new UUID in place here (vfat: a new volume id)
 
@@ -384,11 +383,8 @@ def remove_excluded(ctx: Context, rules: ExcludeRules, workdir: Path) -> None:
     for fs in ctx.plan.target.mount_order():
         g.umount_all()
         g.mount(devs.path(fs.device), "/")
-        listed = workdir / f"{fs.id}.find0"
-        g.find0("/", str(listed))
-        write_names(listed, listed.with_suffix(".names"))
-        prefix = os.fsencode("." + fs.mountpoint.rstrip("/")) if fs.mountpoint != "/" else b"."
-        sel = excludes.select(listed.with_suffix(".names"), listed.with_suffix(".kept"), rules, prefix=prefix)
+        sel = select_names(g, fs, rules, workdir / f"{fs.id}.kept")
+        prefix = excludes.tree_prefix(fs.mountpoint)
         paths = [os.fsdecode(name[1:]) for name in sel.excluded]
         parents = {p: g.lstatns(p) for p in {posixpath.dirname(path) for path in paths}}  # as the capture saw them
         for path, name in zip(paths, sel.excluded, strict=True):

@@ -60,6 +60,11 @@ class Selection:
     excluded: tuple[bytes, ...]
 
 
+def tree_prefix(mountpoint: str) -> bytes:
+    """How the rules see a filesystem's root: its mount point `./`-relative (b"." for /, b"./var" for /var)."""
+    return os.fsencode("." + mountpoint.rstrip("/")) if mountpoint != "/" else b"."
+
+
 def check_full_path(path: str) -> None:
     """Reject an exclude list (-e) that is not a full path name, as the seed requires."""
     if not path.startswith("/"):

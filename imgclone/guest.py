@@ -30,6 +30,7 @@ LAUNCH_TIMEOUT = {"kvm": 180.0, "tcg": 900.0}
 TIMEOUT_ENV = "IMGCLONE_LAUNCH_TIMEOUT"
 _running: set[int] = set()  # QEMUs of this process's launched appliances: never the watchdog's to kill
 _running_lock = threading.Lock()
+SYSROOT = "/sysroot"  # where the API's "/" is, for a program run in the appliance (appliance_command)
 SETTLE = "udevadm settle --timeout=60 >/dev/null 2>&1"  # before each appliance_command (see there)
 API_DEVICE = re.compile(r"/dev/(sd|vd|hd|ubd)[a-z]+[0-9]*")  # the API's names of drives and their partitions
 

@@ -57,7 +57,7 @@ def facts(records: bytes, mountpoint: str, rules: excludes.ExcludeRules, workdir
     that the rules keep. Facts of 0: nothing near a limit."""
     listed, kept = workdir / "prescan.names", workdir / "prescan.kept"
     listed.write_bytes(b"".join(r + b"\0" for r in with_parents(r for r in records.split(b"\0") if r)))
-    prefix = os.fsencode("." + mountpoint.rstrip("/")) if mountpoint != "/" else b"."
+    prefix = excludes.tree_prefix(mountpoint)
     scan = NameScan(mountpoint)
     excludes.select(listed, kept, rules, prefix=prefix, scan=scan)
     listed.unlink()

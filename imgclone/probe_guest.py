@@ -436,10 +436,11 @@ def _is_root(g: Guest) -> bool:
     return bool(g.is_dir("/etc") and marked and (g.is_dir("/usr/bin") or g.is_dir("/bin")))
 
 
-def _find_root(g: Guest, probe: _Probe, image: str) -> str:
-    """The one filesystem of the drives that is a system's root: each candidate mounted read-only at / in turn.
-    (libguestfs's inspect_os answers the same and much more, and took 19–23 s of a probe's ~37 under TCG.)"""
-    roots = []
+def _find_root(g: Guest, probe: _Probe, image: str) -> tuple[str, list[FstabEntry]]:
+    """The one filesystem of the drives that is a system's root, and its fstab (read while it is mounted): each
+    candidate mounted read-only at / in turn. (libguestfs's inspect_os answers the same and much more, and took
+    19–23 s of a probe's ~37 under TCG.)"""
+    roots: list[tuple[str, list[FstabEntry]]] = []
     for dev in probe.ids:
         if probe.signature(dev)[0] not in ROOT_TYPES:
             continue
@@ -450,14 +451,14 @@ def _find_root(g: Guest, probe: _Probe, image: str) -> str:
             continue
         try:
             if _is_root(g):
-                roots.append(dev)
+                roots.append((dev, _read_fstab(g)))
         finally:
             g.umount_all()
     if not roots:
         raise ImgcloneError(f"no operating system found in {image}", "is it a system disk? try `virt-inspector`")
     if len(roots) > 1:
         raise ImgcloneError(
-            f"several operating systems found in {image}: {', '.join(roots)}",
+            f"several operating systems found in {image}: {', '.join(dev for dev, _ in roots)}",
             "capture one system at a time: give only that system's disks",
         )
     return roots[0]
@@ -536,12 +537,7 @@ def probe_image(g: Guest, drive_paths: Sequence[str]) -> tuple[Layout, list[Gues
         probe.disk(str(dev))
     probe.lvm()
     index = probe.index()
-    root = _find_root(g, probe, image)
-    g.mount_ro(root, "/")
-    try:
-        fstab = _read_fstab(g)
-    finally:
-        g.umount_all()
+    root, fstab = _find_root(g, probe, image)
     sources = _sources(probe, mountpoints(root, fstab, index))
     try:
         mount_sources(g, sources)
