@@ -48,6 +48,26 @@ def test_file_round_trip_parts_and_manifest_first(tmp_path: Path, monkeypatch: p
     assert data == {"streams/fs-root.tar.zst": b"r" * 2500, "streams/fs-var.tar.zst": b"v" * 10}
 
 
+def test_each_finished_part_is_handed_to_writeback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After each part, what is written so far is flushed and advised out of the page cache (which starts its
+    writeback), so the final fsync waits for the last part only; the advice sees the part's bytes in the file."""
+    out = tmp_path / "a.mksysb"
+    seen: list[tuple[int, int]] = []
+    real = os.posix_fadvise
+
+    def advise(fd: int, offset: int, length: int, advice: int) -> None:
+        assert (offset, length, advice) == (0, 0, os.POSIX_FADV_DONTNEED)
+        seen.append((os.fstat(fd).st_size, os.fstat(fd).st_ino))
+        real(fd, offset, length, advice)
+
+    monkeypatch.setattr(os, "posix_fadvise", advise)
+    _write(str(out), {"fs-root": b"r" * 2500, "fs-var": b"v" * 10}, monkeypatch)
+    assert len(seen) == 4, "one advice a part: fs-root's 3, fs-var's 1"
+    sizes = [size for size, _ in seen]
+    assert sizes == sorted(sizes) and sizes[2] >= 2500, "each advice comes once its part is flushed to the file"
+    assert {ino for _, ino in seen} == {out.stat().st_ino}, "the archive's own file (renamed from .partial)"
+
+
 def test_stock_tar_concatenates_parts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "a.mksysb"
     _write(str(out), {"fs-root": bytes(range(256)) * 20}, monkeypatch)
