@@ -27,7 +27,7 @@ log = logging.getLogger("imgclone")
 TAR_METADATA = ["--format=posix", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "--selinux"]
 TAR_CREATE = ["--sparse", "--one-file-system", "--no-recursion", "--null", "--verbatim-files-from"]
 ZSTD_COMPRESS = ["pzstd", "-3", "-q", "-c"]  # one thread per core, as zstd -T0; level 3, zstd's default
-ZSTD_DECOMPRESS = ["zstd", "-d", "-q", "-c"]  # restore: one core, the other is the appliance's
+ZSTD_DECOMPRESS = ["zstd", "-d", "-q", "-c"]  # restore, fidelity: one core (under TCG the other runs the appliance)
 ZSTD_DECOMPRESS_ALL_CORES = ["pzstd", "-d", "-q", "-c"]
 ZSTD_TEST = ["pzstd", "-t", "-q"]  # decodes stdin on every core and checks its checksums, writing nothing
 TAR_LIST = ["tar", "--list", "--file=-"]

@@ -1,9 +1,9 @@
 """archive verify: the manifest's own sha256, every stream's sha256 and zstd integrity, by name; with deep, also
 every stream read through GNU tar to its end, as restore reads it.
 
-The digests tie every byte to what capture wrote (capture checked that tar and zstd succeeded then); `zstd -t`
-proves this host's zstd decodes each stream. Reading the decompressed stream into `tar -t` costs about half again
-as much CPU (1.1 GiB through a pipe for a 1 GiB tree), so it is asked for, not done by default.
+The digests tie every byte to what capture wrote (capture checked that tar and zstd succeeded then); `pzstd -t`
+proves this host's zstd decodes each stream, on every core. Reading the decompressed stream into `tar -t` costs
+about half again as much CPU (1.1 GiB through a pipe for a 1 GiB tree), so it is asked for, not done by default.
 
 An archive file is also checked byte for byte where no digest reaches: each member's tar header must carry
 its checksum in the canonical form, and the padding after each member and the end of the archive must be
@@ -62,7 +62,7 @@ CHUNK = 1 << 20
 
 
 class _StreamReader:
-    """Feeds one stream's parts to sha256 and to `zstd -t` (deep: to `zstd -d | tar -t`, counting members).
+    """Feeds one stream's parts to sha256 and to `pzstd -t` (deep: to `pzstd -d | tar -t`, counting members).
 
     A part with a span (the archive is a regular file) is read from the file at its offset, in 1 MiB chunks into
     one buffer: no copies through tarfile's stream reader.
