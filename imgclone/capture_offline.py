@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-from . import bootfacts, content, excludes, prescan, probe_guest
+from . import bootfacts, content, excludes, prescan, probe_guest, targets
 from .archive import StreamInfo
 from .capture import EXCLUDE_ROOTVG, CaptureOptions, Context, check_options, run_capture
 from .errors import ImgcloneError, UsageError
@@ -37,9 +37,11 @@ def image_format(path: str) -> str:
 
 
 def image_info(path: str) -> tuple[str, int]:
-    """An image's format (qcow2 or raw, else refused) and virtual size, as qemu-img sees them."""
+    """An image's format (qcow2 or raw, else refused) and virtual size, as qemu-img sees them; a block device that
+    is mounted is refused (targets.check_source)."""
     if not os.path.exists(path):
         raise UsageError(f"{path}: no such image or device")
+    targets.check_source(path)
     info = json.loads(HOST.run(["qemu-img", "info", "--output=json", path]).text)
     fmt = str(info.get("format", "raw"))
     if fmt not in ("raw", "qcow2"):

@@ -80,12 +80,33 @@ def loop_devices_of(path: str, sys_block: Path = Path("/sys/block")) -> list[str
     return out
 
 
-def _lsblk(dev: str, runner: Runner) -> dict[str, object]:
+def _lsblk(dev: str, runner: Runner, name: str = "-d ") -> dict[str, object]:
     res = runner.run(["lsblk", "--json", "--bytes", "--paths", "-o", "NAME,TYPE,SIZE,LOG-SEC,MOUNTPOINTS,FSTYPE", dev])
     devices = json.loads(res.text).get("blockdevices", [])
     if not devices:
-        raise UsageError(f"-d {dev}: lsblk does not know this device")
+        raise UsageError(f"{name}{dev}: lsblk does not know this device")
     return dict(devices[0])
+
+
+def _mounted(nodes: list[dict[str, object]]) -> list[str]:
+    return [str(n["name"]) for n in nodes if any(m for m in (n.get("mountpoints") or []))]  # type: ignore[attr-defined]
+
+
+def check_source(path: str, runner: Runner = HOST) -> None:
+    """Refuse a source block device that is mounted, or holds a mounted partition or LV: an offline capture or a
+    copy reads its blocks, and the kernel keeps a mounted filesystem's state in memory, not all on the disk. An
+    image file is not checked."""
+    if stat.S_ISBLK(os.stat(path).st_mode):
+        refuse_mounted_source(path, runner)
+
+
+def refuse_mounted_source(path: str, runner: Runner = HOST) -> None:
+    """check_source for a path known to be a block device."""
+    mounted = _mounted(_walk(_lsblk(path, runner, name="")))
+    if mounted:
+        raise UsageError(f"{path}: is mounted ({', '.join(mounted)}): its blocks on the disk are not what the "
+                         "mounted filesystems hold", "unmount it first, or capture the mounted filesystems: "
+                         "`imgclone capture` (the running system) or `imgclone capture --mount DIR`")  # fmt: skip
 
 
 def _walk(node: dict[str, object]) -> list[dict[str, object]]:
@@ -106,7 +127,7 @@ def _device(path: str, runner: Runner, force: bool, protected: dict[str, str]) -
         if any(n.get("name") == name for n in nodes):
             if why == "running root" or not force:
                 raise UsageError(f"-d {path}: holds {why} ({name})", None if why == "running root" else "--force")
-    mounted = [str(n["name"]) for n in nodes if any(m for m in (n.get("mountpoints") or []))]  # type: ignore[attr-defined]
+    mounted = _mounted(nodes)
     if mounted:  # the kernel writes a mounted filesystem behind our back: --force cannot make that safe
         raise UsageError(f"-d {path}: is mounted ({', '.join(mounted)})", "unmount it first; --force does not "
                          "override this")  # fmt: skip

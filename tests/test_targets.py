@@ -81,6 +81,21 @@ def test_mounted_devices_are_refused_even_with_force() -> None:
             targets._device("/dev/loop7", fake, force, {})
 
 
+def test_a_mounted_source_device_is_refused_and_an_image_file_is_not_looked_at(tmp_path: Path) -> None:
+    """A capture or copy from a device reads its blocks: a mounted partition of it would be read half-written."""
+    fake = FakeRunner({("lsblk",): lsblk([{"name": "/dev/loop7p2", "type": "part", "mountpoints": ["/srv"]}])})
+    with pytest.raises(UsageError, match=r"^/dev/loop7: is mounted \(/dev/loop7p2\)") as e:
+        targets.refuse_mounted_source("/dev/loop7", fake)
+    assert "imgclone capture --mount DIR" in str(e.value.hint)
+    targets.refuse_mounted_source("/dev/loop7", FakeRunner({("lsblk",): lsblk([{"name": "/dev/loop7p2",
+                                  "type": "part", "mountpoints": [None]}])}))  # fmt: skip
+    image = tmp_path / "disk.img"
+    image.write_bytes(b"")
+    untouched = FakeRunner()
+    targets.check_source(str(image), untouched)
+    assert untouched.calls == [], "an image file needs no lsblk"
+
+
 def test_image_backing_a_loop_device_is_found(tmp_path: Path) -> None:
     sys_block = tmp_path / "block"
     (sys_block / "loop3" / "loop").mkdir(parents=True)
