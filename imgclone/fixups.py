@@ -6,6 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from .guest import Guest
+from .layout import Filesystem, Layout, Partition, Swap
 from .space import EXT_TYPES, portable_options
 
 if TYPE_CHECKING:
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("imgclone")
 
-# files that may name filesystems or swap by UUID (fstab is also rewritten for types)
+# files that may name filesystems or swap by UUID or PARTUUID (fstab is also rewritten for types)
 UUID_FILES = ("/etc/crypttab", "/etc/initramfs-tools/conf.d/resume", "/etc/default/grub")
 
 
@@ -21,6 +22,30 @@ def uuid_map(plan: Plan, new: dict[str, str]) -> dict[str, str]:
     """Source UUID → new UUID, for every filesystem and swap whose UUID changed."""
     olds = {f.id: f.uuid for f in plan.source.filesystems} | {s.id: s.uuid for s in plan.source.swaps}
     return {old: new[i] for i, old in olds.items() if old and new.get(i) and new[i].lower() != old.lower()}
+
+
+def _partition_holding(layout: Layout, obj_id: str) -> Partition | None:
+    """The partition a filesystem or swap of layout is on; None for an LV, a whole disk or an id not there."""
+    try:
+        holder = layout.get(obj_id)
+        device = layout.get(holder.device) if isinstance(holder, Filesystem | Swap) else None
+    except KeyError:
+        return None
+    return device if isinstance(device, Partition) else None
+
+
+def partuuid_map(plan: Plan, new: dict[str, str]) -> dict[str, str]:
+    """Source PARTUUID → the clone's (new: target partition id → its PARTUUID), for each partition that holds a
+    filesystem or swap, matched through that filesystem or swap (the plan numbers the clone's partitions anew):
+    an fstab or kernel command line that names PARTUUID= follows the new partition table."""
+    out = {}
+    for obj_id in [f.id for f in plan.source.filesystems] + [s.id for s in plan.source.swaps]:
+        src, dst = _partition_holding(plan.source, obj_id), _partition_holding(plan.target, obj_id)
+        if src is None or dst is None or not src.uuid or not new.get(dst.id):
+            continue
+        if new[dst.id].lower() != src.uuid.lower():
+            out[src.uuid] = new[dst.id]
+    return out
 
 
 def replace_uuids(text: str, mapping: dict[str, str]) -> str:
@@ -51,11 +76,11 @@ def rewrite_fstab(text: str, mapping: dict[str, str], types: dict[str, str]) -> 
     return "".join(out)
 
 
-def rewrite_references(g: Guest, plan: Plan, new_uuids: dict[str, str]) -> None:
-    """Apply the rewrites inside the mounted clone."""
+def rewrite_references(g: Guest, plan: Plan, new_uuids: dict[str, str], partuuids: dict[str, str]) -> None:
+    """Apply the rewrites inside the mounted clone (partuuids: target partition id → the clone's PARTUUID)."""
     if plan.target.filesystem_at("/") is None:
         return
-    mapping = uuid_map(plan, new_uuids)
+    mapping = uuid_map(plan, new_uuids) | partuuid_map(plan, partuuids)
     src_types = {f.mountpoint: str(f.type) for f in plan.source.filesystems}
     types = {f.mountpoint: str(f.type) for f in plan.target.filesystems if src_types.get(f.mountpoint) != str(f.type)}
     if g.is_file("/etc/fstab"):

@@ -394,7 +394,17 @@ def fix_references(ctx: Context) -> None:
         return
     # the whole tree, parents first: a mount point missing from its parent's stream is made in the right one
     build.mount_tree(g, devs)
-    fixups.rewrite_references(g, ctx.plan, ctx.uuids)
+    fixups.rewrite_references(g, ctx.plan, ctx.uuids, {p.id: _partuuid(g, devs.path(p.id)) for p in
+                                                      ctx.plan.target.partitions})  # fmt: skip
+
+
+def _partuuid(g: Guest, dev: str) -> str:
+    """The PARTUUID the new partition table gives dev ("" when blkid finds none)."""
+    try:
+        return str(g.blkid(dev).get("PART_ENTRY_UUID", ""))
+    except GuestfsError as e:
+        log.debug("%s: no partition entry: %s", dev, e)
+        return ""
 
 
 def finish(ctx: Context) -> None:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from imgclone.fixups import replace_uuids, rewrite_fstab
+from imgclone.fixups import partuuid_map, replace_uuids, rewrite_fstab, rewrite_references
+from imgclone.layout import Disk, Filesystem, FsType, Layout, LogicalVolume, Partition, Swap, TableType, VolumeGroup
+from imgclone.plan import Plan
 
 FSTAB = """\
 # /etc/fstab: static file system information.
@@ -51,3 +53,57 @@ def test_conversion_keeps_the_options_every_filesystem_takes_and_only_those() ->
     line = "UUID=x /srv ext4 noatime,dirsync,context=system_u:object_r:var_t:s0,x-systemd.automount,user_xattr 0 2\n"
     out = rewrite_fstab(line, {}, {"/srv": "xfs"})
     assert out.split()[3] == "noatime,dirsync,context=system_u:object_r:var_t:s0,x-systemd.automount"
+
+
+def _plan_with_partuuids() -> Plan:
+    """A BIOS-like source (MBR: /boot on p1, a PV on p2 holding /, swap on p3) and its clone's renumbered table."""
+    disk = Disk("disk-0", "/dev/sda", 4 << 30, TableType.MSDOS)
+    src_parts = tuple(Partition(f"part-{n}", "disk-0", n, n << 20, 1 << 28, uuid=f"1234ABCD-0{n}") for n in (1, 2, 3))
+    dst_disk = Disk("disk-t0", "/dev/sda", 8 << 30, TableType.MSDOS)
+    dst_parts = tuple(Partition(f"part-t0-{n}", "disk-t0", n, n << 20, 1 << 29) for n in (1, 2, 3))
+    vg = VolumeGroup("vg-rootvg", "rootvg", ("part-2",))
+    lv = LogicalVolume("lv-root", "vg-rootvg", "root", 1 << 27)
+
+    def layout(parts: tuple[Partition, ...], d: Disk, prefix: str) -> Layout:
+        fss = (Filesystem("fs-boot", f"{prefix}1", FsType.EXT4, "/boot", 1 << 28),
+               Filesystem("fs-root", "lv-root", FsType.EXT4, "/", 1 << 27))  # fmt: skip
+        return Layout((d,), parts, (vg,), (lv,), fss, (Swap("swap-0", f"{prefix}3", 1 << 28),))
+
+    return Plan(layout(src_parts, disk, "part-"), layout(dst_parts, dst_disk, "part-t0-"), (), (), ())
+
+
+def test_partuuids_follow_the_new_table_through_the_filesystems_and_swaps_on_them() -> None:
+    new = {"part-t0-1": "99998888-01", "part-t0-2": "99998888-02", "part-t0-3": "99998888-03"}
+    mapping = partuuid_map(_plan_with_partuuids(), new)
+    assert mapping == {"1234ABCD-01": "99998888-01", "1234ABCD-03": "99998888-03"}, "the PV's holds no filesystem"
+    fstab = "PARTUUID=1234abcd-01 /boot ext4 defaults 0 2\nPARTUUID=1234abcd-03 none swap sw 0 0\n"
+    out = rewrite_fstab(fstab, mapping, {})
+    assert out == "PARTUUID=99998888-01\t/boot\text4\tdefaults\t0\t2\nPARTUUID=99998888-03\tnone\tswap\tsw\t0\t0\n"
+    assert partuuid_map(_plan_with_partuuids(), {}) == {}, "no new PARTUUID read: nothing to rewrite"
+    same = {"part-t0-1": "1234abcd-01"}
+    assert partuuid_map(_plan_with_partuuids(), same) == {}, "an unchanged PARTUUID is left alone"
+
+
+class _Clone:
+    """The mounted clone's files, as rewrite_references reads and writes them."""
+
+    def __init__(self, files: dict[str, str]) -> None:
+        self.files = files
+
+    def is_file(self, path: str) -> bool:
+        return path in self.files
+
+    def read_file(self, path: str) -> bytes:
+        return self.files[path].encode()
+
+    def write(self, path: str, data: bytes) -> None:
+        self.files[path] = data.decode()
+
+
+def test_the_clone_s_fstab_and_kernel_command_line_name_the_new_partuuids() -> None:
+    clone = _Clone({"/etc/fstab": "PARTUUID=1234abcd-01 /boot ext4 defaults 0 2\n",
+                    "/etc/default/grub": 'GRUB_CMDLINE_LINUX="resume=PARTUUID=1234ABCD-03"\n'})  # fmt: skip
+    new = {"part-t0-1": "99998888-01", "part-t0-3": "99998888-03"}
+    rewrite_references(clone, _plan_with_partuuids(), {}, new)  # type: ignore[arg-type]
+    assert clone.files["/etc/fstab"] == "PARTUUID=99998888-01\t/boot\text4\tdefaults\t0\t2\n"
+    assert clone.files["/etc/default/grub"] == 'GRUB_CMDLINE_LINUX="resume=PARTUUID=99998888-03"\n'
