@@ -25,6 +25,7 @@ from . import excludes
 from .archive import ArchiveWriter, StreamInfo, new_manifest
 from .errors import ReadErrors, UsageError
 from .layout import Layout
+from .streams import DEFAULT_LEVEL, LEVELS
 
 log = logging.getLogger("imgclone")
 
@@ -59,6 +60,7 @@ class CaptureOptions:
     err_mode: ErrMode = ErrMode.CONTINUE
     progress: bool | None = None  # None: when stderr is a terminal
     prescan: bool = False  # the first manifest's `prescan`: files near a type's limits (copy with a conversion)
+    level: int = DEFAULT_LEVEL  # zstd's compression level
 
 
 @dataclass
@@ -88,6 +90,9 @@ def check_options(opts: CaptureOptions) -> None:
         check_exclude_list(opts.exclude_list)
     if opts.source and opts.mounts:
         raise UsageError("give either a SOURCE image or --mount, not both")
+    if opts.level not in LEVELS:
+        raise UsageError(f"--level {opts.level}: zstd's levels are {LEVELS[0]} to {LEVELS[-1]}",
+                         f"{LEVELS[0]} is fastest, {DEFAULT_LEVEL} the default, {LEVELS[-1]} smallest")  # fmt: skip
     out = opts.output
     if out == "-":
         if sys.stdout.isatty():

@@ -128,7 +128,7 @@ def stream_fs(ctx: Context, fs: Filesystem, directory: str) -> StreamInfo:
     bar = ctx.bar
     msgs = TarMessages(verbose=ctx.opts.verbose, on_progress=bar.update, on_line=ctx.note)
     feeder: NameFeeder | None = None
-    with host_stream(directory, "-" if literal is not None else kept, msgs) as pipe:
+    with host_stream(directory, "-" if literal is not None else kept, msgs, ctx.opts.level) as pipe:
         if ctx.opts.err_mode.value == "fail":
             msgs.fail_fast = pipe.kill
         if literal is not None:

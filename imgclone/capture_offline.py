@@ -25,7 +25,7 @@ from .errors import ImgcloneError, UsageError
 from .guest import SYSROOT, Guest
 from .layout import Filesystem, Layout
 from .run import HOST, PIPE, Pipeline
-from .streams import ZSTD_COMPRESS
+from .streams import zstd_compress
 
 log = logging.getLogger("imgclone")
 RELAY_CHUNK = 1 << 20
@@ -187,7 +187,7 @@ def stream_fs(g: Guest, ctx: Context, fs: Filesystem, device: str) -> StreamInfo
         finally:
             os.close(w)
 
-    with Pipeline([ZSTD_COMPRESS], stdin=PIPE, stderr=PIPE) as pipe:
+    with Pipeline([zstd_compress(ctx.opts.level)], stdin=PIPE, stderr=PIPE) as pipe:
         zin = pipe.procs[0].stdin
         assert zin is not None
         producer = threading.Thread(target=produce, daemon=True)

@@ -8,6 +8,7 @@ from typing import NoReturn
 
 from . import __version__
 from .altop_cmd import add_alt
+from .streams import DEFAULT_LEVEL, LEVELS
 
 EPILOG = textwrap.dedent("""\
     examples:
@@ -71,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("-e", "--exclude-list", metavar="EXCLUDELIST", help="grep patterns, one a line (full path)")
     cap.add_argument("--mount", nargs="+", default=[], metavar="MOUNTPOINT",
                      help="capture exactly the filesystems mounted here")  # fmt: skip
+    cap.add_argument("--level", type=int, default=DEFAULT_LEVEL, metavar="N",
+                     help=f"zstd compression level, {LEVELS[0]} (fastest) to {LEVELS[-1]} (smallest); default "
+                     f"{DEFAULT_LEVEL}: about 3 %% bigger than zstd's own default 3, for a third less CPU")  # fmt: skip
     cap.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
 
     add_restore(sub, common)

@@ -45,7 +45,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
     opts = CaptureOptions(
         output=args.output, source=args.source, mounts=tuple(os.path.abspath(m) for m in args.mount),
         exclude_list=args.exclude_list, verbose=args.verbose, debug=args.debug, err_mode=ErrMode.from_env(),
-        progress=False if args.no_progress else None,
+        progress=False if args.no_progress else None, level=args.level,
     )  # fmt: skip
     t0 = time.monotonic()
     if opts.source:

@@ -269,6 +269,8 @@ CASES = [
          ("--mount {w}", "not a mount point")),
     Case("capture-mount-proc", ("capture", "--mount", "/proc", "-o", "{w}/x.mksysb"), 2, ("proc", "cannot be")),
     Case("capture-json-to-stdout", (*CAP, "-", "--json"), 2, ("--json and -o -",)),
+    Case("capture-level-0", (*CAP, "{w}/x.mksysb", "--level", "0"), 2, ("--level 0", "1 to 19")),
+    Case("capture-level-20", (*CAP, "{w}/x.mksysb", "--level", "20"), 2, ("--level 20", "1 to 19")),
     Case("copy-e-unmatched-brace", ("copy", "--source", "{w}/big.img", "-d", "{w}/t.img", "-e", "{w}/x.list"), 2,
          ("grep rejects", "Unmatched \\{"), (text("x.list", "a\\{1\n"), sparse("big.img", "200M"))),
     Case("copy-e-missing", ("copy", "--source", "{w}/big.img", "-d", "{w}/t.img", "-e", "{w}/none.list"), 2,

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from imgclone.restore import _Listing
-from imgclone.streams import ZSTD_COMPRESS
+from imgclone.streams import zstd_compress
 
 
 def stream_of(tree: Path) -> bytes:
     """A filesystem stream as capture writes it: fs-relative names ("./etc/fstab"), tar | zstd."""
     tar = subprocess.run(["tar", "-C", str(tree), "--format=posix", "-cf", "-", "."], capture_output=True, check=True)
-    return subprocess.run(ZSTD_COMPRESS, input=tar.stdout, capture_output=True, check=True).stdout
+    return subprocess.run(zstd_compress(), input=tar.stdout, capture_output=True, check=True).stdout
 
 
 @pytest.fixture

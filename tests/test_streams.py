@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
+import random
 import subprocess
+import tarfile
+from pathlib import Path
 
-from imgclone.streams import ZSTD_COMPRESS, ZSTD_DECOMPRESS, ZSTD_TEST, TarMessages, tar_create
+from imgclone.streams import ZSTD_DECOMPRESS, ZSTD_TEST, TarMessages, host_stream, tar_create, zstd_compress
 
 
 def test_tar_create_argv_keeps_all_metadata() -> None:
@@ -66,9 +70,29 @@ def test_summary_and_socket_notices_are_not_errors() -> None:
 def test_the_compressor_writes_independent_frames_that_zstd_reads() -> None:
     """pzstd's output: frames each announced by a skippable frame (what lets `pzstd -t` use every core), and
     standard zstd that a plain `zstd -d` restores byte for byte."""
-    data = os.urandom(1 << 16) * 200  # 12.5 MiB: more than one of pzstd's frames at level 3
-    packed = subprocess.run(ZSTD_COMPRESS, input=data, capture_output=True, check=True).stdout
+    data = os.urandom(1 << 16) * 200  # 12.5 MiB: more than one of pzstd's frames
+    packed = subprocess.run(zstd_compress(), input=data, capture_output=True, check=True).stdout
     skippable = (0x184D2A50).to_bytes(4, "little")
     assert packed.startswith(skippable) and packed.count(skippable) >= 2, "one frame: decoded on one core only"
     assert subprocess.run(ZSTD_DECOMPRESS, input=packed, capture_output=True, check=True).stdout == data
     assert subprocess.run(ZSTD_TEST, input=packed, capture_output=True).returncode == 0
+
+
+def test_the_level_reaches_the_compressor(tmp_path: Path) -> None:
+    """A stream of the same files at level 1 and at level 19: the same tar, and level 19's is the smaller."""
+    r = random.Random(7)  # ~1 MB of words: 1 and 19 differ by ~13 % (326 and 283 kB)
+    words = ["".join(r.choice("abcdefghijklmnop") for _ in range(r.randint(2, 9))) for _ in range(800)]
+    (tmp_path / "a.txt").write_text(" ".join(r.choice(words) for _ in range(150_000)))
+    (tmp_path / "names").write_bytes(b"./a.txt\0")
+    out = {}
+    for level in (1, 19):
+        with host_stream(str(tmp_path), tmp_path / "names", TarMessages(), level) as pipe:
+            assert pipe.out is not None
+            out[level] = pipe.out.read()
+        pipe.check()
+    for packed in out.values():
+        tar = subprocess.run(ZSTD_DECOMPRESS, input=packed, capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(tar)) as t:
+            member = t.extractfile("./a.txt")
+            assert member is not None and member.read() == (tmp_path / "a.txt").read_bytes()
+    assert len(out[19]) < len(out[1]) * 0.9, {lv: len(b) for lv, b in out.items()}
