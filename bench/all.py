@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
-"""Every benchmark, one table of ratios: runs bench/capture.py and bench/restore.py, prints their
-ratio rows as one table and writes it, with this machine's description and both full reports,
+"""Every benchmark, one table of ratios: runs bench/capture.py, bench/restore.py and bench/partition.py,
+prints their ratio rows as one table and writes it, with this machine's description and the full reports,
 into docs/performance.md (between the GENERATED markers; the text around them is kept).
 
-    .venv/bin/python bench/all.py [--patience S] [--retries N] [--keep] [--only capture|restore]
+    .venv/bin/python bench/all.py [--patience S] [--retries N] [--keep] [--only capture|restore|partition]
     .venv/bin/python bench/all.py --from DIR      # the table from summaries and reports already in DIR
 
 Rows: capture vs tar|zstd and fsarchiver savedir, archive verify vs zstd -t, peak RSS on a 1 GiB
 and a 4 GiB tree (capture.py); restore vs guestfish tar-in, clone vs virt-resize, time to first
-byte, appliance launches of a full clone (restore.py). Exit status: the worst of the benches'.
+byte, appliance launches of a full clone (restore.py); a plain partition restored onto a loop device vs
+fsarchiver restfs (partition.py). Exit status: the worst of the benches'.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ HEADER = ["what (ratios: imgclone / anchor, wall, medians)", "measured", "goal",
 BENCHES = {
     "capture": ["capture.py", "--rss-gb", "4"],
     "restore": ["restore.py"],
+    "partition": ["partition.py"],
 }
 
 
