@@ -7,8 +7,9 @@
 After each clone, `imgclone archive verify --against` compares every file with the archive (one appliance).
 
 Each test captures its fixture once (the BIOS capture is the session fixture shared with test_e2e.py), works in
-tmp_path, and checks that the fixture image is unchanged. The two-disk boot is marked `long` (`make test-long`): CI's
-make test keeps test_restore.py's two-disk restore, checked through libguestfs, but not this boot.
+tmp_path, and checks that the fixture image is unchanged. The two-disk boot and the ext3 one are marked `long` (`make
+test-long`): CI's make test keeps test_restore.py's two-disk restore, checked through libguestfs, and
+test_restore_fidelity.py's -T restore of an ext3 filesystem, but not these boots.
 Under TCG here each takes several minutes (capture ≈ 2.5 min, restore 3-8 min, boot ≈ 2 min).
 """
 
@@ -103,6 +104,7 @@ def _root_fs_and_fstab(image: Path) -> tuple[str, str]:
     return fstype, fstab
 
 
+@pytest.mark.long  # about 9 min; CI's make test took 85 of its 90 minutes (test_restore_fidelity converts ext3 with -T)
 def test_ext3_upgraded_to_ext4_boots(tmp_path: Path, imgclone: Run, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path / "state"))
     source, before, archive = _capture(imgclone, "ext3", tmp_path)
