@@ -27,7 +27,7 @@ log = logging.getLogger("imgclone")
 TAR_METADATA = ["--format=posix", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "--selinux"]
 TAR_CREATE = ["--sparse", "--one-file-system", "--no-recursion", "--null", "--verbatim-files-from"]
 # zstd's level: 2 by default, not zstd's 3. Measured (pzstd, 2 cores): on /usr of a Debian host, level 2 takes 37 %
-# less CPU than 3 for 3.4 % more bytes (level 1: 52 % less, 8.6 % more); on a fixture's root 3.9 % more.
+# less CPU than 3 for 3.4 % more bytes (level 1: 47 % less, 8.6 % more); on a fixture's root 3.9 % more.
 DEFAULT_LEVEL = 2
 LEVELS = range(1, 20)  # zstd's regular levels (--ultra's 20-22 need far more memory to write and to read)
 ZSTD_DECOMPRESS = ["zstd", "-d", "-q", "-c"]  # restore, fidelity: one core (under TCG the other runs the appliance)
