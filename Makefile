@@ -30,7 +30,8 @@ test: setup
 	$(PY) -m pytest -v -m 'not long' --durations=40
 
 # integration tests that would push `make test` past CI's 90 minutes (today: the fault chains at every step,
-# two clones booted beside their source, one of them through UEFI BootNext, the two-disk VG boot; over an hour here)
+# two clones booted beside their source, one of them through UEFI BootNext, the two-disk VG boot, the ext3 -T boot;
+# over an hour here)
 test-long: setup
 	$(PY) -m pytest -v -m long
 
