@@ -36,23 +36,27 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _common() -> argparse.ArgumentParser:
+def _common(default: object = False) -> argparse.ArgumentParser:
+    """-D, -V and --json, taken before the command and after it. The commands' copies default to SUPPRESS: a
+    subcommand's default would overwrite what was given before it (`imgclone -D capture` must trace)."""
     p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("-D", "--debug", action="store_true", help="trace every command; tracebacks on errors")
-    p.add_argument("-V", "--verbose", action="store_true", help="list files as they are archived or restored")
-    p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
+    p.add_argument("-D", "--debug", action="store_true", default=default,
+                   help="trace every command; tracebacks on errors")  # fmt: skip
+    p.add_argument("-V", "--verbose", action="store_true", default=default,
+                   help="list files as they are archived or restored")  # fmt: skip
+    p.add_argument("--json", action="store_true", default=default, help="machine-readable output on stdout")
     return p
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The imgclone parser with its subcommands."""
-    common = _common()
+    common = _common(argparse.SUPPRESS)
     parser: argparse.ArgumentParser = Parser(
         prog="imgclone",
         description="Capture, clone and boot-test Linux system disks: alt_disk_copy and mksysb for Linux.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        parents=[common],
+        parents=[_common()],
     )
     parser.add_argument("--version", action="version", version=f"imgclone {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)

@@ -71,3 +71,17 @@ def test_archive_show_names_what_the_content_needs() -> None:
     host = _content_row({"mountpoint": "/", "files": 1, "content": {"largest_file": 1, "most_links": 1}})
     assert host.endswith("xattr sizes not recorded (host capture)")
     assert "not recorded (an older imgclone)" in _content_row({"mountpoint": "/", "files": 1})
+
+
+@pytest.mark.parametrize(
+    ("argv", "debug", "json"),
+    [(["-D", "capture", "-o", "x"], True, False), (["capture", "-D", "-o", "x"], True, False),
+     (["capture", "-o", "x"], False, False), (["--json", "archive", "verify", "a"], False, True),
+     (["archive", "verify", "--json", "-D", "a"], True, True), (["-D", "alt", "query"], True, False)],
+)  # fmt: skip
+def test_common_flags_count_before_and_after_the_command(argv: list[str], debug: bool, json: bool) -> None:
+    """-D/-V/--json before the command are not reset by the command's own defaults."""
+    from imgclone.cli import build_parser
+
+    args = build_parser().parse_args(argv)
+    assert (args.debug, args.json, args.verbose) == (debug, json, False)
