@@ -6,7 +6,7 @@ APT_PACKAGES := python3-guestfs libguestfs-tools python3-parted python3-venv lvm
 	dosfstools btrfs-progs gdisk parted qemu-utils qemu-system-x86 ovmf zstd tar acl attr \
 	mmdebstrap linux-image-amd64 libcap2-bin guestmount
 STAMP := $(VENV)/.setup-done
-# the capture benchmark's second anchor; no test needs it
+# the anchor of bench/capture.py (savedir) and bench/partition.py (restfs); no test needs it
 BENCH_PACKAGES := fsarchiver
 
 .PHONY: setup test test-long unit lint demo bench clean fixtures

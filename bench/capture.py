@@ -56,6 +56,7 @@ from common import (  # noqa: E402
     note,
     output,
     print_header,
+    redo_when_contended,
     repeat_interleaved,
     sigterm_as_interrupt,
     table,
@@ -106,17 +107,9 @@ def command(tool: str, s: Setup) -> list[str]:
 
 def one_run(s: Setup, tool: str, r: int) -> Run:
     """One measured run; redone (up to s.retries times) when other processes took CPU meanwhile."""
-    best: Run | None = None
-    for attempt in range(s.retries + 1):
-        run = measure_once(s, tool, r)
-        if best is None or run.m.others < best.m.others:
-            best = run
-        if run.m.returncode != 0 or run.m.others <= CONTENDED * run.m.wall:
-            break
-        if attempt < s.retries:
-            note(f"run {r + 1}: {tool}: others used {run.m.others / run.m.wall:.2f} CPUs meanwhile: again")
-    assert best is not None
-    return Run(best.m, best.size, attempt)
+    best, redone = redo_when_contended(lambda: measure_once(s, tool, r), lambda run: run.m, s.retries,
+                                       f"run {r + 1}: {tool}")  # fmt: skip
+    return Run(best.m, best.size, redone)
 
 
 def measure_once(s: Setup, tool: str, r: int) -> Run:

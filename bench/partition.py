@@ -41,7 +41,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import (  # noqa: E402
-    CONTENDED,
     GiB,
     Measured,
     MiB,
@@ -56,6 +55,7 @@ from common import (  # noqa: E402
     mib,
     note,
     print_header,
+    redo_when_contended,
     repeat_interleaved,
     run,
     sigterm_as_interrupt,
@@ -174,8 +174,8 @@ def wipe(target: str) -> None:
 
 def one_run(s: Setup, tool: str, r: int, target: str) -> Measured:
     """One measured run, redone (up to s.retries times) when other processes took CPU meanwhile."""
-    best: Measured | None = None
-    for attempt in range(s.retries + 1):
+
+    def attempt() -> Measured:
         wipe(target)
         shutil.rmtree(s.path("state"), ignore_errors=True)  # imgclone's journal of the target: a fresh start
         drop_caches()
@@ -186,14 +186,9 @@ def one_run(s: Setup, tool: str, r: int, target: str) -> Measured:
         note(f"run {r + 1}: {tool}: {m.wall:.2f} s, cpu {m.cpu:.2f} s, others {m.others:.2f} s, rc {m.returncode}")
         if m.returncode != 0:
             note(f"{tool} failed (exit {m.returncode}):\n{m.stderr[-3000:]}")
-        if best is None or m.others < best.others:
-            best = m
-        if m.returncode != 0 or m.others <= CONTENDED * m.wall:
-            break
-        if attempt < s.retries:
-            note(f"run {r + 1}: {tool}: others used {m.others / m.wall:.2f} CPUs meanwhile: again")
-    assert best is not None
-    return best
+        return m
+
+    return redo_when_contended(attempt, lambda m: m, s.retries, f"run {r + 1}: {tool}")[0]
 
 
 def median_wall(runs: Sequence[Measured]) -> float | None:
