@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.budget"]
 ROOT = Path(__file__).resolve().parent.parent
 Captured = tuple[Path, Path, str, subprocess.CompletedProcess[bytes]]
 
