@@ -268,7 +268,7 @@ def fsarchiver_compression(s: Setup) -> str:
 
 def imgclone_zstd() -> str:
     try:
-        from imgclone.streams import DEFAULT_LEVEL, zstd_compress
+        from imgclone.archive.streams import DEFAULT_LEVEL, zstd_compress
     except ImportError as e:
         return f"unknown ({e})"
     same = "same as" if DEFAULT_LEVEL == 3 else "DIFFERENT from"

@@ -136,7 +136,7 @@ class Result:
 
 def zstd_decompress() -> list[str]:
     try:
-        from imgclone.streams import ZSTD_DECOMPRESS
+        from imgclone.archive.streams import ZSTD_DECOMPRESS
     except ImportError:
         return ZSTD_D
     return list(ZSTD_DECOMPRESS)
@@ -145,7 +145,7 @@ def zstd_decompress() -> list[str]:
 def choose_accel() -> tuple[str, int]:
     """imgclone's accelerator choice (cached by imgclone) and the vCPUs it gives the appliance."""
     try:
-        from imgclone import accel
+        from imgclone.host import accel
     except ImportError:
         return "tcg", 2
     name = accel.choose()

@@ -50,9 +50,9 @@ from common import (  # noqa: E402
 )
 
 sys.path.insert(0, str(ROOT))
-from imgclone.archive import ArchiveReader  # noqa: E402
-from imgclone.guest import Guest  # noqa: E402
-from imgclone.streams import ZSTD_DECOMPRESS  # noqa: E402
+from imgclone.archive.container import ArchiveReader  # noqa: E402
+from imgclone.archive.streams import ZSTD_DECOMPRESS  # noqa: E402
+from imgclone.guest.appliance import Guest  # noqa: E402
 
 KEEP_DIR = Path("/var/tmp/imgclone-bench/way-in")
 TAR_X = "tar -C /sysroot -xf {src} --numeric-owner --xattrs --xattrs-include='*' --selinux --acls"

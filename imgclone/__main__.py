@@ -7,10 +7,10 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from . import commands
-from . import log as logsetup
-from .cli import build_parser
-from .errors import ImgcloneError
+from imgclone import log as logsetup
+from imgclone.cli import commands
+from imgclone.cli.parser import build_parser
+from imgclone.errors import ImgcloneError
 
 log = logging.getLogger("imgclone")
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from imgclone.errors import CommandError
-from imgclone.run import Argv, Result
+from imgclone.host.run import Argv, Result
 
 Reply = Result | Callable[[list[str], bytes | None], Result]
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from imgclone import accel
 from imgclone.errors import CommandError, UsageError
-from imgclone.run import Result
+from imgclone.host import accel
+from imgclone.host.run import Result
 from tests.fakes import FakeRunner
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from imgclone import alternate
+from imgclone.phases import alternate
 
 
 class FakeGuest:
@@ -88,8 +88,8 @@ def test_drives_are_the_journal_targets_in_order() -> None:
 def test_phase_3_lets_the_targets_go_before_the_boot_order_and_reboot(monkeypatch: pytest.MonkeyPatch) -> None:
     from types import SimpleNamespace
 
-    from imgclone import restore_cmd
-    from imgclone.cli import build_parser
+    from imgclone.cli import restore as restore_cmd
+    from imgclone.cli.parser import build_parser
 
     args = build_parser().parse_args(["restore", "-d", "/img/a.qcow2", "-P3", "--no-progress"])
     app = alternate.Appliance()

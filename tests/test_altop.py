@@ -20,11 +20,12 @@ from typing import Any
 
 import pytest
 
-from imgclone import altop, state
-from imgclone.altop_cmd import translate
+from imgclone.alt import ops as altop
+from imgclone.cli.alt import translate
 from imgclone.errors import CommandError, GuestfsError, ImgcloneError, PhaseStateError, UsageError
-from imgclone.guest import Guest
-from imgclone.run import Argv, Result
+from imgclone.guest.appliance import Guest
+from imgclone.host.run import Argv, Result
+from imgclone.model import journal as state
 from tests.conftest import ROOT, Captured
 from tests.fakes import FakeRunner, fail
 
@@ -520,7 +521,7 @@ def test_alt_rootvg_op_usage_errors(aix: list[str], message: str, capsys: pytest
 
 
 def alt_rootvg_op(*args: str) -> subprocess.CompletedProcess[bytes]:
-    code = "import sys; from imgclone.altop_cmd import alt_rootvg_op_main; alt_rootvg_op_main(sys.argv[1:])"
+    code = "import sys; from imgclone.cli.alt import alt_rootvg_op_main; alt_rootvg_op_main(sys.argv[1:])"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, cwd=ROOT, check=False)
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from imgclone import archive
-from imgclone.archive import ArchiveReader, ArchiveWriter, new_manifest, read_manifest
+from imgclone.archive import container as archive
+from imgclone.archive.container import ArchiveReader, ArchiveWriter, new_manifest, read_manifest
 from imgclone.errors import ArchiveError
 
 

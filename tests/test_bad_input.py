@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from imgclone import archive as arc
+from imgclone.archive import container as arc
 from tests.loopfs import sh
 
 ROOT = Path(__file__).resolve().parent.parent

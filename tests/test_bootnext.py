@@ -25,10 +25,13 @@ from typing import Any
 import pytest
 
 from fixtures.build import fixture_path
-from imgclone import accel, bootorder, boottest, state
+from imgclone.check import boottest
 from imgclone.errors import CommandError
-from imgclone.guest import Guest
-from imgclone.run import Argv, Result
+from imgclone.guest.appliance import Guest
+from imgclone.host import accel
+from imgclone.host.run import Argv, Result
+from imgclone.model import journal as state
+from imgclone.phases import bootorder
 from tests.test_oldvg import _install_marker, _vgs
 from tests.treecmp import file_sha256
 

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from imgclone.bootorder import entries, parse_entry, set_boot_order
 from imgclone.errors import ImgcloneError
-from imgclone.layout import Disk, Layout, PartFlag, Partition, TableType
+from imgclone.model.layout import Disk, Layout, PartFlag, Partition, TableType
+from imgclone.phases.bootorder import entries, parse_entry, set_boot_order
 from tests.fakes import FakeRunner
 
 EFI_OUT = """\

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from fixtures.build import fixture_path
-from imgclone import boottest
-from imgclone.boottest import BootResult, BootTestOptions, LogScan
-from imgclone.cli import build_parser
+from imgclone.check import boottest
+from imgclone.check.boottest import BootResult, BootTestOptions, LogScan
+from imgclone.cli.parser import build_parser
 from imgclone.errors import UsageError
 
 Run = Callable[..., subprocess.CompletedProcess[bytes]]

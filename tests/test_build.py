@@ -6,12 +6,23 @@ from typing import Any, cast
 
 import pytest
 
-from imgclone import build, plan
 from imgclone.errors import LayoutError
-from imgclone.guest import Guest
-from imgclone.layout import Disk, Filesystem, FsType, Layout, LogicalVolume, PartFlag, Partition, TableType, VolumeGroup
-from imgclone.plan import Target, make_plan
-from imgclone.probe_guest import GPT_TYPE_FLAGS
+from imgclone.guest.appliance import Guest
+from imgclone.model.layout import (
+    Disk,
+    Filesystem,
+    FsType,
+    Layout,
+    LogicalVolume,
+    PartFlag,
+    Partition,
+    TableType,
+    VolumeGroup,
+)
+from imgclone.plan import planner as plan
+from imgclone.plan.planner import Target, make_plan
+from imgclone.probe.guest import GPT_TYPE_FLAGS
+from imgclone.storage import build
 
 MiB = 1 << 20
 

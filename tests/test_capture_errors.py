@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from imgclone import capture_host, excludes
-from imgclone.archive import read_manifest
-from imgclone.capture import CaptureOptions, ErrMode, self_excludes
+from imgclone.archive.container import read_manifest
+from imgclone.capture import excludes
+from imgclone.capture import host as capture_host
+from imgclone.capture.common import CaptureOptions, ErrMode, self_excludes
 from imgclone.errors import ReadErrors
 from tests.loopfs import loop_fs
 

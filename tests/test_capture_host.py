@@ -143,8 +143,8 @@ def test_a_file_the_converted_type_cannot_hold_is_refused_by_name(tmp_path: Path
 def test_a_prescan_finds_the_big_files_the_rules_keep(tmp_path: Path) -> None:
     """copy's prescan from this host (CaptureOptions.prescan): before the first manifest, through a read-only view of
     the mounted filesystem, the files over 1 GiB that the -e rules keep."""
-    from imgclone.capture import CaptureOptions
-    from imgclone.capture_host import capture_host
+    from imgclone.capture.common import CaptureOptions
+    from imgclone.capture.host import capture_host
 
     rules = tmp_path / "exclude.list"
     rules.write_text("skip\n")

@@ -61,7 +61,7 @@ def test_debug_shows_traceback(imgclone: Run, tmp_path: Path) -> None:
 
 
 def test_archive_show_names_what_the_content_needs() -> None:
-    from imgclone.commands import _content_row
+    from imgclone.cli.commands import _content_row
 
     facts = {"largest_file": 3 << 20, "largest_file_path": "/srv/d/big", "most_links": 2, "most_links_path": "/srv/d/b",
              "largest_xattr": 5, "largest_xattr_name": "user.note", "largest_xattr_path": "/srv/small"}  # fmt: skip
@@ -81,7 +81,7 @@ def test_archive_show_names_what_the_content_needs() -> None:
 )  # fmt: skip
 def test_common_flags_count_before_and_after_the_command(argv: list[str], debug: bool, json: bool) -> None:
     """-D/-V/--json before the command are not reset by the command's own defaults."""
-    from imgclone.cli import build_parser
+    from imgclone.cli.parser import build_parser
 
     args = build_parser().parse_args(argv)
     assert (args.debug, args.json, args.verbose) == (debug, json, False)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from imgclone.clonefiles import getty_for, mentions_mac, with_console, without_mac_lines
+from imgclone.phases.clonefiles import getty_for, mentions_mac, with_console, without_mac_lines
 
 GRUB = """\
 GRUB_DEFAULT=0

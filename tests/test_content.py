@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from imgclone import excludes
-from imgclone.content import ContentFacts, NameScan, TarScan, _number
+from imgclone.capture import excludes
+from imgclone.model.content import ContentFacts, NameScan, TarScan, _number
 
 MiB = 1 << 20
 

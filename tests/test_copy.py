@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from imgclone.guest import Guest
-from imgclone.state import state_path
+from imgclone.guest.appliance import Guest
+from imgclone.model.journal import state_path
 from tests.treecmp import file_sha256
 
 pytestmark = pytest.mark.integration

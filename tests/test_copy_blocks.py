@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from imgclone import copy_blocks
-from imgclone.build import Devices
-from imgclone.capture import CaptureOptions
+from imgclone.capture.common import CaptureOptions
+from imgclone.capture.excludes import ExcludeRules
+from imgclone.copy import blocks as copy_blocks
 from imgclone.errors import CommandError
-from imgclone.excludes import ExcludeRules
-from imgclone.layout import FsType, Layout, LogicalVolume, Partition
-from imgclone.plan import Plan, PlanOptions, Resize, Target, make_plan
-from imgclone.restore import Context, RestoreOptions
-from imgclone.targets import TargetDisk
+from imgclone.host.targets import TargetDisk
+from imgclone.model.layout import FsType, Layout, LogicalVolume, Partition
+from imgclone.phases.restore import Context, RestoreOptions
+from imgclone.plan.planner import Plan, PlanOptions, Resize, Target, make_plan
+from imgclone.storage.build import Devices
 
 DATA = Path(__file__).parent / "data" / "plan"
 MiB, GiB = 1 << 20, 1 << 30

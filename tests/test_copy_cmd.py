@@ -12,14 +12,19 @@ from typing import Any
 
 import pytest
 
-from imgclone import alternate, copy_blocks, copy_cmd, locks, space, state
-from imgclone.capture import CaptureOptions
-from imgclone.cli import build_parser
+from imgclone.capture.common import CaptureOptions
+from imgclone.cli import copy as copy_cmd
+from imgclone.cli.parser import build_parser
+from imgclone.cli.restore import options
+from imgclone.copy import blocks as copy_blocks
 from imgclone.errors import ImgcloneError, UsageError
-from imgclone.layout import Layout
-from imgclone.plan import PlanOptions, Resize, Target, make_plan
-from imgclone.restore import RestoreOptions, planning_files
-from imgclone.restore_cmd import options
+from imgclone.fs import space
+from imgclone.host import locks
+from imgclone.model import journal as state
+from imgclone.model.layout import Layout
+from imgclone.phases import alternate
+from imgclone.phases.restore import RestoreOptions, planning_files
+from imgclone.plan.planner import PlanOptions, Resize, Target, make_plan
 
 DATA = Path(__file__).parent / "data"
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from imgclone import archive
-from imgclone.archive import ArchiveReader, ArchiveWriter, new_manifest
-from imgclone.copy_stream import CaptureFeed, broken_pipe
+from imgclone.archive import container as archive
+from imgclone.archive.container import ArchiveReader, ArchiveWriter, new_manifest
+from imgclone.copy.stream import CaptureFeed, broken_pipe
 from imgclone.errors import ArchiveError, ImgcloneError
 
 STREAMS = {"fs-root": os.urandom(5000), "fs-var": b"v" * 300}

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from fixtures.debs import build_deb
-from imgclone import customize as cz
 from imgclone.errors import GuestfsError, ImgcloneError, PhaseStateError, UsageError
-from imgclone.layout import Layout
-from imgclone.packages import make_request, scan
+from imgclone.model.layout import Layout
+from imgclone.phases import customize as cz
+from imgclone.phases.packages import make_request, scan
 from tests.fakes import FakeRunner
 
 
@@ -202,7 +202,8 @@ def test_refusals_before_the_appliance(tmp_path: Path, monkeypatch: pytest.Monke
 
 
 def test_a_woken_alternate_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from imgclone import alternate, state
+    from imgclone.model import journal as state
+    from imgclone.phases import alternate
 
     monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path))
     path = state.state_path(["t.img"])

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from fixtures.build import fixture_path
-from imgclone.guest import Guest
+from imgclone.guest.appliance import Guest
 from tests.treecmp import file_sha256
 
 pytestmark = pytest.mark.integration

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from imgclone.errors import UsageError
-from imgclone.excludes import (
+from imgclone.capture.excludes import (
     ExcludeRules,
     Selection,
     bre_escape,
@@ -21,7 +20,8 @@ from imgclone.excludes import (
     self_pattern,
     split_names,
 )
-from imgclone.run import Result
+from imgclone.errors import UsageError
+from imgclone.host.run import Result
 from tests.fakes import FakeRunner
 
 TREE = [

@@ -33,9 +33,11 @@ from typing import Any
 
 import pytest
 
-from imgclone import alternate, faults, state
+from imgclone import faults
 from imgclone.errors import ImgcloneError, PhaseStateError
-from imgclone.guest import Guest
+from imgclone.guest.appliance import Guest
+from imgclone.model import journal as state
+from imgclone.phases import alternate
 from tests.conftest import ROOT, Captured, interruptible
 from tests.loopfs import loop_fs
 from tests.treecmp import file_sha256
@@ -59,9 +61,9 @@ def step_names(module: str, *, call: str | None = None, variable: str | None = N
     raise AssertionError(f"no step list in imgclone/{module}")
 
 
-PHASE1 = step_names("restore.py", call="run_steps")
-PHASE2 = step_names("customize.py", variable="steps")
-PHASE3 = step_names("finalize.py", variable="steps")
+PHASE1 = step_names("phases/restore.py", call="run_steps")
+PHASE2 = step_names("phases/customize.py", variable="steps")
+PHASE3 = step_names("phases/finalize.py", variable="steps")
 
 
 def test_step_lists_are_found() -> None:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from imgclone.fidelity import FileRecord, FsResult, Report, compare_fs, report_text, sparse_ok
-from imgclone.fidelity_read import (
+from imgclone.archive.streams import TAR_METADATA
+from imgclone.check.fidelity import FileRecord, FsResult, Report, compare_fs, report_text, sparse_ok
+from imgclone.check.records import (
     archive_records,
     parse_devs,
     parse_mtime,
@@ -19,7 +20,6 @@ from imgclone.fidelity_read import (
     target_records,
     target_script,
 )
-from imgclone.streams import TAR_METADATA
 
 Run = Callable[..., subprocess.CompletedProcess[bytes]]
 NAMES = [b"with space", b"new\nline", b"caf\xe9", b"back\\slash", b"-rf", b"eq=ual"]
@@ -255,7 +255,7 @@ class FakeGuest:
 
 
 def test_the_appliance_side_reads_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from imgclone import fidelity_guest
+    from imgclone.check import against as fidelity_guest
 
     _tree(tmp_path / "t")
     monkeypatch.setattr(fidelity_guest, "CHUNK", 300)  # a few hundred bytes a call: the chunks must add up
@@ -268,8 +268,8 @@ def test_the_appliance_side_reads_in_chunks(tmp_path: Path, monkeypatch: pytest.
 
 
 def test_filesystems_are_found_by_fstab_then_uuid(tmp_path: Path) -> None:
-    from imgclone.fidelity_guest import map_filesystems
-    from imgclone.layout import Layout
+    from imgclone.check.against import map_filesystems
+    from imgclone.model.layout import Layout
 
     layout = Layout.from_json((Path(__file__).parent / "data" / "layout-bios-lvm.json").read_text())
     streams = {"fs-root": "/", "fs-boot": "/boot", "fs-var": "/var"}

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from imgclone.finalize import Finalize, ensure_initramfs
-from imgclone.layout import FsType, Layout
+from imgclone.model.layout import FsType, Layout
+from imgclone.phases.finalize import Finalize, ensure_initramfs
 
 SOURCE = json.loads((Path(__file__).parent / "data" / "layout-bios-lvm.json").read_text())
 

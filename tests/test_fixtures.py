@@ -12,7 +12,7 @@ import pytest
 
 from fixtures import build, cache, rootfs
 from fixtures.build import FIXTURES, fixture_path
-from imgclone.guest import Guest
+from imgclone.guest.appliance import Guest
 
 MiB = 1024 * 1024
 
@@ -34,7 +34,11 @@ def test_keys_cover_the_builder_sources() -> None:
     assert {"build.py", "rootfs.py"} <= set(build.SOURCES)
 
 
-def test_build_once_is_atomic_and_removes_stale(tmp_path: Path) -> None:
+def test_build_once_is_atomic_and_removes_stale(tmp_path_factory: pytest.TempPathFactory,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    tmp_path = tmp_path_factory.mktemp("cache")
+    budget = tmp_path_factory.mktemp("budget") / "log"  # the suite's budget (tests/budget.py) counts each build
+    monkeypatch.setenv("IMGCLONE_BUDGET_LOG", str(budget))
     stale = tmp_path / "bios-000000000000.qcow2"
     other = tmp_path / "rootfs-bios-000000000000.tar"
     stale.write_text("old")
@@ -53,6 +57,8 @@ def test_build_once_is_atomic_and_removes_stale(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, path.name + ".lock", other.name]
     cache.build_once(path, make)
     assert len(built) == 1  # cached: not built again
+    [line] = budget.read_text().splitlines()
+    assert line.startswith("fixture\ttests/test_fixtures.py::test_build_once_is_atomic") and "\tbios " in line
 
 
 def test_build_once_failure_leaves_nothing(tmp_path: Path) -> None:

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
-from imgclone.fixups import partuuid_map, replace_uuids, rewrite_fstab, rewrite_references
-from imgclone.layout import Disk, Filesystem, FsType, Layout, LogicalVolume, Partition, Swap, TableType, VolumeGroup
-from imgclone.plan import Plan
+from imgclone.model.layout import (
+    Disk,
+    Filesystem,
+    FsType,
+    Layout,
+    LogicalVolume,
+    Partition,
+    Swap,
+    TableType,
+    VolumeGroup,
+)
+from imgclone.phases.fixups import partuuid_map, replace_uuids, rewrite_fstab, rewrite_references
+from imgclone.plan.planner import Plan
 
 FSTAB = """\
 # /etc/fstab: static file system information.

@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from imgclone import accel, guest
 from imgclone.errors import GuestfsError
+from imgclone.guest import appliance as guest
+from imgclone.host import accel
 
 
 def write_stat(proc: Path, pid: int, comm: str, ppid: int) -> None:

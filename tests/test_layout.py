@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from imgclone.errors import LayoutError
-from imgclone.layout import FsType, Layout, PartFlag, TableType, fs_id
+from imgclone.model.layout import FsType, Layout, PartFlag, TableType, fs_id
 
 DATA = Path(__file__).parent / "data" / "layout-bios-lvm.json"
 

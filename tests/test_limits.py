@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from imgclone import limits, space
-from imgclone.content import ContentFacts
 from imgclone.errors import LayoutError
-from imgclone.layout import Disk, Filesystem, FsType, Layout, Partition
-from imgclone.plan import Plan, PlanOptions, Resize, Target, make_plan
+from imgclone.fs import limits, space
+from imgclone.model.content import ContentFacts
+from imgclone.model.layout import Disk, Filesystem, FsType, Layout, Partition
+from imgclone.plan.planner import Plan, PlanOptions, Resize, Target, make_plan
 
 MiB, GiB, TiB = 1 << 20, 1 << 30, 1 << 40
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from imgclone import locks
 from imgclone.errors import ImgcloneError
+from imgclone.host import locks
 
 HOLD = """
 import sys, time
-from imgclone import locks
+from imgclone.host import locks
 with locks.hold(sys.argv[1:]):
     print("held", flush=True)
     time.sleep(60)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from imgclone import names
 from imgclone.errors import LayoutError, UsageError
-from imgclone.layout import Disk, Layout, LogicalVolume, Partition, VolumeGroup
+from imgclone.model import names
+from imgclone.model.layout import Disk, Layout, LogicalVolume, Partition, VolumeGroup
 
 
 def layout(vg: str, *lvs: str) -> Layout:

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from imgclone import accel, boottest
-from imgclone.archive import read_manifest
-from imgclone.guest import Guest
-from imgclone.oldvg import dm_name, final_root_names, host_vg_names, lvm_uuid, script_text
+from imgclone.archive.container import read_manifest
+from imgclone.check import boottest
+from imgclone.guest.appliance import Guest
+from imgclone.host import accel
+from imgclone.phases.oldvg import dm_name, final_root_names, host_vg_names, lvm_uuid, script_text
 from tests.fakes import FakeRunner, fail
 from tests.treecmp import file_sha256
 

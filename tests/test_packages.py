@@ -8,7 +8,7 @@ import pytest
 
 from fixtures.debs import build_deb
 from imgclone.errors import UsageError
-from imgclone.packages import make_request, parse_installed, read_list, scan, select
+from imgclone.phases.packages import make_request, parse_installed, read_list, scan, select
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from imgclone.cli import build_parser
-from imgclone.flags import customize_options
+from imgclone.cli.parser import build_parser
+from imgclone.cli.rules import customize_options
 
 Run = Callable[..., subprocess.CompletedProcess[bytes]]
 T = ["-d", "{tmp}/t.img"]
@@ -112,8 +112,8 @@ def test_alt_disk_copy_is_copy(tmp_path: Path) -> None:
 
 def test_reboot_refuses_a_loop_device(tmp_path: Path) -> None:
     """-r with a loop device (how tests and docs stand in for a disk) would reboot the host into nothing."""
+    from imgclone.cli.rules import check_reboot
     from imgclone.errors import UsageError
-    from imgclone.flags import check_reboot
 
     args = build_parser().parse_args(["restore", "-a", "/a", "-d", "/dev/loop0", "-r"])
     link = tmp_path / "disk"

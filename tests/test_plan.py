@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from imgclone import space
 from imgclone.errors import LayoutError, UsageError
-from imgclone.layout import Disk, Filesystem, FsType, Layout, PartFlag, Partition, TableType
-from imgclone.plan import Plan, PlanOptions, Resize, Target, make_plan
+from imgclone.fs import space
+from imgclone.model.layout import Disk, Filesystem, FsType, Layout, PartFlag, Partition, TableType
+from imgclone.plan.planner import Plan, PlanOptions, Resize, Target, make_plan
 
 DATA = Path(__file__).parent / "data" / "plan"
 MiB, GiB = 1 << 20, 1 << 30

@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
-from imgclone import capture_host, capture_offline, excludes, prescan
-from imgclone.content import ContentFacts
-from imgclone.restore import planning_content
+from imgclone.capture import excludes, prescan
+from imgclone.capture import host as capture_host
+from imgclone.capture import offline as capture_offline
+from imgclone.model.content import ContentFacts
+from imgclone.phases.restore import planning_content
 
 GiB = 1 << 30
 

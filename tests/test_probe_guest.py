@@ -12,7 +12,10 @@ import pytest
 
 from fixtures import small_image
 from fixtures.small_image import GPT_LVM
-from imgclone.bootfacts import (
+from imgclone.errors import GuestfsError, ImgcloneError
+from imgclone.guest.appliance import Guest
+from imgclone.model.layout import Disk, Filesystem, FsType, Layout, PartFlag, Partition, TableType
+from imgclone.probe.bootfacts import (
     BootFacts,
     boot_facts_guest,
     boot_facts_host,
@@ -23,10 +26,7 @@ from imgclone.bootfacts import (
     is_efi_loader,
     is_systemd_boot,
 )
-from imgclone.errors import GuestfsError, ImgcloneError
-from imgclone.guest import Guest
-from imgclone.layout import Disk, Filesystem, FsType, Layout, PartFlag, Partition, TableType
-from imgclone.probe_guest import (
+from imgclone.probe.guest import (
     DeviceIndex,
     FstabEntry,
     GuestSource,

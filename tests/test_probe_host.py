@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from imgclone import probe_host
 from imgclone.errors import CommandError, ImgcloneError, UsageError
-from imgclone.layout import FsType, PartFlag, TableType
-from imgclone.probe_host import (
+from imgclone.host.run import HOST, Result
+from imgclone.model.layout import FsType, PartFlag, TableType
+from imgclone.probe import host as probe_host
+from imgclone.probe.host import (
     LSBLK,
     LVS,
     PVS,
@@ -36,7 +37,6 @@ from imgclone.probe_host import (
     probe_running,
     read_partition_table,
 )
-from imgclone.run import HOST, Result
 from tests.fakes import FakeRunner, Reply, fail
 
 DATA = Path(__file__).parent / "data" / "probe"

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from imgclone.archive import read_manifest
-from imgclone.guest import Guest
-from imgclone.probe_guest import ext_features, xfs_features
+from imgclone.archive.container import read_manifest
+from imgclone.guest.appliance import Guest
+from imgclone.probe.guest import ext_features, xfs_features
 from tests.conftest import Captured
 from tests.guestcmp import compare
 from tests.treecmp import describe, diff

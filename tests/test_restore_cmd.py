@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from imgclone.cli.restore import load_layout, parse_convert, parse_size
 from imgclone.errors import LayoutError, UsageError
-from imgclone.restore_cmd import load_layout, parse_convert, parse_size
 
 Run = Callable[..., subprocess.CompletedProcess[bytes]]
 DATA = Path(__file__).parent / "data"
@@ -97,7 +97,7 @@ def test_restore_from_a_terminal_stdin_is_refused(tmp_path: Path) -> None:
 def test_phase2_with_nothing_asked_is_journaled(tmp_path: Path) -> None:
     """-P2 without customization flags records Phase 2 (alt query said "not run: 2" after a whole copy), and only on
     targets Phase 1 made: elsewhere it fails in one line, as Phase 2 with work does."""
-    from imgclone import state
+    from imgclone.model import journal as state
 
     target = str(tmp_path / "t.img")
     env = dict(os.environ, IMGCLONE_STATE_DIR=str(tmp_path / "state"), IMGCLONE_LOCK_DIR=str(tmp_path / "locks"))
@@ -126,8 +126,8 @@ def test_journal_names_the_archive(
     """copy reads its archive from a pipe (/dev/fd/N): the journal says it was streamed, not a path naming nothing."""
     from types import SimpleNamespace
 
-    from imgclone import state
-    from imgclone.layout import Layout
+    from imgclone.model import journal as state
+    from imgclone.model.layout import Layout
 
     monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path))
     monkeypatch.chdir(tmp_path)

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from imgclone import state
 from imgclone.errors import ImgcloneError
-from imgclone.layout import Layout
-from imgclone.plan import PlanOptions, Target, make_plan
-from imgclone.restore import Context, RestoreOptions, clean_up_failure
-from imgclone.targets import TargetDisk
+from imgclone.host.targets import TargetDisk
+from imgclone.model import journal as state
+from imgclone.model.layout import Layout
+from imgclone.phases.restore import Context, RestoreOptions, clean_up_failure
+from imgclone.plan.planner import PlanOptions, Target, make_plan
 
 DATA = Path(__file__).parent / "data"
 GiB = 1 << 30

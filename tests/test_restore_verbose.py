@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from imgclone.restore import _Listing
-from imgclone.streams import zstd_compress
+from imgclone.archive.streams import zstd_compress
+from imgclone.phases.restore import _Listing
 
 
 def stream_of(tree: Path) -> bytes:

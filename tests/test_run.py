@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from imgclone.run import PIPE, Pipeline
+from imgclone.host.run import PIPE, Pipeline
 
 BIG = b"x" * (1 << 20)  # larger than the stdin buffer: the write reaches the pipe at once
 

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from imgclone import restore
-from imgclone.content import ContentFacts
 from imgclone.errors import ImgcloneError
-from imgclone.stream_guard import guards
+from imgclone.model.content import ContentFacts
+from imgclone.phases import restore
+from imgclone.phases.stream_guard import guards
 from tests.test_limits import GiB, planned, source
 
 HOST_FACTS = ContentFacts(GiB, "/data/a", 2, "/data/b")  # a host capture: no xattr figure

@@ -9,7 +9,7 @@ import subprocess
 import tarfile
 from pathlib import Path
 
-from imgclone.streams import ZSTD_DECOMPRESS, ZSTD_TEST, TarMessages, host_stream, tar_create, zstd_compress
+from imgclone.archive.streams import ZSTD_DECOMPRESS, ZSTD_TEST, TarMessages, host_stream, tar_create, zstd_compress
 
 
 def test_tar_create_argv_keeps_all_metadata() -> None:

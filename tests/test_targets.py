@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from imgclone import targets
 from imgclone.errors import UsageError
+from imgclone.host import targets
 from tests.fakes import FakeRunner
 
 

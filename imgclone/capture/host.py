@@ -1,0 +1,228 @@
+"""Capture from this host: mounted filesystems, read in place with find, grep and tar."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from imgclone.archive.container import StreamInfo
+from imgclone.archive.streams import TarMessages, host_stream
+from imgclone.capture import excludes, prescan
+from imgclone.capture.common import (
+    EXCLUDE_ROOTVG,
+    CaptureOptions,
+    Context,
+    record_read_error,
+    run_capture,
+    self_excludes,
+)
+from imgclone.errors import CommandError
+from imgclone.host.run import HOST, PIPE, Pipeline
+from imgclone.model import content
+from imgclone.model.layout import Filesystem
+from imgclone.probe import bootfacts
+from imgclone.probe import host as probe_host
+
+log = logging.getLogger("imgclone")
+VIEWS = Path("/run/imgclone")
+FIND = ["find", ".", "-xdev", "-printf", content.FIND_PRINTF]  # each name with its type, links and size
+
+
+def capture_host(opts: CaptureOptions) -> dict[str, Any]:
+    """Capture the running system (or the filesystems at --mount) into opts.output."""
+    sources: list[probe_host.Source] = []
+
+    def prepare(ctx: Context) -> dict[str, Any]:
+        if opts.mounts:
+            ctx.layout, found = probe_host.probe_mounts(opts.mounts)
+            kind = "mounts"
+        else:
+            ctx.layout, found = probe_host.probe_running()
+            kind = "running"
+        sources.extend(found)
+        ctx.rules = host_rules(opts, ctx.workdir)
+        boot = bootfacts.boot_facts_host()
+        source = {"kind": kind, "host": os.uname().nodename, "mounts": [s.mountpoint for s in found]}
+        fields = {"source": source, "boot": boot.to_dict(), "inodes": probe_host.used_inodes(found)}
+        if opts.prescan:
+            fields["prescan"] = {s.fs_id: prescan_fs(s.mountpoint, ctx.rules, ctx.workdir).to_dict() for s in found}
+        return fields
+
+    def stream_all(ctx: Context) -> None:
+        by_id = {s.fs_id: s for s in sources}
+        for fs in ctx.layout.mount_order():
+            src = by_id.get(fs.id)
+            if src is not None:
+                with read_only_view(src.mountpoint) as view:
+                    ctx.streams.append(stream_fs(ctx, fs, view))
+
+    return run_capture(opts, prepare, stream_all)
+
+
+def host_rules(opts: CaptureOptions, workdir: Path) -> excludes.ExcludeRules:
+    """This host's /etc/exclude.rootvg plus -e, and the capture's own files (the archive, the workdir)."""
+    lists = [opts.exclude_list] if opts.exclude_list else []
+    return excludes.load_rules(
+        [EXCLUDE_ROOTVG, *lists], extra=self_excludes(opts, workdir), missing_ok=[EXCLUDE_ROOTVG]
+    )
+
+
+@contextmanager
+def read_only_view(mountpoint: str) -> Iterator[str]:
+    """A read-only bind mount of the filesystem at mountpoint, showing only its own files.
+
+    Reading through it, the directories that other filesystems are mounted on (/proc, /boot)
+    are archived as they are on this filesystem, not as the mounted filesystem's root, and
+    live pseudo filesystems never show up as "file changed as we read it". It lives under
+    /run, outside any scratch directory that is removed recursively, and is only rmdir'ed.
+    """
+    VIEWS.mkdir(parents=True, exist_ok=True)
+    view = tempfile.mkdtemp(prefix="view-", dir=VIEWS)
+    HOST.run(["mount", "--bind", mountpoint, view])
+    try:
+        HOST.run(["mount", "-o", "remount,bind,ro", view])
+        yield view
+    finally:
+        res = HOST.run(["umount", view], check=False)
+        if res.returncode == 0:
+            os.rmdir(view)
+        else:
+            log.error("could not unmount %s (%s); remove it by hand with: umount %s", view, res.stderr.strip(), view)
+
+
+def prescan_fs(mountpoint: str, rules: excludes.ExcludeRules, workdir: Path) -> content.ContentFacts:
+    """The filesystem's files near a type's limits that the rules keep (capture/prescan.py), read through its view."""
+    with read_only_view(mountpoint) as view:
+        res = HOST.run(prescan.find_argv(view), check=False)
+    if res.returncode not in (0, 1):  # 1: some directory vanished or was unreadable, as in list_names
+        raise CommandError(["find", mountpoint], res.returncode, res.stderr)
+    return prescan.facts(res.stdout, mountpoint, rules, workdir)
+
+
+def list_names(directory: str, out: Path) -> None:
+    """One filesystem's fs-relative names, parents first (find -xdev), as content.FIND_PRINTF records."""
+    with (
+        open(out, "wb") as f,
+        Pipeline([FIND], stdout=f, stderr=None, cwd=directory) as p,
+    ):
+        pass
+    rc = p.procs[0].returncode
+    if rc not in (0, 1):  # 1: some directory vanished or was unreadable; tar reports those files
+        raise CommandError(["find", directory], rc)
+
+
+def stream_fs(ctx: Context, fs: Filesystem, directory: str) -> StreamInfo:
+    """Archive one mounted filesystem: list, select by the rules, tar | zstd into the archive.
+
+    When every rule is an exact path (the archive and the workdir, as a rule), find's names go
+    through the rules straight into tar, which starts at once: reading the metadata overlaps
+    with reading and compressing the data, as in a plain `tar -c | zstd`. Other rules need grep
+    over the whole list first (one pass of find before tar).
+    """
+    prefix = excludes.tree_prefix(fs.mountpoint)
+    literal = excludes.literal_paths(ctx.rules)
+    kept = ctx.workdir / f"{fs.id}.kept"
+    sel: excludes.Selection | None = None
+    scan = content.NameScan(fs.mountpoint)
+    if literal is None:
+        names = ctx.workdir / f"{fs.id}.names"
+        list_names(directory, names)
+        sel = excludes.select(names, kept, ctx.rules, prefix=prefix, scan=scan)
+        names.unlink()
+    bar = ctx.bar
+    msgs = TarMessages(verbose=ctx.opts.verbose, on_progress=bar.update, on_line=ctx.note)
+    feeder: NameFeeder | None = None
+    with host_stream(directory, "-" if literal is not None else kept, msgs, ctx.opts.level) as pipe:
+        if ctx.opts.err_mode.value == "fail":
+            msgs.fail_fast = pipe.kill
+        if literal is not None:
+            feeder = NameFeeder(directory, literal, prefix, pipe, scan)
+        tar, zstd = pipe.procs
+        assert tar.stderr is not None and zstd.stderr is not None
+        pump = msgs.pump(tar.stderr)
+        try:
+            member, parts, size, sha = ctx.writer.add_stream(fs.id, pipe.out)
+        except BaseException:
+            pipe.kill()  # first: the feeder may be blocked writing to tar
+            raise
+        finally:
+            if feeder is not None:
+                feeder.join()
+        pump.join()
+        zerr = zstd.stderr.read().decode(errors="replace")
+    if feeder is not None:
+        sel = feeder.result()
+    assert sel is not None
+    for line in msgs.read_errors:
+        record_read_error(ctx, line)
+    if msgs.other_errors or zstd.returncode != 0 or tar.returncode not in (0, 1, 2):
+        raise CommandError(["tar" if msgs.other_errors else "zstd"], tar.returncode or zstd.returncode,
+                           "\n".join(msgs.other_errors) or zerr)  # fmt: skip
+    if tar.returncode == 2 and not msgs.read_errors:
+        raise CommandError(pipe.stages[0], 2, "tar failed")
+    log.debug(
+        "%s: %d names kept, %d excluded, %d bytes in %d part(s)",
+        fs.id,
+        sel.kept,
+        len(sel.excluded),
+        size,
+        parts,
+    )
+    facts = scan.facts()
+    return StreamInfo(fs=fs.id, mountpoint=fs.mountpoint, member=member, parts=parts, bytes=size, sha256=sha,
+                      files=sel.kept, data_bytes=msgs.total,
+                      content=facts.to_dict() if facts else None)  # fmt: skip
+
+
+class _TarStopped(Exception):
+    """tar stopped reading its names (it failed, or was killed under ALT_BAK_ERR_FAIL)."""
+
+
+class NameFeeder:
+    """A thread: find's names in directory, through the exact-path rules, into tar's stdin; scan sees them."""
+
+    def __init__(self, directory: str, literal: frozenset[bytes], prefix: bytes, tar: Pipeline,
+                 scan: content.NameScan) -> None:  # fmt: skip
+        self._args = (directory, literal, prefix, tar)
+        self._scan = scan
+        self._sel: excludes.Selection | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        directory, literal, prefix, tar = self._args
+
+        def write(name: bytes) -> None:
+            if not tar.write(name):
+                raise _TarStopped
+
+        try:
+            with Pipeline([FIND], stdout=PIPE, stderr=None, cwd=directory) as find:
+                names = self._scan.names(excludes.split_names(find.out))
+                self._sel = excludes.select_stream(names, literal, self._scan.keeping(write), prefix=prefix)
+            rc = find.procs[0].returncode
+            if rc not in (0, 1):  # 1: some directory vanished or was unreadable; tar reports those files
+                raise CommandError(["find", directory], rc)
+        except _TarStopped:
+            pass  # tar's exit status and messages say why
+        except BaseException as e:  # noqa: BLE001 - handed to the capture's thread by result()
+            self._error = e
+        finally:
+            tar.close_input()
+
+    def join(self) -> None:
+        self._thread.join()
+
+    def result(self) -> excludes.Selection:
+        """What was selected; raises what went wrong in the thread."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._sel or excludes.Selection(0, ())

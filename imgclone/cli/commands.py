@@ -1,0 +1,203 @@
+"""Subcommand handlers: turn parsed arguments into options, run, print results."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from imgclone.archive.container import ArchiveReader, read_manifest
+from imgclone.archive.verify import verify
+from imgclone.errors import UsageError
+
+# the other commands' modules are imported by their handlers: `archive verify` should not pay for the
+# planner, libguestfs or tqdm at every start
+
+
+def human(n: float) -> str:
+    """1536 → '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def emit(args: argparse.Namespace, data: Any, text: Callable[[], str]) -> None:
+    """Print JSON with --json, else the human text."""
+    if args.json:
+        json.dump(data, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(text())
+
+
+def cmd_capture(args: argparse.Namespace) -> int:
+    """imgclone capture."""
+    from imgclone.capture.common import CaptureOptions, ErrMode
+
+    if args.output == "-" and args.json:
+        raise UsageError("--json and -o - both want standard output", "write the archive to a file")
+    opts = CaptureOptions(
+        output=args.output, source=args.source, mounts=tuple(os.path.abspath(m) for m in args.mount),
+        exclude_list=args.exclude_list, verbose=args.verbose, debug=args.debug, err_mode=ErrMode.from_env(),
+        progress=False if args.no_progress else None, level=args.level,
+    )  # fmt: skip
+    t0 = time.monotonic()
+    if opts.source:
+        from imgclone.capture.offline import capture_offline
+
+        manifest = capture_offline(opts)
+    else:
+        from imgclone.capture.host import capture_host
+
+        manifest = capture_host(opts)
+    elapsed = time.monotonic() - t0
+    if args.output == "-":
+        return 0
+    summary = {"archive": args.output, "seconds": round(elapsed, 1), "streams": manifest["streams"],
+               "read_errors": manifest.get("read_errors", 0)}  # fmt: skip
+    emit(args, summary, lambda: _capture_text(manifest, args.output, elapsed))
+    return 0
+
+
+def _capture_text(m: dict[str, Any], path: str, elapsed: float) -> str:
+    lines = [f"captured {len(m['streams'])} filesystem(s) into {path} in {elapsed:.1f} s"]
+    lines += [_stream_row(s) for s in m["streams"]]
+    total = sum(s["bytes"] for s in m["streams"])
+    lines.append(f"archive: {human(os.path.getsize(path))} ({human(total)} of streams)")
+    return "\n".join(lines) + "\n"
+
+
+def _stream_row(s: dict[str, Any]) -> str:
+    data = human(s["data_bytes"]) if s.get("data_bytes") else "?"
+    return f"  {s['mountpoint']:<16} {s['fs']:<18} {s['files']:>9} files  {data:>10} → {human(s['bytes']):>10} zstd"
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    """imgclone archive list|show|verify."""
+    if args.action == "verify" and args.against:
+        from imgclone.check.against import verify_against
+        from imgclone.check.fidelity import report_text
+        from imgclone.host.targets import split_targets
+
+        fidelity = verify_against(args.archive, split_targets(args.against), debug=args.debug)
+        emit(args, fidelity.to_dict(), lambda: report_text(fidelity))
+        return 0 if fidelity.ok else 1
+    if args.action == "verify":
+        report = verify(args.archive, deep=args.deep)
+        emit(args, report.to_dict(), lambda: _verify_text(report.to_dict()))
+        return 0 if report.ok else 1
+    m = read_manifest(args.archive) if args.archive != "-" else _stdin_manifest()
+    if args.action == "list":
+        emit(args, m["streams"], lambda: "\n".join(_stream_row(s) for s in m["streams"]) + "\n")
+    elif getattr(args, "layout", False):
+        from imgclone.model.layout import Layout
+
+        sys.stdout.write(Layout.from_dict(m["layout"]).to_json())
+    else:
+        emit(args, m, lambda: _show_text(m))
+    return 0
+
+
+def _stdin_manifest() -> dict[str, Any]:
+    with ArchiveReader("-") as r:
+        for _ in r.parts():
+            pass
+        return r.manifest
+
+
+def _verify_text(r: dict[str, Any]) -> str:
+    lines = []
+    for s in r["streams"]:
+        state = "ok" if not s["errors"] else "DAMAGED: " + "; ".join(s["errors"])
+        files = f"{s['files']:>9} files  " if s["files"] is not None else ""
+        lines.append(f"  {s['member']:<34} {s['parts']:>3} part(s) {human(s['bytes']):>10} {files}{state}")
+    lines += [f"  error: {e}" for e in r["errors"]]
+    checks = "sha256, zstd and tar" if r["deep"] else "sha256 and zstd; --deep adds tar"
+    lines.append(f"{r['archive']}: " + (f"verified, all streams intact ({checks})" if r["ok"] else "VERIFY FAILED"))
+    return "\n".join(lines) + "\n"
+
+
+def _show_text(m: dict[str, Any]) -> str:
+    from imgclone.model.layout import Layout
+
+    layout = Layout.from_dict(m["layout"])
+    src = m.get("source", {})
+    boot = m.get("boot", {})
+    lines = [f"archive format {m['format_version']}, imgclone {m['imgclone_version']}, created {m['created']}",
+             f"source: {src.get('kind')} {src.get('path') or src.get('host', '')}",
+             f"boot: firmware {boot.get('firmware')}, bootloader {boot.get('bootloader')}, "
+             f"root {boot.get('root_device')}",
+             f"  cmdline: {boot.get('cmdline', '')}"]  # fmt: skip
+    for d in layout.disks:
+        lines.append(f"disk {d.id}: {d.path} {human(d.size)} table {d.table}")
+        for p in (p for p in layout.partitions if p.disk == d.id):
+            flags = ",".join(p.flags)
+            lines.append(f"  partition {p.number} {p.id}: {human(p.size)} at {p.start} {flags}")
+    for vg in layout.vgs:
+        lines.append(f"vg {vg.name} ({vg.id}) on {', '.join(vg.pvs)}, extent {human(vg.extent_size)}")
+        for lv in (lv for lv in layout.lvs if lv.vg == vg.id):
+            lines.append(f"  lv {lv.name} ({lv.id}): {human(lv.size)}")
+    for fs in layout.mount_order():
+        lines.append(f"fs {fs.mountpoint:<12} {fs.type:<6} on {fs.device}: {human(fs.size)}, {human(fs.used)} used, "
+                     f"uuid {fs.uuid} label {fs.label!r}")  # fmt: skip
+    for sw in layout.swaps:
+        lines.append(f"swap {sw.id} on {sw.device}: {human(sw.size)}")
+    lines += [_content_row(s) for s in m.get("streams", [])]
+    ex = m.get("excludes", {})
+    lines.append(f"excludes: {len(ex.get('patterns', []))} pattern(s) from {', '.join(ex.get('sources', [])) or '-'}")
+    return "\n".join(lines) + "\n"
+
+
+def _content_row(s: dict[str, Any]) -> str:
+    """What a stream's content needs of a target filesystem (the restore checks it against the target's limits)."""
+    from imgclone.model.content import ContentFacts
+
+    head = f"content {s['mountpoint']:<8} {s['files']} files"
+    c = ContentFacts.from_dict(s.get("content"))
+    if c is None:
+        return f"{head}; largest file, hard links, xattrs: not recorded (an older imgclone)"
+    xattr = (f"largest xattr {c.largest_xattr_name} {c.largest_xattr} bytes ({c.largest_xattr_path})"
+             if c.largest_xattr is not None else "xattr sizes not recorded (host capture)")  # fmt: skip
+    return (f"{head}; largest file {human(c.largest_file)} ({c.largest_file_path or '-'}), most hard links "
+            f"{c.most_links} ({c.most_links_path or '-'}), {xattr}")  # fmt: skip
+
+
+def cmd_boot_test(args: argparse.Namespace) -> int:
+    """imgclone boot-test."""
+    from imgclone.check.boottest import BootTestOptions, boot_test, result_text
+
+    opts = BootTestOptions(image=args.image, uefi=args.uefi, disks=tuple(args.disk), timeout=args.timeout,
+                           expect=args.expect, keep_log=args.keep_log, debug=args.debug)  # fmt: skip
+    result = boot_test(opts)
+    emit(args, result.to_dict(), lambda: result_text(result))
+    if not result.ok:
+        sys.stderr.write("".join(f"  | {line}\n" for line in result.log_tail))
+    return 0 if result.ok else 1
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run the chosen subcommand; return its exit code."""
+    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
+        "capture": cmd_capture,
+        "archive": cmd_archive,
+        "boot-test": cmd_boot_test,
+    }
+    if args.command in handlers:
+        return handlers[args.command](args)
+    if args.command == "restore":
+        from imgclone.cli.restore import cmd_restore
+
+        return cmd_restore(args)
+    if args.command == "alt":
+        from imgclone.cli.alt import cmd_alt
+
+        return cmd_alt(args)
+    from imgclone.cli.copy import cmd_copy
+
+    return cmd_copy(args)

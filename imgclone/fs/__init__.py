@@ -1,0 +1,1 @@
+"""Filesystem types: what each costs and allows, per-file limits, the features mkfs is given."""

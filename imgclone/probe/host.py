@@ -1,0 +1,596 @@
+"""Probe the storage layout of this host for `imgclone capture` (the mksysb half): findmnt, lsblk,
+LVM's JSON reports, `blkid -p` (when lsblk has no udev data), pyparted, dumpe2fs and xfs_info.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from imgclone.errors import CommandError, ImgcloneError, UsageError
+from imgclone.host.run import HOST, Runner
+from imgclone.model.layout import (
+    Disk,
+    Filesystem,
+    FsType,
+    Layout,
+    LogicalVolume,
+    PartFlag,
+    Partition,
+    Swap,
+    TableType,
+    VolumeGroup,
+    fs_id,
+)
+
+log = logging.getLogger("imgclone")
+
+FINDMNT = ["findmnt", "--json", "--bytes", "--list", "--nofsroot"]
+FINDMNT += ["--output", "TARGET,SOURCE,FSTYPE,OPTIONS,SIZE,USED,MAJ:MIN,FSROOT"]
+LSBLK_COLUMNS = (
+    "NAME,KNAME,TYPE,SIZE,PKNAME,FSTYPE,UUID,LABEL,PARTUUID,PARTLABEL,PARTTYPE,PARTFLAGS,"
+    "PTTYPE,PTUUID,LOG-SEC,START,MAJ:MIN,MOUNTPOINTS"
+)
+LSBLK = ["lsblk", "--json", "--bytes", "--paths", "--output", LSBLK_COLUMNS]
+_LVM_REPORT = ["--reportformat", "json", "--units", "b", "--nosuffix", "-o"]
+PVS = ["pvs", *_LVM_REPORT, "pv_name,vg_name,vg_uuid,vg_extent_size"]
+LVS = ["lvs", *_LVM_REPORT, "vg_name,lv_name,lv_uuid,lv_size,lv_dm_path,lv_kernel_major,lv_kernel_minor"]
+LVM_ENV = {"LVM_SUPPRESS_FD_WARNINGS": "1"}
+
+FS_TYPES = {str(t) for t in FsType}
+DEVICE_TYPES = {"disk", "loop", "part", "lvm"}  # what the layout can describe
+SWAP_MARK = "[SWAP]"  # lsblk's mount point for an active swap device
+# blkid -p keys → lsblk column names, so both fill one dict
+_BLKID_KEYS = {"TYPE": "fstype", "UUID": "uuid", "LABEL": "label", "PTTYPE": "pttype", "PTUUID": "ptuuid"}
+_PART_KEYS = {
+    "UUID": "partuuid",
+    "NAME": "partlabel",
+    "TYPE": "parttype",
+    "FLAGS": "partflags",
+    "NUMBER": "partn",
+}
+_BLKID_KEYS |= {f"PART_ENTRY_{k}": v for k, v in _PART_KEYS.items()} | {"PART_ENTRY_OFFSET": "offset"}
+_GPT_FLAGS = {
+    "c12a7328-f81f-11d2-ba4b-00a0c93ec93b": (PartFlag.BOOT, PartFlag.ESP),
+    "21686148-6449-6e6f-744e-656564454649": (PartFlag.BIOS_GRUB,),
+    "e6d6d379-f507-44c2-a23c-238f2a3df928": (PartFlag.LVM,),
+    "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f": (PartFlag.SWAP,),
+}
+_MSDOS_FLAGS = {"0x8e": (PartFlag.LVM,), "0x82": (PartFlag.SWAP,), "0xef": (PartFlag.ESP,)}
+_MSDOS_EXTENDED = {"0x5", "0xf", "0x85"}
+_EXT_STATE_FLAGS = {"needs_recovery", "orphan_present"}  # set while mounted, not by mkfs
+_TABLE_TYPES = {"dos": TableType.MSDOS, "msdos": TableType.MSDOS, "gpt": TableType.GPT}
+
+
+@dataclass(frozen=True)
+class Source:
+    """One filesystem to capture on the host."""
+
+    fs_id: str  # Filesystem.id in the layout
+    mountpoint: str  # where it is mounted now on the host (what tar reads)
+
+
+# -- partition tables (pyparted) -------------------------------------------------------------
+@dataclass(frozen=True)
+class TableEntry:
+    number: int
+    start: int  # bytes
+    size: int  # bytes
+    flags: tuple[PartFlag, ...] = ()
+    name: str = ""
+    extended: bool = False  # an msdos extended partition: a container, not in the layout
+
+
+@dataclass(frozen=True)
+class PartitionTable:
+    type: TableType
+    sector_size: int
+    entries: tuple[TableEntry, ...] = ()
+
+
+ReadTable = Callable[[str], PartitionTable | None]
+
+
+def read_partition_table(path: str) -> PartitionTable | None:
+    """The partition table of the disk at path as pyparted reads it; None when it cannot be read."""
+    try:
+        import parted
+
+        disk = parted.newDisk(parted.getDevice(path))
+    except Exception as e:  # ImportError or libparted's errors: lsblk and blkid answer instead
+        log.debug("pyparted cannot read %s: %s", path, e)
+        return None
+    sector = int(disk.device.sectorSize)
+    if disk.type == "loop":  # parted's name for "no table, a filesystem on the whole disk"
+        return PartitionTable(TableType.NONE, sector)
+    if disk.type not in _TABLE_TYPES:
+        raise ImgcloneError(f"{path}: {disk.type} partition tables are not supported", "use msdos or gpt")
+    known = {str(f) for f in PartFlag}
+    entries = []
+    for p in disk.partitions:
+        flags = [n for k, n in sorted(parted.partitionFlag.items()) if n in known and _has_flag(p, k)]
+        start, size = int(p.geometry.start) * sector, int(p.geometry.length) * sector
+        extended = bool(p.type & parted.PARTITION_EXTENDED)
+        entries.append(TableEntry(int(p.number), start, size, tuple(map(PartFlag, flags)), p.name or "", extended))
+    return PartitionTable(_TABLE_TYPES[disk.type], sector, tuple(entries))
+
+
+def _has_flag(part: Any, flag: int) -> bool:
+    return bool(part.isFlagAvailable(flag) and part.getFlag(flag))
+
+
+def flags_from_type(table: TableType, parttype: str, partflags: str) -> tuple[PartFlag, ...]:
+    """Partition flags implied by lsblk/blkid's PARTTYPE and PARTFLAGS, as parted would show them."""
+    parttype = parttype.lower()
+    if table == TableType.GPT:
+        return _GPT_FLAGS.get(parttype, ())
+    boot = (PartFlag.BOOT,) if _int(partflags) & 0x80 else ()
+    return boot + _MSDOS_FLAGS.get(parttype, ())
+
+
+# -- pure parsers ------------------------------------------------------------------------------
+def _int(value: Any) -> int:
+    """lsblk prints numbers as numbers (2.38) or strings (older); blkid and LVM as strings; 0x80 too."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    text = str(value or "").strip().lower()
+    try:
+        return int(text, 16) if text.startswith("0x") else int(text)
+    except ValueError:
+        return 0
+
+
+def _json(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ImgcloneError(f"{what}: unexpected output, not JSON: {e}") from e
+
+
+@dataclass(frozen=True)
+class Mount:
+    target: str
+    source: str
+    fstype: str
+    options: str = ""
+    size: int = 0
+    used: int = 0
+    majmin: str = ""
+    fsroot: str = "/"
+
+
+def parse_findmnt(text: str) -> list[Mount]:
+    """Mounts from `findmnt --json`, in mount order (flattens the tree form too)."""
+
+    def walk(nodes: Iterable[Any]) -> Iterable[Mount]:
+        for n in nodes:
+            target, source, fstype, options, majmin = (
+                n.get(k) or "" for k in ("target", "source", "fstype", "options", "maj:min")
+            )
+            size, used = _int(n.get("size")), _int(n.get("used"))
+            yield Mount(target, source, fstype, options, size, used, majmin, n.get("fsroot") or "/")
+            yield from walk(n.get("children", []))
+
+    return list(walk(_json(text, "findmnt").get("filesystems", [])))
+
+
+@dataclass
+class BlockDev:
+    name: str
+    type: str
+    size: int = 0
+    kname: str = ""
+    majmin: str = ""
+    log_sec: int = 512
+    start: int = 0  # 512-byte sectors, as sysfs counts them
+    mountpoints: tuple[str, ...] = ()
+    props: dict[str, str] = field(default_factory=dict)  # fstype, uuid, label, part*, pt*
+    parents: list[str] = field(default_factory=list)
+    children: list[str] = field(default_factory=list)
+
+
+def parse_lsblk(text: str) -> dict[str, BlockDev]:
+    """Block devices from `lsblk --json --paths` by name, with every parent (an LV has one per PV)."""
+    devs: dict[str, BlockDev] = {}
+    props = ("fstype", "uuid", "label", "partuuid", "partlabel", "parttype", "partflags", "pttype", "ptuuid")
+
+    def walk(nodes: Iterable[Any], parent: str | None) -> None:
+        for n in nodes:
+            name = n["name"]
+            dev = devs.get(name)
+            if dev is None:
+                points = n.get("mountpoints", [n.get("mountpoint")])
+                dev = devs[name] = BlockDev(
+                    name=name,
+                    type=n.get("type") or "",
+                    size=_int(n.get("size")),
+                    kname=n.get("kname") or "",
+                    majmin=n.get("maj:min") or "",
+                    log_sec=_int(n.get("log-sec")) or 512,
+                    start=_int(n.get("start")),
+                    mountpoints=tuple(p for p in points or [] if p),
+                    props={k: str(n[k]) for k in props if n.get(k)},
+                )
+            if parent is not None and parent not in dev.parents:
+                dev.parents.append(parent)
+                devs[parent].children.append(name)
+            walk(n.get("children", []), name)
+
+    walk(_json(text, "lsblk").get("blockdevices", []), None)
+    return devs
+
+
+def parse_blkid(text: str) -> dict[str, str]:
+    """`blkid -p -o export` output as lsblk column names (TYPE → fstype, PART_ENTRY_UUID → partuuid …)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key in _BLKID_KEYS and value:
+            out[_BLKID_KEYS[key]] = value
+    return out
+
+
+def parse_lvm_report(text: str, kind: str) -> list[dict[str, str]]:
+    """Rows of an LVM JSON report (kind "pv", "vg" or "lv"); [] when the text is not one."""
+    try:
+        return [row for rep in json.loads(text).get("report", []) for row in rep.get(kind, [])]
+    except (json.JSONDecodeError, AttributeError):
+        return []
+
+
+def parse_dumpe2fs(text: str) -> dict[str, str]:
+    """The `Name: value` lines of `dumpe2fs -h` (or `tune2fs -l`)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() and key[:1] != " ":
+            out.setdefault(key.strip(), value.strip())
+    return out
+
+
+def ext_features(fields: dict[str, str]) -> dict[str, Any]:
+    """The layout's features of an ext2/3/4 filesystem from parse_dumpe2fs()."""
+    names = fields.get("Filesystem features", "").split()
+    features: dict[str, Any] = {"ext_features": [f for f in names if f not in _EXT_STATE_FLAGS]}
+    for key, name in (("Block size", "block_size"), ("Inode size", "inode_size")):
+        if key in fields:
+            features[name] = _int(fields[key])
+    return features
+
+
+def parse_xfs_info(text: str) -> dict[str, Any]:
+    """The layout's features of an xfs filesystem from `xfs_info` output."""
+    sections: dict[str, dict[str, str]] = {}
+    current = ""
+    for line in text.splitlines():
+        m = re.match(r"^([a-z-]*)\s*=(.*)$", line)
+        if not m:
+            continue
+        current = m.group(1) or current
+        for key, value in re.findall(r"([A-Za-z0-9_-]+)=([^\s,]+)", m.group(2)):
+            sections.setdefault(current, {}).setdefault(key, value)
+    meta, data = sections.get("meta-data", {}), sections.get("data", {})
+    xfs: dict[str, Any] = {k: _int(v) for k, v in meta.items() if re.fullmatch(r"\d+", v)}
+    xfs["blocksize"] = _int(data.get("bsize"))
+    xfs["inode_size"] = _int(meta.get("isize"))
+    for section, key, name in (("naming", "ftype", "ftype"), ("log", "blocks", "log_blocks")):
+        if key in sections.get(section, {}):
+            xfs[name] = _int(sections[section][key])
+    return {"xfs": xfs}
+
+
+def _number_from_name(name: str) -> int:
+    m = re.search(r"(\d+)$", name)
+    return int(m.group(1)) if m else 0
+
+
+# -- the host ----------------------------------------------------------------------------------
+class _Host:
+    """What findmnt, lsblk and LVM say about this host, and the layout objects built from it."""
+
+    def __init__(self, runner: Runner, read_table: ReadTable) -> None:
+        self.runner = runner
+        self.read_table = read_table
+        self.mounts = parse_findmnt(runner.run(FINDMNT).text)
+        self.devs = parse_lsblk(runner.run(LSBLK).text)
+        self.pv_rows = self._lvm(PVS, "pv")
+        self.lv_rows = self._lvm(LVS, "lv")
+        self._blkid: dict[str, dict[str, str]] = {}
+
+    def _lvm(self, argv: list[str], kind: str) -> list[dict[str, str]]:
+        try:
+            res = self.runner.run(argv, check=False, env=LVM_ENV)
+        except CommandError as e:  # lvm2 not installed
+            log.debug("%s: %s", argv[0], e)
+            return []
+        rows = parse_lvm_report(res.text, kind)
+        if res.returncode != 0 and not rows:
+            log.debug("%s: no LVM here (exit code %d)", argv[0], res.returncode)
+        return rows
+
+    def info(self, dev: BlockDev) -> dict[str, str]:
+        """lsblk's identity columns, completed by `blkid -p` (lsblk's come from udev, maybe absent)."""
+        if dev.name not in self._blkid:
+            res = self.runner.run(["blkid", "-p", "-o", "export", dev.name], check=False)
+            self._blkid[dev.name] = parse_blkid(res.text) if res.returncode == 0 else {}
+        return {**self._blkid[dev.name], **dev.props}
+
+    def mount_at(self, target: str) -> Mount | None:
+        found = [m for m in self.mounts if m.target == target]
+        return found[-1] if found else None  # the last one mounted there is the one visible
+
+    def dev_of(self, m: Mount) -> BlockDev | None:
+        by_name = (d for d in self.devs.values() if m.source and m.source in (d.name, d.kname))
+        found = next(by_name, None)
+        if found is None and m.majmin and not m.majmin.startswith("0:"):  # /dev/root; 0:x: btrfs, tmpfs
+            found = next((d for d in self.devs.values() if d.majmin == m.majmin), None)
+        return found
+
+    def unsupported(self, dev: BlockDev) -> BlockDev | None:
+        """The first device under dev (dev included) that the layout cannot describe."""
+        if dev.type not in DEVICE_TYPES or (dev.type in ("disk", "loop") and dev.parents):
+            return dev
+        return next((u for p in dev.parents if (u := self.unsupported(self.devs[p]))), None)
+
+    def top_disks(self, name: str) -> set[str]:
+        dev = self.devs[name]
+        return set().union(*(self.top_disks(p) for p in dev.parents)) if dev.parents else {name}
+
+    def closure(self, seeds: Iterable[str]) -> set[str]:
+        """The disks under seeds, plus the disks of every VG that has a PV on one of them."""
+        disks: set[str] = set().union(*(self.top_disks(s) for s in seeds))
+        while True:
+            vgs = self.vgs_on(disks)
+            more = set().union(*(self._pv_disks(r) for r in self.pv_rows if r.get("vg_name") in vgs))
+            if more <= disks:
+                return disks
+            disks |= more
+
+    def vgs_on(self, disks: set[str]) -> set[str]:
+        return {r["vg_name"] for r in self.pv_rows if r.get("vg_name") and self._pv_disks(r) & disks}
+
+    def _pv_disks(self, row: dict[str, str]) -> set[str]:
+        name = row.get("pv_name", "")
+        return self.top_disks(name) if name in self.devs else {name}
+
+    def lv_row(self, dev: BlockDev) -> dict[str, str] | None:
+        for r in self.lv_rows:
+            majmin = f"{r.get('lv_kernel_major')}:{r.get('lv_kernel_minor')}"
+            if r.get("lv_dm_path") in (dev.name, dev.kname) or majmin == dev.majmin:
+                return r
+        return None
+
+    def dev_id(self, dev: BlockDev) -> str:
+        """The layout id of the disk, partition or LV dev."""
+        if dev.type == "part":
+            return "part-" + os.path.basename(dev.name)
+        if dev.type in ("disk", "loop") and not dev.parents:
+            return "disk-" + os.path.basename(dev.name)
+        if dev.type == "lvm":
+            row = self.lv_row(dev)
+            if row is None:
+                raise ImgcloneError(f"{dev.name}: LVM reports nothing about this logical volume", _LVM_HINT)
+            return f"lv-{row['vg_name']}-{row['lv_name']}"
+        raise ImgcloneError(f"{dev.name}: a {dev.type} device, which imgclone cannot capture", _DEV_HINT)
+
+    # -- layout objects ----------------------------------------------------------------------
+    def disk(self, name: str) -> tuple[Disk, list[Partition]]:
+        dev, info = self.devs[name], self.info(self.devs[name])
+        table = self.read_table(dev.name)
+        parts = [self.devs[c] for c in dev.children if self.devs[c].type == "part"]
+        if table is not None:
+            ttype = table.type
+        elif info.get("pttype", "") in _TABLE_TYPES:
+            ttype = _TABLE_TYPES[info["pttype"]]
+        elif parts or info.get("pttype"):
+            what = info.get("pttype") or "unknown"
+            raise ImgcloneError(f"{dev.name}: cannot read its partition table (type {what})", _PT_HINT)
+        else:
+            ttype = TableType.NONE
+        sector = table.sector_size if table else dev.log_sec
+        disk = Disk(self.dev_id(dev), dev.name, dev.size, ttype, sector, info.get("ptuuid", ""))
+        entries = {e.number: e for e in table.entries} if table else {}
+        partitions = [p for c in parts if (p := self.partition(c, disk, entries))]
+        return disk, sorted(partitions, key=lambda p: p.number)
+
+    def partition(self, dev: BlockDev, disk: Disk, entries: dict[int, TableEntry]) -> Partition | None:
+        info = self.info(dev)
+        number = _int(info.get("partn")) or _number_from_name(dev.name)
+        parttype = info.get("parttype", "")
+        e = entries.get(number)
+        if (e.extended if e else parttype.lower() in _MSDOS_EXTENDED) and disk.table == TableType.MSDOS:
+            return None
+        return Partition(
+            id=self.dev_id(dev),
+            disk=disk.id,
+            number=number,
+            start=e.start if e else (_int(info.get("offset")) or dev.start) * 512,
+            size=e.size if e else dev.size,
+            flags=e.flags if e else flags_from_type(disk.table, parttype, info.get("partflags", "")),
+            name=(e.name if e else "") or info.get("partlabel", ""),
+            uuid=info.get("partuuid", ""),
+            type_uuid=parttype if disk.table == TableType.GPT else "",
+            path=dev.name,
+        )
+
+    def volume_groups(self, disks: set[str]) -> tuple[list[VolumeGroup], list[LogicalVolume]]:
+        vgs, lvs = [], []
+        for vg in sorted(self.vgs_on(disks)):
+            rows = [r for r in self.pv_rows if r.get("vg_name") == vg]
+            missing = [r["pv_name"] for r in rows if r.get("pv_name") not in self.devs]
+            if missing:
+                raise ImgcloneError(f"volume group {vg}: physical volume {missing[0]} is not a block device", _LVM_HINT)
+            pvs = tuple(self.dev_id(self.devs[r["pv_name"]]) for r in rows)
+            extent = _int(rows[0].get("vg_extent_size")) or 4 * 1024 * 1024
+            vgs.append(VolumeGroup(f"vg-{vg}", vg, pvs, extent, rows[0].get("vg_uuid", "")))
+            rows = sorted((r for r in self.lv_rows if r.get("vg_name") == vg), key=lambda r: r["lv_name"])
+            lvs += [_lv(vg, r) for r in rows]
+        return vgs, lvs
+
+    def filesystem(self, mountpoint: str, m: Mount, dev: BlockDev) -> Filesystem:
+        info = dict(self.info(dev))
+        fstype = FsType(m.fstype)
+        features: dict[str, Any] = {}
+        if fstype in (FsType.EXT2, FsType.EXT3, FsType.EXT4):
+            fields = self._tool(["dumpe2fs", "-h", dev.name], parse_dumpe2fs)
+            features = ext_features(fields) if fields else {}
+            info.setdefault("uuid", fields.get("Filesystem UUID", ""))
+            label = fields.get("Filesystem volume name", "")
+            info.setdefault("label", "" if label == "<none>" else label)
+        elif fstype == FsType.XFS:
+            features = self._tool(["xfs_info", m.target], parse_xfs_info)
+        return Filesystem(
+            id=fs_id(mountpoint),
+            device=self.dev_id(dev),
+            type=fstype,
+            mountpoint=mountpoint,
+            size=m.size,
+            used=m.used,
+            uuid=info.get("uuid", ""),
+            label=info.get("label", ""),
+            options=m.options or "defaults",
+            features=features,
+        )
+
+    def _tool(self, argv: list[str], parse: Callable[[str], dict[str, Any]]) -> dict[str, Any]:
+        try:
+            res = self.runner.run(argv, check=False)
+        except CommandError as e:  # not installed
+            err = str(e)
+        else:
+            if res.returncode == 0:
+                return parse(res.text)
+            err = (res.stderr.strip().splitlines() or [f"exit code {res.returncode}"])[-1]
+        log.warning("%s: cannot read the filesystem features (%s): %s", argv[-1], argv[0], err)
+        return {}
+
+    def build(self, picked: list[tuple[str, Mount, BlockDev]], swaps: list[BlockDev]) -> tuple[Layout, list[Source]]:
+        """The layout of the picked filesystems and swaps, with every disk, partition, VG, LV under them."""
+        disks = self.closure([d.name for _, _, d in picked] + [d.name for d in swaps])
+        built = [self.disk(name) for name in sorted(disks)]
+        vgs, lvs = self.volume_groups(disks)
+        layout = Layout(
+            disks=tuple(d for d, _ in built),
+            partitions=tuple(p for _, parts in built for p in parts),
+            vgs=tuple(vgs),
+            lvs=tuple(lvs),
+            filesystems=tuple(self.filesystem(mp, m, dev) for mp, m, dev in picked),
+            swaps=tuple(self.swap(d) for d in sorted(swaps, key=lambda d: d.name)),
+        )
+        layout.validate()
+        return layout, [Source(fs_id(mp), m.target) for mp, m, _ in picked]
+
+    def swap(self, dev: BlockDev) -> Swap:
+        info, swap_id = self.info(dev), "swap-" + os.path.basename(dev.name)
+        return Swap(swap_id, self.dev_id(dev), dev.size, info.get("uuid", ""), info.get("label", ""))
+
+
+def _lv(vg: str, row: dict[str, str]) -> LogicalVolume:
+    name = row["lv_name"]
+    return LogicalVolume(f"lv-{vg}-{name}", name, f"vg-{vg}", _int(row.get("lv_size")), row.get("lv_uuid", ""))
+
+
+_LVM_HINT = "is lvm2 installed, and do `pvs` and `lvs` work?"
+_DEV_HINT = "imgclone captures filesystems on disks, partitions and LVM logical volumes"
+_PT_HINT = "imgclone handles msdos and gpt partition tables"
+_FS_HINT = "imgclone captures " + ", ".join(sorted(FS_TYPES)) + " filesystems"
+
+
+# -- public API --------------------------------------------------------------------------------
+def probe_running(
+    runner: Runner = HOST, *, read_table: ReadTable = read_partition_table
+) -> tuple[Layout, list[Source]]:
+    """The running system's layout: every filesystem and swap on the disks and VGs that hold /."""
+    host = _Host(runner, read_table)
+    root = host.mount_at("/")
+    rdev = host.dev_of(root) if root else None
+    if root is None or rdev is None or root.fstype not in FS_TYPES:
+        what = f"{root.fstype} on {root.source}" if root else "nothing"
+        raise ImgcloneError(f"/: {what} is not a block-device filesystem imgclone can capture", _FS_HINT)
+    bad = host.unsupported(rdev)
+    if bad is not None:
+        raise ImgcloneError(f"/: on {bad.name}, a {bad.type} device, which imgclone cannot capture", _DEV_HINT)
+    disks = host.closure([rdev.name])
+    on_disks = {name for name in host.devs if host.top_disks(name) <= disks}
+    picked: list[tuple[str, Mount, BlockDev]] = []
+    for m in host.mounts:
+        dev = host.dev_of(m)
+        if dev is None or dev.name not in on_disks or host.mount_at(m.target) is not m:  # hidden by a later mount
+            continue
+        why = _skip_reason(host, m, dev, {d.name for _, _, d in picked})
+        if why:
+            (log.debug if why.startswith("(") else log.warning)("%s: not captured: %s", m.target, why)
+            continue
+        picked.append((m.target, m, dev))
+    swaps = [host.devs[name] for name in sorted(on_disks) if SWAP_MARK in host.devs[name].mountpoints]
+    swaps = [d for d in swaps if host.unsupported(d) is None]
+    return host.build(picked, swaps)
+
+
+def _skip_reason(host: _Host, m: Mount, dev: BlockDev, taken: set[str]) -> str:
+    """Why probe_running leaves mount m out; "" to capture it, "(…)" for the expected cases."""
+    if dev.name in taken:
+        return "btrfs subvolumes are not captured separately" if m.fstype == "btrfs" else "(mounted again)"
+    if m.fsroot != "/" and m.fstype != "btrfs":
+        return f"(a bind mount of {m.fsroot})"
+    if m.fstype not in FS_TYPES:
+        return f"{m.fstype} filesystems cannot be captured"
+    bad = host.unsupported(dev)
+    return f"on {bad.name}, a {bad.type} device" if bad else ""
+
+
+def probe_mounts(
+    mountpoints: Sequence[str], runner: Runner = HOST, *, read_table: ReadTable = read_partition_table
+) -> tuple[Layout, list[Source]]:
+    """The layout of exactly the filesystems mounted at mountpoints, with the devices under them."""
+    if not mountpoints:
+        raise UsageError("no mount point given", hint="use --mount DIR, once per filesystem")
+    host = _Host(runner, read_table)
+    picked: list[tuple[str, Mount, BlockDev]] = []
+    given: dict[str, str] = {}  # device → the --mount that named it
+    for arg in mountpoints:
+        mp = os.path.normpath(os.path.abspath(arg))
+        if any(p[0] == mp for p in picked):
+            continue
+        m, dev = _mounted(host, arg, mp)
+        if dev.name in given:
+            raise UsageError(f"--mount {arg}: the same filesystem as --mount {given[dev.name]}")
+        given[dev.name] = arg
+        picked.append((mp, m, dev))
+    return host.build(picked, [])
+
+
+def used_inodes(sources: Iterable[Source]) -> dict[str, int]:
+    """fs id → inodes in use on each source filesystem (statvfs): at most what its files need on the clone (the
+    exclude rules only take some away), known before the capture writes a byte. vfat and btrfs have no fixed inode
+    table (statvfs says 0): left out."""
+    counts: dict[str, int] = {}
+    for s in sources:
+        st = os.statvfs(s.mountpoint)
+        if st.f_files:
+            counts[s.fs_id] = st.f_files - st.f_ffree
+    return counts
+
+
+def _mounted(host: _Host, arg: str, mp: str) -> tuple[Mount, BlockDev]:
+    """The mount at mp and its device, or a UsageError naming --mount arg."""
+    m = host.mount_at(mp) or host.mount_at(os.path.realpath(mp))
+    if m is None:
+        raise UsageError(f"--mount {arg}: not a mount point", hint="give a directory with a filesystem mounted")
+    if m.fstype not in FS_TYPES:
+        raise UsageError(f"--mount {arg}: {m.fstype} filesystems cannot be captured", hint=_FS_HINT)
+    if m.fsroot != "/" and m.fstype != "btrfs":
+        hint = "give the directory where the filesystem itself is mounted"
+        raise UsageError(f"--mount {arg}: a bind mount of {m.fsroot} on {m.source}", hint=hint)
+    dev = host.dev_of(m)
+    if dev is None:
+        raise UsageError(f"--mount {arg}: {m.source} is not a block device lsblk knows", hint=_DEV_HINT)
+    bad = host.unsupported(dev)
+    if bad is not None:
+        raise UsageError(f"--mount {arg}: on {bad.name}, a {bad.type} device", hint=_DEV_HINT)
+    return m, dev

@@ -1,0 +1,174 @@
+"""Build a planned layout on target disks inside the appliance: partitions, LVM, mkfs, mounts.
+
+Each step takes the Guest and the target Layout and creates exactly what the layout says;
+the appliance's device names come from `Devices`, which maps layout ids to them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from imgclone.errors import GuestfsError, UsageError
+from imgclone.fs import features as fsfeatures
+from imgclone.guest.appliance import Guest
+from imgclone.model.layout import Disk, Filesystem, FsType, Layout, LogicalVolume, PartFlag, Partition, TableType
+
+log = logging.getLogger("imgclone")
+MiB = 1024 * 1024
+LVM_EXTENT = 4 * MiB  # vgcreate's default extent size
+
+GPT_TYPES = {
+    PartFlag.ESP: "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
+    PartFlag.BIOS_GRUB: "21686148-6449-6E6F-744E-656564454649",
+    PartFlag.LVM: "E6D6D379-F507-44C2-A23C-238F2A3DF928",
+    PartFlag.SWAP: "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F",
+}
+MBR_IDS = {PartFlag.LVM: 0x8E, PartFlag.SWAP: 0x82, PartFlag.ESP: 0xEF}
+LABEL_LIMITS = {"vfat": 11, "xfs": 12, "ext2": 16, "ext3": 16, "ext4": 16, "btrfs": 255, "swap": 16}
+
+
+@dataclass(frozen=True)
+class Devices:
+    """Layout ids → appliance device paths (/dev/sda, /dev/sda2, /dev/altinst_rootvg/alt_root)."""
+
+    layout: Layout
+    disks: dict[str, str]  # disk id → /dev/sdX, in -d order
+
+    def path(self, obj_id: str) -> str:
+        obj = self.layout.get(obj_id)
+        if isinstance(obj, Disk):
+            return self.disks[obj.id]
+        if isinstance(obj, Partition):
+            return f"{self.disks[obj.disk]}{obj.number}"
+        if isinstance(obj, LogicalVolume):
+            vg = self.layout.get(obj.vg)
+            return f"/dev/{getattr(vg, 'name', '')}/{obj.name}"
+        raise UsageError(f"{obj_id}: not a block device in the layout")
+
+
+def check_empty(g: Guest, devs: Devices, force: bool) -> None:
+    """Refuse targets that already hold a partition table, a PV or an alternate VG."""
+    existing_vgs = set(g.vgs())
+    for vg in devs.layout.vgs:
+        if vg.name in existing_vgs:
+            raise UsageError(
+                f"volume group {vg.name} already exists on a target (an earlier alternate)",
+                "`imgclone alt cleanup -d TARGETS --wipe` removes it; --force does not override this",
+            )
+    if force:
+        return
+    for disk in devs.layout.disks:
+        dev = devs.disks[disk.id]
+        what = _occupied(g, dev)
+        if what:
+            raise UsageError(f"-d {disk.path}: {what}", "refusing to overwrite it; --force if you are sure")
+
+
+def _occupied(g: Guest, dev: str) -> str:
+    try:
+        return f"already has a {g.part_get_parttype(dev)} partition table"
+    except GuestfsError:
+        pass
+    kind = g.vfs_type(dev) if dev in g.list_filesystems() else ""
+    return f"holds a {kind} signature" if kind and kind != "unknown" else ""
+
+
+def partition_disks(g: Guest, devs: Devices) -> None:
+    """Partition tables and partitions with their flags, GPT names and types.
+
+    On msdos, partitions numbered 5 and up are logical (the planner leaves 1 MiB before each for its EBR): an
+    extended partition 4 spans them, from 1 MiB before the first to the end of the last, as parted makes it.
+    """
+    for disk in devs.layout.disks:
+        parts = sorted((p for p in devs.layout.partitions if p.disk == disk.id), key=lambda p: p.number)
+        dev = devs.disks[disk.id]
+        g.wipefs(dev)
+        if disk.table is TableType.NONE or not parts:
+            continue
+        g.part_init(dev, str(disk.table))
+        ss = disk.sector_size
+        logical = [p for p in parts if p.number > 4] if disk.table is TableType.MSDOS else []
+        for p in parts:
+            if logical and p is logical[0]:  # the extended partition: from the first EBR to the last logical's end
+                last = logical[-1]
+                g.part_add(dev, "e", (p.start - MiB) // ss, (last.start + last.size) // ss - 1)
+            g.part_add(dev, "l" if p in logical else "p", p.start // ss, (p.start + p.size) // ss - 1)
+            _flag(g, dev, disk.table, p)
+
+
+def _flag(g: Guest, dev: str, table: TableType, p: Partition) -> None:
+    if table is TableType.GPT:
+        guid = next((GPT_TYPES[f] for f in p.flags if f in GPT_TYPES), p.type_uuid)
+        if guid:
+            g.part_set_gpt_type(dev, p.number, guid)
+        if p.name:
+            g.part_set_name(dev, p.number, p.name)
+        return
+    mbr = next((MBR_IDS[f] for f in p.flags if f in MBR_IDS), None)
+    if mbr is not None:
+        g.part_set_mbr_id(dev, p.number, mbr)
+    if PartFlag.BOOT in p.flags:
+        g.part_set_bootable(dev, p.number, True)
+
+
+def create_lvm(g: Guest, devs: Devices) -> None:
+    """PVs, VGs (already named altinst_<vg>) with the source's extent size, and LVs (alt_<lv>) of whole extents."""
+    for vg in devs.layout.vgs:
+        pvs = [devs.path(pv) for pv in vg.pvs]
+        for pv in pvs:
+            g.pvcreate(pv)
+        if vg.extent_size == LVM_EXTENT:
+            g.vgcreate(vg.name, pvs)
+        else:  # libguestfs's vgcreate takes no extent size
+            g.appliance_command(["lvm", "vgcreate", "--yes", "-s", f"{vg.extent_size // 1024}k", vg.name, *pvs])
+        for lv in (lv for lv in devs.layout.lvs if lv.vg == vg.id):
+            if lv.size % MiB == 0:
+                g.lvcreate(lv.name, vg.name, lv.size // MiB)
+            else:  # extents below 1 MiB: lvcreate's MiB would not be exact
+                extents = str(lv.size // vg.extent_size)
+                g.appliance_command(["lvm", "lvcreate", "--yes", "-l", extents, "-n", lv.name, vg.name])
+
+
+def make_filesystems(g: Guest, devs: Devices, keep_uuids: dict[str, str]) -> dict[str, str]:
+    """mkfs every filesystem (with the features the plan gives it, see fsfeatures) and mkswap every swap; return
+    id → new UUID."""
+    uuids: dict[str, str] = {}
+    for fs in devs.layout.filesystems:
+        dev = devs.path(fs.device)
+        label = _label(fs.label, str(fs.type))
+        xfs = fsfeatures.xfs_mkfs_argv(fs.features, dev, label) if fs.type is FsType.XFS else None
+        if xfs:
+            g.appliance_command(xfs)  # libguestfs's mkfs passes no -m/-i/-n to mkfs.xfs
+        else:
+            opts = fsfeatures.ext_mkfs_options(fs.features) if str(fs.type) in fsfeatures.EXT_TYPES else {}
+            g.mkfs(str(fs.type), dev, **opts, **({"label": label} if label else {}))
+        if fs.id in keep_uuids:
+            g.set_uuid(dev, keep_uuids[fs.id])
+        uuids[fs.id] = g.vfs_uuid(dev)
+    for sw in devs.layout.swaps:
+        dev = devs.path(sw.device)
+        opts = {"label": _label(sw.label, "swap")} if sw.label else {}
+        if sw.id in keep_uuids:
+            opts["uuid"] = keep_uuids[sw.id]
+        g.mkswap(dev, **opts)
+        uuids[sw.id] = g.vfs_uuid(dev)
+    return uuids
+
+
+def _label(label: str, fstype: str) -> str:
+    limit = LABEL_LIMITS.get(fstype, 16)
+    if len(label.encode()) > limit:
+        log.warning("label %r is too long for %s; truncated to %d bytes", label, fstype, limit)
+        return label.encode()[:limit].decode(errors="ignore")
+    return label
+
+
+def mount_tree(g: Guest, devs: Devices) -> list[Filesystem]:
+    """Mount the target filesystems at their mount points in the appliance, parents first."""
+    order = devs.layout.mount_order()
+    for fs in order:
+        if fs.mountpoint != "/":
+            g.mkdir_p(fs.mountpoint)
+        g.mount(devs.path(fs.device), fs.mountpoint)
+    return order
