@@ -52,7 +52,7 @@ class ArchiveError(ImgcloneError):
 
 
 class ReadErrors(ImgcloneError):
-    """Files could not be read during capture (the seed's backup errors)."""
+    """Files could not be read during capture (AIX's backup errors)."""
 
 
 class PhaseStateError(ImgcloneError):

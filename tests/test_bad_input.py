@@ -225,7 +225,7 @@ CASES = [
     Case("P-13", ("copy", *T, "-P13"), 2, ("-P", "invalid choice")),
     Case("resize-unknown", (*RESTORE, *T, "--resize", "huge"), 2, ("--resize", "invalid choice")),
     Case("lv-name-limit-not-a-number", (*RESTORE, *T, "--lv-name-limit", "x"), 2, ("--lv-name-limit", "invalid int")),
-    # the seed's flag rules (tests/test_phase_flags.py has them for both commands; here with the full checks)
+    # AIX's flag rules (tests/test_phase_flags.py has them for both commands; here with the full checks)
     Case("w-needs-l", ("copy", *T, "-w", "vim"), 2, ("-w needs -l DIR",)),
     Case("b-needs-l", (*RESTORE, *T, "-b", "{w}/bundle"), 2, ("-b needs -l DIR",), (BUNDLE,)),
     Case("F-needs-l", ("copy", *T, "-F", "update_all"), 2, ("-F needs -l DIR",)),

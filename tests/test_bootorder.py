@@ -1,4 +1,4 @@
-"""The boot order after Phase 3 (the seed's bootlist): images nothing, UEFI hosts BootNext, BIOS hosts a hint."""
+"""The boot order after Phase 3 (AIX's bootlist): images nothing, UEFI hosts BootNext, BIOS hosts a hint."""
 
 from __future__ import annotations
 

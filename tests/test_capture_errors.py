@@ -1,4 +1,4 @@
-"""The seed's backup errors: a file that vanishes between listing and reading."""
+"""AIX's backup errors: a file that vanishes between listing and reading."""
 
 from __future__ import annotations
 

@@ -345,7 +345,7 @@ def test_restore_from_a_damaged_archive_fails_and_says_so(
 def test_restore_failure_under_alt_bak_err_fail_wipes_an_existing_target(
     gpt_lvm_capture: Captured, tmp_path: Path, imgclone: Run, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """ALT_BAK_ERR_FAIL=1 (the seed's "runs cleanup and stops"): a restore that fails after writing (a damaged byte
+    """ALT_BAK_ERR_FAIL=1 (AIX's "runs cleanup and stops"): a restore that fails after writing (a damaged byte
     in fs-boot's stream) returns an existing raw image to blank, forgets the alternate and says so in one line."""
     _, archive_path, _, _ = gpt_lvm_capture
     monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path / "state"))

@@ -70,11 +70,11 @@ def without(names: list[bytes], *drop: bytes) -> list[bytes]:
 @pytest.mark.parametrize(
     "pattern, dropped, top",
     [
-        # the seed: exclude the contents of /tmp, not /tmp itself nor other paths holding "/tmp"
+        # AIX: exclude the contents of /tmp, not /tmp itself nor other paths holding "/tmp"
         (b"^./tmp/", [b"./tmp/a", b"./tmp/sub", b"./tmp/sub/b"], [b"./tmp/a", b"./tmp/sub"]),
         # ^. ... $: exactly /tmp, and with it everything in it
         (b"^./tmp$", [b"./tmp", b"./tmp/a", b"./tmp/sub", b"./tmp/sub/b"], [b"./tmp"]),
-        # the seed's scratch example: no ^, so it matches anywhere in the path
+        # AIX's scratch example: no ^, so it matches anywhere in the path
         (b"scratch", [b"./home/u/scratch", b"./home/u/scratch/x"], [b"./home/u/scratch"]),
         # a substring without anchors matches every path that holds it
         (
@@ -92,7 +92,7 @@ def without(names: list[bytes], *drop: bytes) -> list[bytes]:
         (b"nomatch", [], []),
     ],
 )
-def test_seed_examples(tmp_path: Path, pattern: bytes, dropped: list[bytes], top: list[bytes]) -> None:
+def test_aix_examples(tmp_path: Path, pattern: bytes, dropped: list[bytes], top: list[bytes]) -> None:
     kept, sel = run_select(tmp_path, TREE, [pattern])
     assert kept == without(TREE, *dropped)
     assert list(sel.excluded) == top

@@ -1,4 +1,4 @@
-"""The seed's flag rules for copy and restore: usage errors before anything runs (exit 2, one line)."""
+"""AIX's flag rules for copy and restore: usage errors before anything runs (exit 2, one line)."""
 
 from __future__ import annotations
 

@@ -12,7 +12,7 @@ from imgclone.host import targets
 from tests.fakes import FakeRunner
 
 
-def test_split_targets_accepts_the_seeds_quoted_list() -> None:
+def test_split_targets_accepts_aix_quoted_list() -> None:
     assert targets.split_targets(["a.qcow2 b.qcow2", "c.img"]) == ["a.qcow2", "b.qcow2", "c.img"]
     with pytest.raises(UsageError, match="given twice"):
         targets.split_targets(["a.img a.img"])

@@ -5,8 +5,8 @@ altinst_rootvg by varying it on and mounting its filesystems under /alt_inst; he
 inside the libguestfs appliance (the host may have no device-mapper), so wake runs `guestmount`, a FUSE daemon
 that keeps one appliance up with every filesystem mounted and outlives this process, and sleep unmounts it with
 `guestunmount` and waits for the daemon to flush the images and exit. Cleanup forgets the alternate and, with
---wipe, returns its recorded targets to blank disks through one appliance. The seed's old_rootvg lives on the
-host, so its removal uses the host's LVM tools.
+--wipe, returns its recorded targets to blank disks through one appliance. The old_<vg> (AIX's old_rootvg) lives
+on the host, so its removal uses the host's LVM tools.
 """
 
 from __future__ import annotations
@@ -483,7 +483,7 @@ def check_clean(ctx: Wipe) -> None:
         raise ImgcloneError(f"cleanup --wipe: still found {', '.join(left)}", "the journal is kept; run it again")
 
 
-# -- cleanup of the seed's old_rootvg on the host ----------------------------------------------------------------
+# -- cleanup of AIX's old_rootvg on the host ----------------------------------------------------------------
 
 OLD_VG_PREFIX = "old_"
 LVM_ENV = {"LVM_SUPPRESS_FD_WARNINGS": "1"}
@@ -520,7 +520,7 @@ def find_old_vg(name: str, runner: Runner = HOST) -> OldVg:
     if not name.startswith(OLD_VG_PREFIX) or len(name) == len(OLD_VG_PREFIX):
         raise UsageError(
             f"--old-vg {name}: only a volume group named {OLD_VG_PREFIX}<vg> is removed this way",
-            "it is the seed's former rootvg; other volume groups are not imgclone's to remove",
+            "it is a source VG its clone renamed, AIX's old_rootvg; other volume groups are not imgclone's to remove",
         )
     pvs = [p for p in _report(runner, ["pvs", "-o", "pv_name,vg_name"], "pv") if p.get("vg_name") == name]
     if not pvs:

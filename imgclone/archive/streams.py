@@ -38,7 +38,7 @@ CHECKPOINT_RECORDS = 1000  # one progress line from tar every ~10 MB
 _PROGRESS = re.compile(r"^tar: @@\d+ (\d+)")
 _TOTALS = re.compile(r"^Total bytes written: (\d+)")
 
-# tar's messages for files that could not be read: the seed's "backup errors" — they are
+# tar's messages for files that could not be read: AIX's "backup errors" — they are
 # reported and the capture goes on (unless ALT_BAK_ERR_FAIL).
 READ_ERRORS = re.compile(
     r": (Cannot (stat|open|read|readlink|savedir|getcwd)|Read error|file changed as we read it|"

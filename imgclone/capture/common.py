@@ -33,7 +33,7 @@ EXCLUDE_ROOTVG = "/etc/exclude.rootvg"
 
 
 class ErrMode(StrEnum):
-    """The seed's ALT_BAK_ERR_* handling of files that could not be read."""
+    """AIX's ALT_BAK_ERR_* handling of files that could not be read."""
 
     CONTINUE = "continue"  # messages, go on, exit 0
     REPORT = "report"  # ALT_BAK_ERR_REPORT=1: go on, exit 1
@@ -163,7 +163,7 @@ def run_capture(
 
 
 def record_read_error(ctx: Context, line: str) -> None:
-    """The seed's backup errors: report; stop at once under ALT_BAK_ERR_FAIL."""
+    """AIX's backup errors: report; stop at once under ALT_BAK_ERR_FAIL."""
     ctx.read_errors.append(line)
     if ctx.opts.err_mode is ErrMode.FAIL:
         raise ReadErrors(f"capture stopped: {line}", "ALT_BAK_ERR_FAIL=1; the partial archive was removed")

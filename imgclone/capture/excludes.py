@@ -66,7 +66,7 @@ def tree_prefix(mountpoint: str) -> bytes:
 
 
 def check_full_path(path: str) -> None:
-    """Reject an exclude list (-e) that is not a full path name, as the seed requires."""
+    """Reject an exclude list (-e) that is not a full path name, as AIX requires."""
     if not path.startswith("/"):
         raise UsageError(
             f"exclude list {path or repr(path)}: must be a full path name",

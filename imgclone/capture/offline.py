@@ -90,7 +90,7 @@ def capture_offline(opts: CaptureOptions) -> dict[str, Any]:
 
 
 def read_rules(g: Guest, workdir: Path, opts: CaptureOptions) -> excludes.ExcludeRules:
-    """The image's own /etc/exclude.rootvg plus -e, as the seed says (the image's root mounted at /)."""
+    """The image's own /etc/exclude.rootvg plus -e, as AIX says (the image's root mounted at /)."""
     lists: list[str] = []
     if g.is_file(EXCLUDE_ROOTVG, followsymlinks=False):
         local = workdir / "image-exclude.rootvg"

@@ -49,8 +49,8 @@ def add_alt(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: ar
         help="query, wake (mount), sleep (unmount) or clean up an alternate (alt_rootvg_op)",
         description="Operate on the alternates that restore/copy built: list them with their targets, volume "
         "group names and phases; mount one's filesystems read-write on this host (through guestmount, no "
-        "device-mapper needed) and unmount it; forget one and optionally wipe its disks; remove the seed's "
-        "old_<vg> volume group from this host.",
+        "device-mapper needed) and unmount it; forget one and optionally wipe its disks; remove the "
+        "old_<vg> volume group (AIX's old_rootvg) from this host.",
     )  # fmt: skip
     asub = alt.add_subparsers(dest="alt_action", metavar="ACTION", required=True)
     q = asub.add_parser("query", parents=[common], formatter_class=raw, epilog=ALT_EPILOG,
@@ -77,7 +77,7 @@ def add_alt(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: ar
                         description="-d: forget the alternate (remove its journal); with --wipe first remove its "
                         "volume groups and PVs and wipe filesystem, PV and partition-table signatures on its "
                         "recorded targets (and only those), so restore takes them again without --force. "
-                        "--old-vg old_<vg>: the seed's former rootvg on this host: refused while any of its "
+                        "--old-vg old_<vg>: a source VG its clone renamed (AIX's old_rootvg): refused while any of its "
                         "logical volumes is active or mounted; --yes-wipe runs vgremove, pvremove and wipefs "
                         "on its PVs.")  # fmt: skip
     _targets(c, False, "the alternate's targets")

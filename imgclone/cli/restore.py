@@ -50,7 +50,7 @@ def parse_convert(values: list[str], upgrade: bool) -> dict[str, str]:
 
 
 def load_layout(path: str | None) -> Layout | None:
-    """-i: a full path to a layout file (the seed's image.data)."""
+    """-i: a full path to a layout file (AIX's image.data)."""
     if path is None:
         return None
     if not path.startswith("/"):
@@ -160,7 +160,7 @@ def report_phase1(args: argparse.Namespace, ctx: RestoreContext, result: dict[st
 
 
 def boot_order(args: argparse.Namespace, opts: RestoreOptions, result: dict[str, Any], report_errors: bool) -> None:
-    """The seed's bootlist after Phase 3: unless -B, or read errors under ALT_BAK_ERR_REPORT; then -r."""
+    """AIX's bootlist after Phase 3: unless -B, or read errors under ALT_BAK_ERR_REPORT; then -r."""
     if args.no_bootlist:
         lines = ["boot order: left alone (-B)"]
     elif report_errors:

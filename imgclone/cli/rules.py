@@ -1,4 +1,4 @@
-"""The seed's flag rules for copy and restore: usage errors before anything runs."""
+"""AIX's flag rules for copy and restore: usage errors before anything runs."""
 
 from __future__ import annotations
 

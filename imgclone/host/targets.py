@@ -33,7 +33,7 @@ class TargetDisk:
 
 
 def split_targets(values: list[str]) -> list[str]:
-    """-d takes several targets, repeated or as one quoted space-separated list (as the seed)."""
+    """-d takes several targets, repeated or as one quoted space-separated list (as AIX)."""
     out: list[str] = []
     for v in values:
         out.extend(v.split())

@@ -1,4 +1,4 @@
-"""After Phase 3: the boot order (the seed's bootlist) and -r.
+"""After Phase 3: the boot order (AIX's bootlist) and -r.
 
 Images: nothing to set. A disk of this host on a UEFI host: a boot entry for the clone's
 removable-path loader and BootNext to it (efibootmgr), so the next boot tries the clone

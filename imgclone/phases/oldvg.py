@@ -1,4 +1,4 @@
-"""The seed's old_rootvg rule: a clone that boots next to its source never meets a VG of its own name.
+"""AIX's old_rootvg rule: a clone that boots next to its source never meets a VG of its own name.
 
 When a clone sits on a disk of the running host whose VG has the clone's final name (or
 --beside-source says the clone will boot with its source attached), Phase 3 leaves the
@@ -23,7 +23,7 @@ SCRIPT = "/etc/initramfs-tools/scripts/init-premount/imgclone-vgname"
 
 SCRIPT_HEAD = """\
 #!/bin/sh
-# Written by imgclone Phase 3: the clone's first boot next to its source (the seed's old_rootvg).
+# Written by imgclone Phase 3: the clone's first boot next to its source (AIX's old_rootvg).
 # Every VG named like the clone's but with another UUID becomes old_<vg>, not autoactivated;
 # then the clone's own VG (by UUID) takes its final name. Harmless once that is done.
 PREREQ=""

@@ -1,4 +1,4 @@
-"""Phase 2 packages: what to install from the -l directory (the seed's installp images).
+"""Phase 2 packages: what to install from the -l directory (AIX's installp images).
 
 -w names packages to install, -b a file listing them (a bundle), -F names updates to
 apply (the APAR analog) and -f a file listing those; `update_all` (in -b, -F or -f)

@@ -144,7 +144,7 @@ def build_clone(ctx: Context, appliance: alternate.Appliance | None = None) -> N
 
 def clean_up_failure(ctx: Context, error: BaseException, wipe: Callable[[Sequence[str]], object] | None = None) -> None:
     """After a failed Phase 1: the images it created are removed. Targets that existed are, with ALT_BAK_ERR_FAIL=1,
-    wiped back to blank as `alt cleanup --wipe` does (the seed's "runs cleanup and stops"); else the error says they
+    wiped back to blank as `alt cleanup --wipe` does (AIX's "runs cleanup and stops"); else the error says they
     are partly written and how to wipe them. An interrupt is not wiped: it stops at once, and says the same."""
     started = "record_start" in ctx.timings
     note = ""
