@@ -3,7 +3,7 @@
 
 Issue 4 asks to measure more than one way in, under TCG, and keep the fastest. Each way fills a
 new ext4 on a qcow2 with the same stream (the largest of the archive, by default the BIOS
-fixture's root), all in one appliance launch (imgclone's Guest: the same vCPUs, memory and
+fixture's root), all in one appliance launch (imgclone's Appliance: the same vCPUs, memory and
 accelerator as a restore), rounds interleaved with the starting way rotating:
 
 1. tar_in: `zstd -d` on the host, the tar stream piped into libguestfs's `tar-in`. This is what
@@ -52,7 +52,8 @@ from common import (  # noqa: E402
 sys.path.insert(0, str(ROOT))
 from imgclone.archive.container import ArchiveReader  # noqa: E402
 from imgclone.archive.streams import ZSTD_DECOMPRESS  # noqa: E402
-from imgclone.guest.appliance import Guest  # noqa: E402
+from imgclone.guest.appliance import Appliance  # noqa: E402
+from imgclone.guest.interface import Guest  # noqa: E402
 
 KEEP_DIR = Path("/var/tmp/imgclone-bench/way-in")
 TAR_X = "tar -C /sysroot -xf {src} --numeric-owner --xattrs --xattrs-include='*' --selinux --acls"
@@ -156,7 +157,7 @@ def main() -> int:
     compressed = sum(n for _, n in parts)
     print(f"stream {fs_id} of {archive}: {mib(compressed)} compressed in {len(parts)} part(s), "
           f"{mib(plain.stat().st_size)} of tar")  # fmt: skip
-    g = Guest()
+    g = Appliance()
     g.add_drive(str(target), readonly=False, format="qcow2")
     g.add_drive(str(archive), readonly=True, format="raw", label="archive")  # by label: sdX order is not fixed
     g.add_drive(str(plain), readonly=True, format="raw", label="plain")

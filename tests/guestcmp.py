@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from imgclone.guest.appliance import Guest
+from imgclone.guest.interface import Guest
 from tests.treecmp import describe, diff
 
 EXTRACT = ["tar", "-x", "--numeric-owner", "--xattrs", "--xattrs-include=*", "--acls", "--selinux",

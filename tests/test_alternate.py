@@ -1,4 +1,4 @@
-"""The appliance a command's phases share (alternate.Appliance), with a fake Guest that counts launches."""
+"""The appliance a command's phases share (session.Session), with a fake Guest that counts launches."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from imgclone.guest import session
 from imgclone.phases import alternate
 
 
@@ -30,14 +31,14 @@ class FakeGuest:
 @pytest.fixture(autouse=True)
 def fake_guest(monkeypatch: pytest.MonkeyPatch) -> None:
     FakeGuest.made = []
-    monkeypatch.setattr(alternate, "Guest", FakeGuest)
+    monkeypatch.setattr(session, "Appliance", FakeGuest)
 
 
 A = [("/img/a.qcow2", "qcow2"), ("/dev/loop3", "raw")]
 
 
 def test_phases_with_the_same_targets_share_one_launch() -> None:
-    with alternate.Appliance() as app:
+    with session.Session() as app:
         with app.use(A) as g1:
             pass
         with app.use(list(A)) as g2:
@@ -49,7 +50,7 @@ def test_phases_with_the_same_targets_share_one_launch() -> None:
 
 
 def test_other_targets_get_a_new_appliance_and_the_old_one_is_shut_down() -> None:
-    with alternate.Appliance() as app:
+    with session.Session() as app:
         with app.use(A) as g1:
             pass
         with app.use(A[:1]) as g2:
@@ -58,7 +59,7 @@ def test_other_targets_get_a_new_appliance_and_the_old_one_is_shut_down() -> Non
 
 
 def test_a_failed_phase_closes_the_appliance_and_the_next_phase_launches_afresh() -> None:
-    with alternate.Appliance() as app:
+    with session.Session() as app:
         with pytest.raises(RuntimeError, match="step failed"), app.use(A) as g1:
             raise RuntimeError("step failed")
         assert g1.closed, "what a failed phase left mounted or active is not for the next one"
@@ -68,11 +69,11 @@ def test_a_failed_phase_closes_the_appliance_and_the_next_phase_launches_afresh(
 
 
 def test_opened_without_a_shared_appliance_is_this_phase_own() -> None:
-    with alternate.opened(A, None) as g:
+    with session.opened(A, None) as g:
         assert g.launched and not g.closed
     assert g.closed
-    shared = alternate.Appliance()
-    with alternate.opened(A, shared) as g2:
+    shared = session.Session()
+    with session.opened(A, shared) as g2:
         pass
     assert not g2.closed, "a shared appliance outlives the phase"
     shared.close()
@@ -92,7 +93,7 @@ def test_phase_3_lets_the_targets_go_before_the_boot_order_and_reboot(monkeypatc
     from imgclone.cli.parser import build_parser
 
     args = build_parser().parse_args(["restore", "-d", "/img/a.qcow2", "-P3", "--no-progress"])
-    app = alternate.Appliance()
+    app = session.Session()
     with app.use(A) as g:
         pass
     closed_then: list[bool] = []

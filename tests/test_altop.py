@@ -23,7 +23,8 @@ import pytest
 from imgclone.alt import ops as altop
 from imgclone.cli.alt import translate
 from imgclone.errors import CommandError, GuestfsError, ImgcloneError, PhaseStateError, UsageError
-from imgclone.guest.appliance import Guest
+from imgclone.guest.appliance import Appliance
+from imgclone.guest.interface import Guest
 from imgclone.host.run import Argv, Result
 from imgclone.model import journal as state
 from tests.conftest import ROOT, Captured
@@ -567,7 +568,7 @@ def test_help_teaches(imgclone: Run) -> None:
 
 def read_from_image(image: Path, *paths: str) -> list[bytes]:
     """Files of the alternate (Phase 1 names), read through a read-only appliance."""
-    g = Guest()
+    g = Appliance()
     g.add_drive(str(image), readonly=True, format="qcow2")
     with g:
         g.mount_ro("/dev/altinst_rootvg/alt_root", "/")

@@ -27,7 +27,7 @@ import pytest
 from fixtures.build import fixture_path
 from imgclone.check import boottest
 from imgclone.errors import CommandError
-from imgclone.guest.appliance import Guest
+from imgclone.guest.appliance import Appliance
 from imgclone.host import accel
 from imgclone.host.run import Argv, Result
 from imgclone.model import journal as state
@@ -119,7 +119,7 @@ def _debs(directory: Path) -> list[Path]:
 
 def _prepare_host(overlay: Path, debs: list[Path]) -> None:
     """efibootmgr installed with the host's own dpkg, and the channel loop enabled; no marker unit."""
-    g = Guest()
+    g = Appliance()
     g.add_drive(str(overlay), readonly=False, format="qcow2")
     with g:
         boottest.mount_guest(g, str(overlay))

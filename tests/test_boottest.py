@@ -165,7 +165,7 @@ def test_prepare_overlay_gives_the_appliance_every_disk(tmp_path: Path, monkeypa
         def umount_all(self) -> None:
             pass
 
-    monkeypatch.setattr(boottest, "Guest", Recorder)
+    monkeypatch.setattr(boottest, "Appliance", Recorder)
     monkeypatch.setattr(boottest, "mount_guest", lambda g, image: None)
     monkeypatch.setattr(boottest, "install_unit", lambda g, image: None)
     monkeypatch.setattr(boottest, "detect_firmware", lambda g: "bios")

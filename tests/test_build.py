@@ -7,7 +7,7 @@ from typing import Any, cast
 import pytest
 
 from imgclone.errors import LayoutError
-from imgclone.guest.appliance import Guest
+from imgclone.guest.interface import Guest
 from imgclone.model.layout import (
     Disk,
     Filesystem,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from imgclone.guest.appliance import Guest
+from imgclone.guest.appliance import Appliance
 from imgclone.model.journal import state_path
 from tests.treecmp import file_sha256
 
@@ -24,7 +24,7 @@ HOST_SCRIPT = '#!/bin/sh\nset -e\necho "from -s: $ALT_INST" > "$ALT_INST/etc/cop
 
 
 def _read_clone(image: Path, device: str, path: str) -> bytes:
-    g = Guest()
+    g = Appliance()
     g.add_drive(str(image), readonly=True, format="qcow2")
     with g:
         g.vg_activate_all(True)
@@ -144,7 +144,7 @@ def test_copy_refuses_a_conversion_its_content_cannot_survive(tmp_path: Path, im
     source = tmp_path / "source.qcow2"
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(gpt_lvm_image()),
                     str(source)], check=True)  # fmt: skip
-    g = Guest()
+    g = Appliance()
     g.add_drive(str(source), readonly=False, format="qcow2")
     with g:
         g.vg_activate_all(True)

@@ -19,10 +19,10 @@ from imgclone.cli.restore import options
 from imgclone.copy import blocks as copy_blocks
 from imgclone.errors import ImgcloneError, UsageError
 from imgclone.fs import space
+from imgclone.guest import session
 from imgclone.host import locks
 from imgclone.model import journal as state
 from imgclone.model.layout import Layout
-from imgclone.phases import alternate
 from imgclone.phases.restore import RestoreOptions, planning_files
 from imgclone.plan.planner import PlanOptions, Resize, Target, make_plan
 
@@ -54,14 +54,14 @@ class Recorder:
     def __init__(self, targets: Sequence[str]) -> None:
         self.targets = targets
         self.seen: list[tuple[str, bool]] = []
-        self.appliances: list[alternate.Appliance] = []
+        self.appliances: list[session.Session] = []
 
     def capture(self, cap: CaptureOptions) -> tuple[dict[str, Any] | None, bool]:
         self.seen.append(("capture", all(held(t) for t in self.targets)))
         return {"streams": []}, False
 
     def phases(self, args: argparse.Namespace, opts: RestoreOptions, result: dict[str, Any], report: bool,
-               appliance: alternate.Appliance) -> dict[str, Any]:  # fmt: skip
+               appliance: session.Session) -> dict[str, Any]:  # fmt: skip
         self.seen.append((f"-P{args.phases}", all(held(t) for t in opts.targets)))
         self.appliances.append(appliance)
         return result
@@ -162,12 +162,12 @@ def test_a_copy_that_blocks_can_do_runs_every_phase_in_their_appliance(
     p = make_plan(Layout.from_json((DATA / "plan" / "bios-lvm.json").read_text()), [Target("/x", 20 << 30)],
                   PlanOptions())  # fmt: skip
 
-    def phase1(opts: RestoreOptions, cap: CaptureOptions, disk: Any, appliance: alternate.Appliance) -> Any:
+    def phase1(opts: RestoreOptions, cap: CaptureOptions, disk: Any, appliance: session.Session) -> Any:
         seen.append(("1", held(opts.targets[0]), opts.archive_name, appliance))
         return argparse.Namespace(plan=p, uuids={}, timings={}, disks=[])
 
     def rest(args: argparse.Namespace, opts: RestoreOptions, result: dict[str, Any], report: bool,
-             appliance: alternate.Appliance) -> dict[str, Any]:  # fmt: skip
+             appliance: session.Session) -> dict[str, Any]:  # fmt: skip
         seen.append((args.phases, held(opts.targets[0]), appliance))
         return result
 

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from fixtures.build import fixture_path
-from imgclone.guest.appliance import Guest
+from imgclone.guest.appliance import Appliance
 from tests.treecmp import file_sha256
 
 pytestmark = pytest.mark.integration
@@ -95,7 +95,7 @@ def test_uefi_clone_to_raw_image_boots(tmp_path: Path, imgclone: Run, monkeypatc
 
 def _root_fs_and_fstab(image: Path) -> tuple[str, str]:
     """The filesystem type of the clone's first partition and its /etc/fstab, read through a read-only appliance."""
-    g = Guest()
+    g = Appliance()
     g.add_drive(str(image), readonly=True, format="qcow2")
     with g:
         fstype = str(g.vfs_type("/dev/sda1"))
@@ -134,7 +134,7 @@ def test_ext3_upgraded_to_ext4_boots(tmp_path: Path, imgclone: Run, monkeypatch:
 
 def _pv_use(a: Path, b: Path) -> dict[str, tuple[int, int]]:
     """PV name → (extents, extents allocated), both images attached read-only."""
-    g = Guest()
+    g = Appliance()
     for image in (a, b):
         g.add_drive(str(image), readonly=True, format="qcow2")
     with g:
@@ -179,7 +179,7 @@ def test_vg_across_two_disks_boots(tmp_path: Path, imgclone: Run, monkeypatch: p
 
 def _disk_facts(image: Path) -> dict[str, Any]:
     """What a clone beside its source must not share with it, read through one read-only appliance."""
-    g = Guest()
+    g = Appliance()
     g.add_drive(str(image), readonly=True, format=_image_info(image)["format"], label="disk")  # appliance_command's
     with g:
         pv, vg, vg_name = g.appliance_command(["lvm", "pvs", "--noheadings", "-o", "pv_uuid,vg_uuid,vg_name"]).split()

@@ -35,7 +35,7 @@ import pytest
 
 from imgclone import faults
 from imgclone.errors import ImgcloneError, PhaseStateError
-from imgclone.guest.appliance import Guest
+from imgclone.guest.appliance import Appliance
 from imgclone.model import journal as state
 from imgclone.phases import alternate
 from tests.conftest import ROOT, Captured, interruptible
@@ -180,7 +180,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 
 
 def read_files(image: Path, mounts: list[tuple[str, str]], *paths: str) -> list[bytes]:
-    g = Guest()
+    g = Appliance()
     g.add_drive(str(image), readonly=True, format="qcow2")
     with g:
         for dev, mp in mounts:

@@ -12,7 +12,8 @@ import pytest
 
 from fixtures import build, cache, rootfs
 from fixtures.build import FIXTURES, fixture_path
-from imgclone.guest.appliance import Guest
+from imgclone.guest.appliance import Appliance
+from imgclone.guest.interface import Guest
 
 MiB = 1024 * 1024
 
@@ -170,7 +171,7 @@ def test_unknown_fixture() -> None:
 def test_bios_fixture_layout() -> None:
     image = fixture_path("bios")
     assert image.name.endswith(".qcow2") and image.parent == cache.cache_base()
-    g = Guest()
+    g = Appliance()
     g.add_drive(str(image), readonly=True, format="qcow2")
     with g:
         assert g.part_get_parttype("/dev/sda") == "msdos"

@@ -100,7 +100,7 @@ def test_stuck_tcg_launch_fails_in_one_error(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(guest, "kill_now", lambda pid: StuckHandle.killed.set() if pid == 4242 else None)
     monkeypatch.setattr(accel, "choose", lambda: "tcg")
     monkeypatch.setenv(guest.TIMEOUT_ENV, "0.1")
-    g = guest.Guest()
+    g = guest.Appliance()
     g._gfs = type("FakeGuestfs", (), {"GuestFS": StuckHandle})
     with pytest.raises(
         GuestfsError, match=r"did not start: no answer within 0 s; IMGCLONE_LAUNCH_TIMEOUT sets the limit \(run"
@@ -133,7 +133,7 @@ class ShHandle:
 def test_appliance_command_waits_for_udev_first() -> None:
     """`debug sh` does not wait for udev as libguestfs's own calls do: the command runs after `udevadm settle`,
     with its own exit status."""
-    g = guest.Guest()
+    g = guest.Appliance()
     g._g = handle = ShHandle({})
     assert g.appliance_command(["lvm", "lvcreate", "-n", "my lv", "altinst_a"]) == "out"
     assert handle.calls == [("sh", [f"{guest.SETTLE}; lvm lvcreate -n 'my lv' altinst_a"])]
@@ -142,7 +142,7 @@ def test_appliance_command_waits_for_udev_first() -> None:
 def test_appliance_command_names_devices_by_their_labels() -> None:
     """The API's /dev/sda1 need not be the appliance kernel's (its own disk may come first: the first drive is then
     its /dev/sdb): each argument that is an API device is given as the drive's /dev/disk/guestfs path; LVs stay."""
-    g = guest.Guest()
+    g = guest.Appliance()
     g._g = handle = ShHandle({"targeta": "/dev/sda", "targeta1": "/dev/sda1", "targetb2": "/dev/sdb2"})
     g.appliance_command(["mkfs.xfs", "-f", "-L", "/dev/sda1", "/dev/sda1"])
     g.appliance_command(["lvm", "vgcreate", "altinst_a", "/dev/sda", "/dev/sdb2", "/dev/altinst_a/alt_root"])
@@ -153,7 +153,7 @@ def test_appliance_command_names_devices_by_their_labels() -> None:
 
 
 def test_appliance_command_refuses_a_device_without_a_label() -> None:
-    g = guest.Guest()
+    g = guest.Appliance()
     g._g = handle = ShHandle({"targeta": "/dev/sda", "targeta1": "/dev/sda1"})
     with pytest.raises(GuestfsError, match=r"mkfs.xfs: /dev/sdb1 is on a drive without a label"):
         g.appliance_command(["mkfs.xfs", "/dev/sdb1"])

@@ -13,7 +13,7 @@ import pytest
 
 from imgclone.archive.container import read_manifest
 from imgclone.check import boottest
-from imgclone.guest.appliance import Guest
+from imgclone.guest.appliance import Appliance
 from imgclone.host import accel
 from imgclone.phases.oldvg import dm_name, final_root_names, host_vg_names, lvm_uuid, script_text
 from tests.fakes import FakeRunner, fail
@@ -100,7 +100,7 @@ def test_host_vg_names() -> None:
 # -- for real: the BIOS fixture's clone boots next to the fixture --------------------------------------------------
 def _vgs(disk: Path) -> dict[str, str]:
     """{VG name: uuid} of one disk, read-only (one disk at a time: two VGs of one name would hide each other)."""
-    g = Guest()
+    g = Appliance()
     g.add_drive(str(disk), readonly=True, format="qcow2")
     with g:
         return {str(v["vg_name"]): lvm_uuid(str(v["vg_uuid"])) for v in g.vgs_full()}
@@ -127,7 +127,7 @@ def _boot_until_poweroff(argv: list[str], serial: Path, timeout: float) -> tuple
 def _install_marker(overlay: Path) -> None:
     """boot-test's report-and-power-off unit, in the clone's root. (boot-test itself cannot prepare this clone: its
     fstab names /dev/mapper/rootvg-root, which exists only once the first boot has renamed altinst_rootvg.)"""
-    g = Guest()
+    g = Appliance()
     g.add_drive(str(overlay), readonly=False, format="qcow2")
     with g:
         g.vg_activate_all(True)

@@ -13,7 +13,7 @@ import pytest
 from fixtures import small_image
 from fixtures.small_image import GPT_LVM
 from imgclone.errors import GuestfsError, ImgcloneError
-from imgclone.guest.appliance import Guest
+from imgclone.guest.appliance import Appliance
 from imgclone.model.layout import Disk, Filesystem, FsType, Layout, PartFlag, Partition, TableType
 from imgclone.probe.bootfacts import (
     BootFacts,
@@ -532,7 +532,7 @@ def gpt_lvm_image() -> Path:
 @pytest.fixture(scope="module")
 def probed(gpt_lvm_image: Path) -> Iterator[dict[str, Any]]:
     before = _sha256(gpt_lvm_image)
-    g = Guest()
+    g = Appliance()
     g.add_drive(str(gpt_lvm_image), readonly=True, format="qcow2")
     with g:
         layout, sources = probe_image(g, [str(gpt_lvm_image)])

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from imgclone.archive.container import read_manifest
-from imgclone.guest.appliance import Guest
+from imgclone.guest.appliance import Appliance
 from imgclone.probe.guest import ext_features, xfs_features
 from tests.conftest import Captured
 from tests.guestcmp import compare
@@ -39,7 +39,7 @@ def restore(imgclone: Run, archive: Path, *args: str) -> dict[str, object]:
 
 def check_clone(archive: Path, drives: list[tuple[str, str]], work: Path) -> dict[str, object]:
     """Open the targets read-only; compare every filesystem with the archive; return facts."""
-    g = Guest()
+    g = Appliance()
     for path, fmt in drives:
         g.add_drive(path, readonly=True, format=fmt)
     with g:
@@ -268,7 +268,7 @@ def test_restore_reads_a_piped_capture_from_stdin(tmp_path: Path, state_dir: Pat
         journal = json.loads(next(state_dir.glob("*.json")).read_text())
         assert journal["archive"] == "(standard input)" and list(journal["phases"]) == ["1"]
         want, restored = describe(str(mnt)), tmp_path / "restored"
-        g = Guest()
+        g = Appliance()
         g.add_drive(str(clone), readonly=True, format="qcow2")
         with g:
             extract_guest(g, "/dev/sda1", restored)

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from imgclone.errors import GuestfsError, ImgcloneError, PhaseStateError, UsageError
-from imgclone.guest.appliance import Guest
+from imgclone.guest.appliance import Appliance
+from imgclone.guest.interface import Guest
 from imgclone.host import accel
 from imgclone.host.run import HOST, Runner
 from imgclone.model import journal as state
@@ -358,7 +359,7 @@ def cleanup(targets: Sequence[str], *, wipe: bool = False, debug: bool = False,
     actions: list[str] = []
     if wipe:
         _refuse_missing(alt, "cleanup --wipe")
-        actions += wipe_targets(alt, make_guest() if make_guest else Guest(trace=debug))
+        actions += wipe_targets(alt, make_guest() if make_guest else Appliance(trace=debug))
     else:
         vgs = ", ".join(vg.name for vg in alt.layout.vgs)
         if vgs and any(t.exists for t in alt.targets):

@@ -23,7 +23,8 @@ from imgclone.archive.streams import zstd_compress
 from imgclone.capture import excludes, prescan
 from imgclone.capture.common import EXCLUDE_ROOTVG, CaptureOptions, Context, check_options, run_capture
 from imgclone.errors import ImgcloneError, UsageError
-from imgclone.guest.appliance import SYSROOT, Guest
+from imgclone.guest.appliance import SYSROOT, Appliance
+from imgclone.guest.interface import Guest
 from imgclone.host import targets
 from imgclone.host.run import HOST, PIPE, Pipeline
 from imgclone.model import content
@@ -59,7 +60,7 @@ def capture_offline(opts: CaptureOptions) -> dict[str, Any]:
     check_options(opts)  # usage errors first, before looking at the image
     source = os.path.abspath(opts.source)
     fmt = image_format(source)
-    g = Guest(trace=opts.debug)
+    g = Appliance(trace=opts.debug)
     g.add_drive(source, readonly=True, format=fmt)
     devices: dict[str, str] = {}
 

@@ -27,7 +27,8 @@ from imgclone.archive.streams import ZSTD_DECOMPRESS
 from imgclone.check.fidelity import FileRecord, FsResult, Report, compare_fs
 from imgclone.check.records import TARGET_FILES, TARGET_OUT, archive_records, target_records, target_script
 from imgclone.errors import ArchiveError, GuestfsError, UsageError
-from imgclone.guest.appliance import Guest
+from imgclone.guest.appliance import Appliance
+from imgclone.guest.interface import Guest
 from imgclone.host.run import PIPE, Pipeline
 from imgclone.model import journal as state
 from imgclone.model.layout import Layout
@@ -57,7 +58,7 @@ def verify_against(archive: str, targets: Sequence[str], *, debug: bool = False)
     manifest = read_manifest(archive)
     doc = state.load(list(targets))
     drives = [str(t["path"]) for t in doc["targets"]] if doc else list(targets)
-    g = Guest(trace=debug)
+    g = Appliance(trace=debug)
     for path in drives:
         g.add_drive(path, readonly=True, format=image_format(path))
     launched = _Launch(g)  # the appliance boots while the archive is read

@@ -35,7 +35,8 @@ from typing import Any
 from imgclone.archive.container import is_archive
 from imgclone.capture.offline import image_format
 from imgclone.errors import GuestfsError, ImgcloneError, UsageError
-from imgclone.guest.appliance import Guest
+from imgclone.guest.appliance import Appliance
+from imgclone.guest.interface import Guest
 from imgclone.host import accel
 from imgclone.host.run import DEVNULL, HOST, Pipeline
 from imgclone.probe.bootfacts import decide_firmware, is_efi_loader
@@ -251,7 +252,7 @@ def detect_firmware(g: Guest) -> str:
 
 def prepare_overlay(opts: BootTestOptions, overlay: Path, extra: Sequence[Path] = ()) -> str:
     """Inject the unit into the overlay in one appliance launch; returns the firmware to boot with."""
-    g = Guest(trace=opts.debug)
+    g = Appliance(trace=opts.debug)
     for disk in (overlay, *extra):  # all of them: the guest's VGs may span the disks
         g.add_drive(os.fspath(disk), readonly=False, format="qcow2")
     with g:

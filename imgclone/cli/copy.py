@@ -23,12 +23,12 @@ from imgclone.cli.restore import finish, options, report_phase1, run_held, run_p
 from imgclone.copy import blocks as copy_blocks
 from imgclone.copy.stream import CaptureFeed
 from imgclone.errors import ReadErrors, UsageError
-from imgclone.guest.appliance import Guest
+from imgclone.guest import session
+from imgclone.guest.appliance import Appliance
 from imgclone.host import locks, targets
 from imgclone.model import journal as state
 from imgclone.model.content import ContentFacts
 from imgclone.model.layout import Layout
-from imgclone.phases import alternate
 from imgclone.phases.restore import RestoreOptions
 from imgclone.plan.planner import Target, make_plan
 
@@ -86,7 +86,7 @@ def by_blocks(args: argparse.Namespace, opts: RestoreOptions, cap: CaptureOption
 def blocks_phases(args: argparse.Namespace, opts: RestoreOptions, cap: CaptureOptions, disk: targets.TargetDisk,
                   result: dict[str, Any]) -> None:  # fmt: skip
     """Phase 1 by blocks, then the later phases in the same appliance, under one lock of the target."""
-    with locks.hold(opts.targets), alternate.Appliance(debug=args.debug) as appliance:
+    with locks.hold(opts.targets), session.Session(debug=args.debug) as appliance:
         ctx = copy_blocks.phase1(opts, cap, disk, appliance)
         result["by"] = "blocks"
         report_phase1(args, ctx, result)
@@ -135,7 +135,7 @@ def capture(cap: CaptureOptions) -> tuple[dict[str, Any] | None, bool]:
 
 
 Capture = Callable[[CaptureOptions], tuple[dict[str, Any] | None, bool]]
-Phases = Callable[[argparse.Namespace, RestoreOptions, dict[str, Any], bool, alternate.Appliance], dict[str, Any]]
+Phases = Callable[[argparse.Namespace, RestoreOptions, dict[str, Any], bool, session.Session], dict[str, Any]]
 
 
 def copy_phases(args: argparse.Namespace, opts: RestoreOptions, cap: CaptureOptions, result: dict[str, Any],
@@ -145,7 +145,7 @@ def copy_phases(args: argparse.Namespace, opts: RestoreOptions, cap: CaptureOpti
     read errors."""
     # one bar and one file list: restore's, which see the same bytes as they arrive (the capture's would interleave)
     cap = dataclasses.replace(cap, progress=False, verbose=False)
-    with locks.hold(opts.targets), alternate.Appliance(debug=args.debug) as appliance:  # the phases' one appliance
+    with locks.hold(opts.targets), session.Session(debug=args.debug) as appliance:  # the phases' one appliance
         with CaptureFeed(lambda out: capture_into(dataclasses.replace(cap, output=out)), keep=args.archive) as feed:
             named = dataclasses.replace(options(args, archive=feed.path), archive_name=args.archive or state.STREAMED)
             phases(phase_args(args, "1"), named, result, False, appliance)
@@ -216,7 +216,7 @@ def _probe_image(cap: CaptureOptions, workdir: Path) -> tuple[Layout, dict[str, 
     from imgclone.probe.guest import used_inodes as guest_inodes
 
     assert cap.source is not None
-    g = Guest(trace=cap.debug)
+    g = Appliance(trace=cap.debug)
     g.add_drive(cap.source, readonly=True, format=image_format(cap.source))
     with g:
         layout, sources = probe_image(g, [cap.source])

@@ -14,6 +14,7 @@ from imgclone.capture.common import ErrMode
 from imgclone.cli import rules as flags
 from imgclone.cli.commands import human
 from imgclone.errors import UsageError
+from imgclone.guest import session
 from imgclone.host import locks
 from imgclone.host.targets import split_targets
 from imgclone.model import journal as state
@@ -109,12 +110,12 @@ def run_phases(
     """Phases 1, 2 and 3 as -P says, in one appliance, then the boot order; report_errors: ALT_BAK_ERR_REPORT saw
     read errors."""
     with contextlib.nullcontext() if opts.dry_run else locks.hold(opts.targets):
-        with alternate.Appliance(debug=args.debug) as appliance:
+        with session.Session(debug=args.debug) as appliance:
             return run_held(args, opts, result, report_errors, appliance)
 
 
 def run_held(args: argparse.Namespace, opts: RestoreOptions, result: dict[str, Any], report_errors: bool = False,
-             appliance: alternate.Appliance | None = None) -> dict[str, Any]:  # fmt: skip
+             appliance: session.Session | None = None) -> dict[str, Any]:  # fmt: skip
     """run_phases for a caller that holds the targets' lock already (copy holds it across its two calls), in the
     caller's appliance when it shares one across them."""
     todo = flags.phases(args.phases)

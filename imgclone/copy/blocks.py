@@ -37,7 +37,9 @@ from imgclone.capture.excludes import ExcludeRules
 from imgclone.capture.offline import image_info, read_rules, select_names
 from imgclone.errors import ImgcloneError
 from imgclone.fs.space import LVM_PE_START
-from imgclone.guest.appliance import SYSROOT, Guest
+from imgclone.guest import session
+from imgclone.guest.appliance import SYSROOT
+from imgclone.guest.interface import Guest
 from imgclone.host.run import HOST, PIPE, Pipeline
 from imgclone.host.targets import TargetDisk
 from imgclone.model import journal as state
@@ -52,7 +54,6 @@ from imgclone.model.layout import (
     TableType,
     VolumeGroup,
 )
-from imgclone.phases import alternate
 from imgclone.phases.restore import (
     Context,
     RestoreOptions,
@@ -232,7 +233,7 @@ def _percentages(read: Callable[[int], bytes]) -> Iterator[float]:
 
 
 # -- the appliance's half: the alternate -----------------------------------------------------------------------------
-def phase1(opts: RestoreOptions, cap: CaptureOptions, disk: TargetDisk, appliance: alternate.Appliance) -> Context:
+def phase1(opts: RestoreOptions, cap: CaptureOptions, disk: TargetDisk, appliance: session.Session) -> Context:
     """Phase 1 by blocks: the copy, its probe and plan, then the steps that make it the alternate; raises CopyByFiles
     (with the image removed) when the plan asks for what blocks cannot give."""
     assert cap.source is not None
@@ -248,7 +249,7 @@ def phase1(opts: RestoreOptions, cap: CaptureOptions, disk: TargetDisk, applianc
     copied = round(time.monotonic() - t0, 1)
     ctx: Context | None = None
     try:
-        with alternate.opened([(made.path, made.format)], appliance, debug=opts.debug, discard=True) as g, \
+        with session.opened([(made.path, made.format)], appliance, debug=opts.debug, discard=True) as g, \
                 tempfile.TemporaryDirectory(prefix="imgclone-") as tmp:  # fmt: skip
             launched = time.monotonic()
             ctx, rules = plan_copy(g, opts, cap, made, source_size, Path(tmp))

@@ -125,8 +125,8 @@ def _no_error_printing(handle: Any) -> None:
         log.debug("libguestfs errors in this thread stay on stderr: %s", e)
 
 
-class Guest:
-    """A libguestfs appliance with the given drives; call methods of GuestFS on it directly."""
+class Appliance:
+    """A libguestfs appliance with the given drives: the Guest interface (guest/interface.py) over GuestFS."""
 
     def __init__(self, trace: bool = False) -> None:
         self._gfs = _import_guestfs()
@@ -253,7 +253,7 @@ class Guest:
         finally:
             g.close()
 
-    def __enter__(self) -> Guest:
+    def __enter__(self) -> Appliance:
         self.launch()
         return self
 

@@ -25,7 +25,8 @@ from typing import Any
 
 from imgclone import faults
 from imgclone.errors import CommandError, GuestfsError, ImgcloneError, UsageError
-from imgclone.guest.appliance import Guest
+from imgclone.guest import session
+from imgclone.guest.interface import Guest
 from imgclone.host.run import HOST
 from imgclone.model import journal as state
 from imgclone.model.layout import Layout
@@ -105,13 +106,13 @@ def check_mountpoint(path: str) -> None:
 
 
 def customize(targets: tuple[str, ...], opts: CustomizeOptions, *, debug: bool = False,
-              appliance: alternate.Appliance | None = None) -> Customize:  # fmt: skip
+              appliance: session.Session | None = None) -> Customize:  # fmt: skip
     """Run Phase 2 on the targets of an earlier Phase 1 (in `appliance` when the command shares one)."""
     ctx = prepare(targets, opts)
     steps: list[Callable[[Customize], None]] = [mount_clone, replace_resolv_conf, copy_managed_client,
                                                 install_packages, reset_devices, set_console, add_first_boot,
                                                 run_script, unmount]  # fmt: skip
-    with alternate.opened(alternate.drives(ctx.doc), appliance, debug=debug) as g:
+    with session.opened(alternate.drives(ctx.doc), appliance, debug=debug) as g:
         ctx.g = g
         for step in steps:
             t0 = time.monotonic()

@@ -18,7 +18,8 @@ from typing import Any
 
 from imgclone import faults
 from imgclone.errors import ImgcloneError
-from imgclone.guest.appliance import Guest
+from imgclone.guest import session
+from imgclone.guest.interface import Guest
 from imgclone.model import journal as state
 from imgclone.model import names
 from imgclone.model.layout import Layout, PartFlag, TableType
@@ -57,7 +58,7 @@ def load(targets: tuple[str, ...]) -> Finalize:
 
 
 def finalize(targets: tuple[str, ...], *, skip_checks: bool = False, beside_source: bool = False,
-             debug: bool = False, appliance: alternate.Appliance | None = None) -> Finalize:  # fmt: skip
+             debug: bool = False, appliance: session.Session | None = None) -> Finalize:  # fmt: skip
     """Run Phase 3 on the targets of an earlier Phase 1 (in `appliance` when the command shares one)."""
     ctx = load(targets)
     ctx.skip_checks = skip_checks
@@ -67,7 +68,7 @@ def finalize(targets: tuple[str, ...], *, skip_checks: bool = False, beside_sour
         ctx.layout = alternate.deferred_layout(alt)
     steps: list[Callable[[Finalize], None]] = [rename_volumes, mount_clone, check_bootable, install_vg_rename,
                                                ensure_initramfs, install_grub, update_grub, unmount]  # fmt: skip
-    with alternate.opened(alternate.drives(ctx.doc), appliance, debug=debug) as g:
+    with session.opened(alternate.drives(ctx.doc), appliance, debug=debug) as g:
         ctx.g = g
         ctx.devs = alternate.devices(g, ctx.layout)
         for step in steps:
@@ -203,7 +204,7 @@ def install_grub(ctx: Finalize) -> None:
     g = ctx.guest
     assert ctx.devs is not None
     fw = firmware(ctx)
-    disk0 = f"/dev/disk/guestfs/{alternate.disk_label(0)}"
+    disk0 = session.disk_path(0)
     if "bios" in fw:
         g.command(["grub-install", "--target=i386-pc", disk0])
         ctx.actions.append("installed GRUB for BIOS (i386-pc) on the first target")

@@ -6,7 +6,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from imgclone.fs.space import EXT_TYPES, portable_options
-from imgclone.guest.appliance import Guest
+from imgclone.guest.interface import Guest
 from imgclone.model.layout import Filesystem, Layout, Partition, Swap
 
 if TYPE_CHECKING:

@@ -25,13 +25,14 @@ from imgclone.alt import ops as altop
 from imgclone.archive.container import ArchiveReader, Part, read_manifest
 from imgclone.archive.streams import TAR_LIST, ZSTD_DECOMPRESS
 from imgclone.errors import ArchiveError, GuestfsError, ImgcloneError
-from imgclone.guest.appliance import Guest
+from imgclone.guest import session
+from imgclone.guest.interface import Guest
 from imgclone.host import targets
 from imgclone.host.run import DEVNULL, PIPE, Pipeline
 from imgclone.model import journal as state
 from imgclone.model.content import ContentFacts
 from imgclone.model.layout import Layout
-from imgclone.phases import alternate, fixups, stream_guard
+from imgclone.phases import fixups, stream_guard
 from imgclone.phases.stream_guard import StreamGuard
 from imgclone.plan.planner import Plan, PlanOptions, Target, make_plan
 from imgclone.storage import build
@@ -112,7 +113,7 @@ def planning_content(manifest: dict[str, Any]) -> dict[str, ContentFacts | None]
     return {str(s["fs"]): ContentFacts.from_dict(s.get("content")) for s in manifest["streams"]}
 
 
-def restore(opts: RestoreOptions, appliance: alternate.Appliance | None = None) -> Context:
+def restore(opts: RestoreOptions, appliance: session.Session | None = None) -> Context:
     """Run Phase 1 restore (in `appliance` when the command's later phases share it); returns the context (plan,
     new UUIDs, timings)."""
     ctx = prepare(opts)
@@ -126,12 +127,12 @@ def restore(opts: RestoreOptions, appliance: alternate.Appliance | None = None) 
     return ctx
 
 
-def build_clone(ctx: Context, appliance: alternate.Appliance | None = None) -> None:
+def build_clone(ctx: Context, appliance: session.Session | None = None) -> None:
     """Phase 1's writing half: images, then one appliance for every step; a failure cleans up what it can."""
     opts = ctx.opts
     try:
         create_images(ctx)
-        with alternate.opened([(d.path, d.format) for d in ctx.disks], appliance, debug=opts.debug) as g:
+        with session.opened([(d.path, d.format) for d in ctx.disks], appliance, debug=opts.debug) as g:
             ctx.g = g
             run_steps(ctx, [check_targets, record_start, partition, create_lvm, make_filesystems, extract_streams,
                             fix_references, finish])  # fmt: skip

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from imgclone.errors import GuestfsError
-from imgclone.guest.appliance import Guest
+from imgclone.guest.interface import Guest
 from imgclone.host.run import HOST, Runner
 from imgclone.model.layout import Layout, PartFlag, TableType
 from imgclone.probe.guest import parse_fstab

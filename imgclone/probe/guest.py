@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imgclone.errors import GuestfsError, ImgcloneError, LayoutError
-from imgclone.guest.appliance import Guest
+from imgclone.guest.interface import Guest
 from imgclone.model.layout import (
     Disk,
     Filesystem,

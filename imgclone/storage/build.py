@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from imgclone.errors import GuestfsError, UsageError
 from imgclone.fs import features as fsfeatures
-from imgclone.guest.appliance import Guest
+from imgclone.guest.interface import Guest
 from imgclone.model.layout import Disk, Filesystem, FsType, Layout, LogicalVolume, PartFlag, Partition, TableType
 
 log = logging.getLogger("imgclone")
