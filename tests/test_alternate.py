@@ -89,15 +89,16 @@ def test_drives_are_the_journal_targets_in_order() -> None:
 def test_phase_3_lets_the_targets_go_before_the_boot_order_and_reboot(monkeypatch: pytest.MonkeyPatch) -> None:
     from types import SimpleNamespace
 
-    from imgclone.cli import restore as restore_cmd
     from imgclone.cli.parser import build_parser
+    from imgclone.cli.rules import restore_request
+    from imgclone.phases import command
 
     args = build_parser().parse_args(["restore", "-d", "/img/a.qcow2", "-P3", "--no-progress"])
     app = session.Session()
     with app.use(A) as g:
         pass
     closed_then: list[bool] = []
-    monkeypatch.setattr(restore_cmd, "finalize", lambda targets, **kw: SimpleNamespace(actions=[], timings={}))
-    monkeypatch.setattr(restore_cmd, "boot_order", lambda *a: closed_then.append(g.closed))
-    restore_cmd.run_held(args, restore_cmd.options(args), {}, False, app)
+    monkeypatch.setattr(command, "finalize", lambda targets, **kw: SimpleNamespace(actions=[], timings={}))
+    monkeypatch.setattr(command, "set_boot_order", lambda *a: closed_then.append(g.closed))
+    command.run_held(restore_request(args), lambda outcome: None, app)
     assert closed_then == [True], "the appliance still had the clone's disks open when the boot order ran"

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from imgclone.alt import ops as altop
-from imgclone.cli.alt import translate
+from imgclone.cli.aix import translate
 from imgclone.errors import CommandError, GuestfsError, ImgcloneError, PhaseStateError, UsageError
 from imgclone.guest.appliance import Appliance
 from imgclone.guest.interface import Guest
@@ -522,7 +522,7 @@ def test_alt_rootvg_op_usage_errors(aix: list[str], message: str, capsys: pytest
 
 
 def alt_rootvg_op(*args: str) -> subprocess.CompletedProcess[bytes]:
-    code = "import sys; from imgclone.cli.alt import alt_rootvg_op_main; alt_rootvg_op_main(sys.argv[1:])"
+    code = "import sys; from imgclone.cli.main import alt_rootvg_op; alt_rootvg_op(sys.argv[1:])"
     return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, cwd=ROOT, check=False)
 
 

@@ -61,7 +61,7 @@ def test_debug_shows_traceback(imgclone: Run, tmp_path: Path) -> None:
 
 
 def test_archive_show_names_what_the_content_needs() -> None:
-    from imgclone.cli.commands import _content_row
+    from imgclone.cli.archive import _content_row
 
     facts = {"largest_file": 3 << 20, "largest_file_path": "/srv/d/big", "most_links": 2, "most_links_path": "/srv/d/b",
              "largest_xattr": 5, "largest_xattr_name": "user.note", "largest_xattr_path": "/srv/small"}  # fmt: skip

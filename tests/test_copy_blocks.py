@@ -15,7 +15,7 @@ from imgclone.copy import blocks as copy_blocks
 from imgclone.errors import CommandError
 from imgclone.host.targets import TargetDisk
 from imgclone.model.layout import FsType, Layout, LogicalVolume, Partition
-from imgclone.phases.restore import Context, RestoreOptions
+from imgclone.phases.restore import RestoreOptions
 from imgclone.plan.planner import Plan, PlanOptions, Resize, Target, make_plan
 from imgclone.storage.build import Devices
 
@@ -182,11 +182,12 @@ class FakeGuest:
         return call
 
 
-def context(p: Plan, keep_uuids: bool = False) -> tuple[Context, FakeGuest]:
+def context(p: Plan, keep_uuids: bool = False) -> tuple[copy_blocks.BlockCopy, FakeGuest]:
     g = FakeGuest()
     opts = RestoreOptions(archive="<stream>", targets=("/img/t.qcow2",), keep_uuids=keep_uuids)
     disk = TargetDisk("/img/t.qcow2", "image", "qcow2", p.target.disks[0].size, True)
-    ctx = Context(opts=opts, manifest={}, disks=[disk], plan=p, g=g)  # type: ignore[arg-type]
+    ctx = copy_blocks.BlockCopy(targets=opts.targets, opts=opts, manifest={}, disks=[disk], plan=p, guest=g,  # type: ignore[arg-type]
+                                rules=ExcludeRules(), workdir=Path("/nonexistent"))  # fmt: skip
     ctx.devs = Devices(p.target, {p.target.disks[0].id: "/dev/sda"})
     return ctx, g
 
@@ -259,7 +260,8 @@ def test_what_the_rules_exclude_is_removed_and_its_directory_keeps_its_times(tmp
     ctx, g = context(plan("bios-lvm", 20 * GiB))
     g.names = b"tmp\0tmp/scratch\0tmp/sub\0tmp/sub/deep\0log\0"
     rules = ExcludeRules((b"^./var/tmp/",), ("/img/src.qcow2:/etc/exclude.rootvg",))
-    copy_blocks.remove_excluded(ctx, rules, tmp_path)
+    ctx.rules, ctx.workdir = rules, tmp_path
+    copy_blocks.exclude_files(ctx)
     done = [c for c in g.calls if c[0] in ("rm_rf", "utimens", "fstrim")]
     assert done == [("rm_rf", "/tmp/scratch"), ("rm_rf", "/tmp/sub"), ("utimens", "/tmp", 1, 2, 3, 4), ("fstrim", "/")]
     zeroed = [c[1] for c in g.calls if c[0] == "appliance_command"]
@@ -272,7 +274,8 @@ def test_what_the_rules_exclude_is_removed_and_its_directory_keeps_its_times(tmp
 
 def test_no_rules_touch_nothing(tmp_path: Path) -> None:
     ctx, g = context(plan("bios-lvm", 20 * GiB))
-    copy_blocks.remove_excluded(ctx, ExcludeRules(), tmp_path)
+    ctx.rules, ctx.workdir = ExcludeRules(), tmp_path
+    copy_blocks.exclude_files(ctx)
     assert g.calls == []
 
 

@@ -15,14 +15,18 @@ import pytest
 from imgclone.capture.common import CaptureOptions
 from imgclone.cli import copy as copy_cmd
 from imgclone.cli.parser import build_parser
-from imgclone.cli.restore import options
+from imgclone.cli.rules import copy_request
 from imgclone.copy import blocks as copy_blocks
+from imgclone.copy import command
 from imgclone.errors import ImgcloneError, UsageError
 from imgclone.fs import space
 from imgclone.guest import session
 from imgclone.host import locks
 from imgclone.model import journal as state
 from imgclone.model.layout import Layout
+from imgclone.phases import command as phases_command
+from imgclone.phases.engine import phases_text
+from imgclone.phases.request import RestoreRequest
 from imgclone.phases.restore import RestoreOptions, planning_files
 from imgclone.plan.planner import PlanOptions, Resize, Target, make_plan
 
@@ -60,17 +64,15 @@ class Recorder:
         self.seen.append(("capture", all(held(t) for t in self.targets)))
         return {"streams": []}, False
 
-    def phases(self, args: argparse.Namespace, opts: RestoreOptions, result: dict[str, Any], report: bool,
-               appliance: session.Session) -> dict[str, Any]:  # fmt: skip
-        self.seen.append((f"-P{args.phases}", all(held(t) for t in opts.targets)))
+    def phases(self, req: RestoreRequest, listener: Any, appliance: session.Session, report: bool) -> None:
+        self.seen.append((f"-P{phases_text(req.phases)}", all(held(t) for t in req.targets)))
         self.appliances.append(appliance)
-        return result
 
 
 def test_the_targets_stay_locked_from_the_capture_to_phase_3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     disks = [str(tmp_path / "a.qcow2"), str(tmp_path / "b.qcow2")]
     args = build_parser().parse_args(["copy", "-d", " ".join(disks), "--no-progress"])
-    opts = options(args, archive="<stream>")
+    req = copy_request(args)
     taken: list[list[str]] = []
     real_hold = locks.hold
 
@@ -82,7 +84,7 @@ def test_the_targets_stay_locked_from_the_capture_to_phase_3(tmp_path: Path, mon
 
     monkeypatch.setattr(locks, "hold", counted)
     rec = Recorder(disks)
-    report = copy_cmd.copy_phases(args, opts, CaptureOptions(output="-"), {}, rec.capture, rec.phases)
+    report = command.copy_phases(req, lambda outcome: None, rec.capture, rec.phases)
     assert report is False
     assert sorted(rec.seen) == [("-P1", True), ("-P23", True), ("capture", True)] and rec.seen[-1][0] == "-P23"
     assert taken == [disks], "taken once for the whole copy: never released between Phase 1 and Phases 2 and 3"
@@ -102,8 +104,7 @@ def test_a_target_locked_by_another_run_stops_the_copy_before_the_capture(tmp_pa
         other.flush()
         fcntl.flock(other, fcntl.LOCK_EX)
         with pytest.raises(ImgcloneError, match="another imgclone run is working on it"):
-            copy_cmd.copy_phases(args, options(args, archive="<stream>"), CaptureOptions(output="-"), {},
-                                 rec.capture, rec.phases)  # fmt: skip
+            command.copy_phases(copy_request(args), lambda outcome: None, rec.capture, rec.phases)
     assert rec.seen == [], "nothing captured, no phase run"
 
 
@@ -140,7 +141,7 @@ def test_the_capture_prescans_when_the_copy_converts(
     source = tmp_path / "source.qcow2"
     source.write_bytes(b"")
     seen: list[CaptureOptions] = []
-    monkeypatch.setattr(copy_cmd, "copy_phases", lambda args, opts, cap, result: seen.append(cap) or False)
+    monkeypatch.setattr(command, "copy_phases", lambda req, listener: seen.append(req.capture) or False)
     args = build_parser().parse_args(["copy", "--source", str(source), "-d", str(tmp_path / "c.qcow2"),
                                       "--no-progress", "--by", "files", *flags])  # fmt: skip
     assert copy_cmd.cmd_copy(args) == 0
@@ -164,17 +165,14 @@ def test_a_copy_that_blocks_can_do_runs_every_phase_in_their_appliance(
 
     def phase1(opts: RestoreOptions, cap: CaptureOptions, disk: Any, appliance: session.Session) -> Any:
         seen.append(("1", held(opts.targets[0]), opts.archive_name, appliance))
-        return argparse.Namespace(plan=p, uuids={}, timings={}, disks=[])
+        return argparse.Namespace(plan=p, uuids={}, timings={}, disks=[], opts=opts)
 
-    def rest(args: argparse.Namespace, opts: RestoreOptions, result: dict[str, Any], report: bool,
-             appliance: session.Session) -> dict[str, Any]:  # fmt: skip
-        seen.append((args.phases, held(opts.targets[0]), appliance))
-        return result
+    def rest(req: RestoreRequest, listener: Any, appliance: session.Session, read_errors: bool = False) -> None:
+        seen.append((phases_text(req.phases), held(req.targets[0]), appliance))
 
-    monkeypatch.setattr(copy_cmd.copy_blocks, "phase1", phase1)
-    monkeypatch.setattr(copy_cmd, "run_held", rest)
-    monkeypatch.setattr(copy_cmd, "report_phase1", lambda args, ctx, result: result.update(plan=ctx.plan.to_dict()))
-    monkeypatch.setattr(copy_cmd, "copy_phases", lambda *a: pytest.fail("no capture when blocks do"))
+    monkeypatch.setattr(command.blocks, "phase1", phase1)
+    monkeypatch.setattr(phases_command, "run_held", rest)
+    monkeypatch.setattr(command, "copy_phases", lambda *a: pytest.fail("no capture when blocks do"))
     assert copy_cmd.cmd_copy(_blocks_args(tmp_path)) == 0
     (_, locked, name, app), (phases, locked2, app2) = seen
     assert locked and locked2 and name == state.BLOCKS and phases == "23" and app is app2
@@ -188,8 +186,8 @@ def test_a_plan_blocks_cannot_build_goes_by_files_or_is_refused(
         raise copy_blocks.CopyByFiles("the plan moves or retypes partition 2")
 
     files: list[CaptureOptions] = []
-    monkeypatch.setattr(copy_cmd.copy_blocks, "phase1", phase1)
-    monkeypatch.setattr(copy_cmd, "copy_phases", lambda args, opts, cap, result: files.append(cap) or False)
+    monkeypatch.setattr(command.blocks, "phase1", phase1)
+    monkeypatch.setattr(command, "copy_phases", lambda req, listener: files.append(req.capture) or False)
     args = _blocks_args(tmp_path, *flags)
     if flags:
         with pytest.raises(UsageError, match=r"--by blocks: the plan moves or retypes partition 2"):
@@ -204,7 +202,7 @@ def test_a_plan_blocks_cannot_build_goes_by_files_or_is_refused(
 def test_by_blocks_refuses_what_needs_files_before_reading_anything(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(copy_cmd.copy_blocks, "phase1", lambda *a: pytest.fail("refused before the copy"))
+    monkeypatch.setattr(command.blocks, "phase1", lambda *a: pytest.fail("refused before the copy"))
     (tmp_path / "x.list").write_text("^./tmp/\n")
     with pytest.raises(UsageError, match=r"--by blocks: -e excludes files"):
         copy_cmd.cmd_copy(_blocks_args(tmp_path, "--by", "blocks", "-e", str(tmp_path / "x.list")))
@@ -224,7 +222,7 @@ def test_the_dry_run_says_how_phase_1_would_copy(
     """By blocks, the plan shown is the one blocks build: the image is the source disk's size (8 GiB here), not the
     smallest that holds the plan, and the PV partition keeps its size."""
     source = Layout.from_json((DATA / "plan" / "bios-lvm.json").read_text())
-    monkeypatch.setattr(copy_cmd, "probe_source", lambda cap: (source, {}, {}))
+    monkeypatch.setattr(command, "probe_source", lambda cap: (source, {}, {}))
     args = _blocks_args(tmp_path, "--dry-run", "--json", *flags)
     assert copy_cmd.cmd_copy(args) == 0
     out = json.loads(capsys.readouterr().out)
@@ -243,6 +241,6 @@ def test_a_dry_run_with_by_blocks_refuses_what_blocks_cannot_do(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     source = Layout.from_json((DATA / "plan" / "bios-lvm.json").read_text())
-    monkeypatch.setattr(copy_cmd, "probe_source", lambda cap: (source, {}, {}))
+    monkeypatch.setattr(command, "probe_source", lambda cap: (source, {}, {}))
     with pytest.raises(UsageError, match=r"--by blocks: a conversion"):
         copy_cmd.cmd_copy(_blocks_args(tmp_path, "--dry-run", "--by", "blocks", "-T", "--convert", "xfs=ext4"))

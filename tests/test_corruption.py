@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from imgclone.__main__ import main
 from imgclone.archive import container as archive
 from imgclone.archive.container import ArchiveReader, ArchiveWriter, StreamInfo, new_manifest
+from imgclone.cli.main import main
 from imgclone.errors import ArchiveError
 from tests.conftest import Captured
 

@@ -83,7 +83,7 @@ class MemGuest:
 
 def _ctx(g: MemGuest, **opts: Any) -> cz.Customize:
     ctx = cz.Customize(targets=("t.img",), doc={}, layout=Layout(), opts=cz.CustomizeOptions(**opts))
-    ctx.g = g  # type: ignore[assignment]
+    ctx.guest = g  # type: ignore[assignment]
     return ctx
 
 

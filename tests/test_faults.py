@@ -1,8 +1,8 @@
 """Faults: imgclone killed hard (IMGCLONE_FAULT, SIGKILL) at the start of every step of every phase, and between
 the streams of a capture; a disk that fills up while an archive is written.
 
-The step names come from the step lists in restore.py, customize.py and finalize.py (read with ast), so a new
-step gets its fault case without editing this file. After each kill: the process died of SIGKILL, nothing of
+The step names come from the phases' step tables (phases/restore.py, customize.py, finalize.py: STEPS), so a
+new step gets its fault case without editing this file. After each kill: the process died of SIGKILL, nothing of
 that run is left running after a few seconds (found by a marker in the environment every child inherits, and
 by the target's path on command lines), the target image is not corrupt for qemu-img, no journal claims the
 phase completed, and running the same command again either succeeds or says in one line what to do, and doing
@@ -18,7 +18,6 @@ after the chain.
 
 from __future__ import annotations
 
-import ast
 import glob
 import json
 import os
@@ -37,7 +36,8 @@ from imgclone import faults
 from imgclone.errors import ImgcloneError, PhaseStateError
 from imgclone.guest.appliance import Appliance
 from imgclone.model import journal as state
-from imgclone.phases import alternate
+from imgclone.phases import alternate, customize, finalize, restore
+from imgclone.phases.engine import step_names
 from tests.conftest import ROOT, Captured, interruptible
 from tests.loopfs import loop_fs
 from tests.treecmp import file_sha256
@@ -47,23 +47,9 @@ MARK = "IMGCLONE_TEST_FAULT_RUN"  # every process a run starts inherits it: how 
 KILLED = (-signal.SIGKILL, 128 + signal.SIGKILL)
 
 
-def step_names(module: str, *, call: str | None = None, variable: str | None = None) -> list[str]:
-    """The step functions a module lists: the list passed to call(ctx, [...]) or assigned to variable."""
-    tree = ast.parse((ROOT / "imgclone" / module).read_text())
-    for node in ast.walk(tree):
-        value: ast.expr | None = None
-        if call and isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == call:
-            value = node.args[1]
-        elif variable and isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == variable:
-            value = node.value
-        if isinstance(value, ast.List):
-            return [e.id for e in value.elts if isinstance(e, ast.Name)]
-    raise AssertionError(f"no step list in imgclone/{module}")
-
-
-PHASE1 = step_names("phases/restore.py", call="run_steps")
-PHASE2 = step_names("phases/customize.py", variable="steps")
-PHASE3 = step_names("phases/finalize.py", variable="steps")
+PHASE1 = step_names(restore.STEPS)
+PHASE2 = step_names(customize.STEPS)
+PHASE3 = step_names(finalize.STEPS)
 
 
 def test_step_lists_are_found() -> None:
@@ -290,7 +276,7 @@ def ctrl_c_during_the_script(target: Path, tmp_path: Path, env: dict[str, str],
 # make test's share of the Phase 1 + 2 chains (CI's 90 minutes): a step before any VG exists (the advice is
 # --force), one in the middle of the data, the last; Phase 2's first, the -s script, the last.
 # Every step: make test-long.
-SAMPLE1 = ["partition", "extract_streams", "finish"]
+SAMPLE1 = ["partition", "extract_streams", "unmount"]
 SAMPLE2 = ["mount_clone", "run_script", "unmount"]
 
 

@@ -35,7 +35,7 @@ def context(root_type: FsType, listing: str = "") -> tuple[Finalize, FakeGuest]:
     g = FakeGuest(listing)
     doc: dict[str, Any] = {"source_layout": SOURCE}
     ctx = Finalize(targets=("t.qcow2",), doc=doc, layout=dataclasses.replace(layout, filesystems=fss))
-    ctx.g = g  # type: ignore[assignment]
+    ctx.guest = g  # type: ignore[assignment]
     return ctx, g
 
 

@@ -98,7 +98,7 @@ def test_no_phase2_flags_request_nothing() -> None:
 
 
 def test_alt_disk_mksysb_spelling() -> None:
-    from imgclone.__main__ import mksysb_argv
+    from imgclone.cli.aix import mksysb_argv
 
     assert mksysb_argv(["-m", "/b/h.mksysb", "-d", "hdisk1", "-P1"]) == ["-a", "/b/h.mksysb", "-d", "hdisk1", "-P1"]
     assert mksysb_argv(["-m/b/h.mksysb", "-d", "x"]) == ["-a/b/h.mksysb", "-d", "x"]

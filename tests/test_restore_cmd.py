@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from imgclone.cli.restore import load_layout, parse_convert, parse_size
+from imgclone.cli.rules import load_layout, parse_convert, parse_size
 from imgclone.errors import LayoutError, UsageError
 
 Run = Callable[..., subprocess.CompletedProcess[bytes]]

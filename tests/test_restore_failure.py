@@ -13,14 +13,14 @@ from imgclone.errors import ImgcloneError
 from imgclone.host.targets import TargetDisk
 from imgclone.model import journal as state
 from imgclone.model.layout import Layout
-from imgclone.phases.restore import Context, RestoreOptions, clean_up_failure
+from imgclone.phases.restore import Restore, RestoreOptions, clean_up_failure
 from imgclone.plan.planner import PlanOptions, Target, make_plan
 
 DATA = Path(__file__).parent / "data"
 GiB = 1 << 30
 
 
-def failed_run(tmp_path: Path, *, existing: bool, fail: bool, started: bool = True) -> tuple[Context, list[str]]:
+def failed_run(tmp_path: Path, *, existing: bool, fail: bool, started: bool = True) -> tuple[Restore, list[str]]:
     """The context of a Phase 1 on one target, after record_start journaled it (unless not started)."""
     layout = Layout.from_json((DATA / "layout-bios-lvm.json").read_text())
     target = tmp_path / "clone.img"
@@ -28,7 +28,7 @@ def failed_run(tmp_path: Path, *, existing: bool, fail: bool, started: bool = Tr
     disk = TargetDisk(str(target), "image", "raw", 40 * GiB, exists=existing)
     plan = make_plan(layout, [Target(disk.path, disk.size, 512)], PlanOptions())
     opts = RestoreOptions(archive="a.mksysb", targets=(disk.path,), wipe_on_failure=fail)
-    ctx = Context(opts=opts, manifest={"created": "now"}, disks=[disk], plan=plan)
+    ctx = Restore(targets=opts.targets, opts=opts, manifest={"created": "now"}, disks=[disk], plan=plan)
     if not existing:
         ctx.created.append(disk)
     if started:

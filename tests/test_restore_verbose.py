@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from imgclone.archive.streams import zstd_compress
-from imgclone.phases.restore import _Listing
+from imgclone.phases.extract import Listing
 
 
 def stream_of(tree: Path) -> bytes:
@@ -30,7 +30,7 @@ def tree(tmp_path: Path) -> Path:
 @pytest.mark.parametrize(("mountpoint", "top"), [("/var", "/var"), ("/", "/")])
 def test_names_as_they_pass(tree: Path, mountpoint: str, top: str) -> None:
     said: list[str] = []
-    listing = _Listing(mountpoint, said.append)
+    listing = Listing(mountpoint, said.append)
     data = stream_of(tree)
     for i in range(0, len(data), 1000):  # as parts arrive, in pieces
         listing.write(data[i : i + 1000])
@@ -42,7 +42,7 @@ def test_names_as_they_pass(tree: Path, mountpoint: str, top: str) -> None:
 
 def test_abandoned_listing_stops(tree: Path) -> None:
     said: list[str] = []
-    listing = _Listing("/", said.append)
+    listing = Listing("/", said.append)
     listing.write(stream_of(tree)[:50])
     listing.close(abandon=True)  # returns: no zstd or tar left waiting for input
     assert said == []

@@ -12,7 +12,7 @@ import pytest
 
 from imgclone.errors import ImgcloneError
 from imgclone.model.content import ContentFacts
-from imgclone.phases import restore
+from imgclone.phases import extract
 from imgclone.phases.stream_guard import guards
 from tests.test_limits import GiB, planned, source
 
@@ -84,9 +84,9 @@ class Bar:
         pass
 
 
-def extraction(g: PipeGuest) -> restore._Extraction:
+def extraction(g: PipeGuest) -> extract.Extraction:
     [guard] = guards(planned(source("xfs"), HOST_FACTS, convert={"xfs": "ext4"}), {}).values()
-    return restore._Extraction(g, "streams/fs-data.tar.zst", "/dev/sda1", None, guard)  # type: ignore[arg-type]
+    return extract.Extraction(g, "streams/fs-data.tar.zst", "/dev/sda1", None, guard)  # type: ignore[arg-type]
 
 
 def part(xattrs: list[int]) -> Part:

@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from imgclone.__main__ import main
 from imgclone.archive import container as archive
 from imgclone.archive import verify
 from imgclone.archive.container import ArchiveWriter, StreamInfo, new_manifest
+from imgclone.cli.main import main
 from tests.test_corruption import make_archive
 
 

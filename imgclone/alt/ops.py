@@ -31,6 +31,7 @@ from imgclone.host.run import HOST, Runner
 from imgclone.model import journal as state
 from imgclone.model import names
 from imgclone.model.layout import Layout, LogicalVolume, Partition
+from imgclone.model.names import OLD_VG_PREFIX
 from imgclone.storage import build
 
 log = logging.getLogger("imgclone")
@@ -486,7 +487,6 @@ def check_clean(ctx: Wipe) -> None:
 
 # -- cleanup of AIX's old_rootvg on the host ----------------------------------------------------------------
 
-OLD_VG_PREFIX = "old_"
 LVM_ENV = {"LVM_SUPPRESS_FD_WARNINGS": "1"}
 
 

@@ -1,4 +1,4 @@
-"""Command line: argparse, with help that teaches by example."""
+"""The command line's parser: every subcommand's options, with help that teaches by example."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import NoReturn
 
 from imgclone import __version__
 from imgclone.archive.streams import DEFAULT_LEVEL, LEVELS
-from imgclone.cli.alt import add_alt
 
 EPILOG = textwrap.dedent("""\
     examples:
@@ -272,3 +271,72 @@ def add_phase_options(r: argparse.ArgumentParser) -> None:
                    help="do not set the boot order (efibootmgr BootNext for a disk of this UEFI host)")  # fmt: skip
     f.add_argument("-r", dest="reboot", action="store_true",
                    help="reboot into the clone when all is done (disks of this host only; not with -B)")  # fmt: skip
+
+
+ALT_EPILOG = textwrap.dedent("""\
+    examples:
+      imgclone alt query                                   every alternate the journals know
+      imgclone alt query -d clone.qcow2 --json             one, as JSON
+      imgclone alt wake -d clone.qcow2                     mount its filesystems read-write at /alt_inst
+      imgclone alt wake -d "/dev/sdb /dev/sdc" --mountpoint /mnt/alt
+      imgclone alt sleep -d clone.qcow2                    unmount, flush the images, forget the mount
+      imgclone alt cleanup -d clone.qcow2                  forget the alternate (the disks keep their data)
+      imgclone alt cleanup -d clone.qcow2 --wipe           and blank the disks so restore takes them again
+      imgclone alt cleanup --old-vg old_rootvg             say what would be removed from this host
+      imgclone alt cleanup --old-vg old_rootvg --yes-wipe  remove it: vgremove, pvremove, wipefs
+
+    The AIX spellings work too: alt_rootvg_op -q -d clone.qcow2, -W -d ..., -S -d ..., -X [old_rootvg].
+    An alternate is named by the -d targets its Phase 1 (restore or copy) was given; its journal lives in
+    /var/lib/imgclone/alternates (IMGCLONE_STATE_DIR). Until Phase 3 its volume group is altinst_<vg> with
+    logical volumes alt_<lv>; after it, <vg> and <lv>.
+    """)
+
+
+def _targets(p: argparse.ArgumentParser, required: bool, text: str) -> None:
+    p.add_argument("-d", "--target", action="append", required=required, metavar="TARGETS",
+                   help=text + "; repeat, or quote a space-separated list")  # fmt: skip
+
+
+def add_alt(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
+    """The alt subcommand (alt_rootvg_op): query, wake, sleep, cleanup."""
+    raw = argparse.RawDescriptionHelpFormatter
+    alt = sub.add_parser(
+        "alt", formatter_class=raw, epilog=ALT_EPILOG,
+        help="query, wake (mount), sleep (unmount) or clean up an alternate (alt_rootvg_op)",
+        description="Operate on the alternates that restore/copy built: list them with their targets, volume "
+        "group names and phases; mount one's filesystems read-write on this host (through guestmount, no "
+        "device-mapper needed) and unmount it; forget one and optionally wipe its disks; remove the "
+        "old_<vg> volume group (AIX's old_rootvg) from this host.",
+    )  # fmt: skip
+    asub = alt.add_subparsers(dest="alt_action", metavar="ACTION", required=True)
+    q = asub.add_parser("query", parents=[common], formatter_class=raw, epilog=ALT_EPILOG,
+                        help="alternates: targets, volume groups as named now, phases, archive, mount",
+                        description="Show every alternate recorded in the journals (or the one on -d): its "
+                        "targets and whether each still exists, its volume groups and logical volumes as named now, "
+                        "the phases completed and when, the archive it came from, and where it is woken.")  # fmt: skip
+    _targets(q, False, "only the alternate on these targets")
+    w = asub.add_parser("wake", parents=[common], formatter_class=raw, epilog=ALT_EPILOG,
+                        help="mount the alternate's filesystems read-write at /alt_inst (guestmount)",
+                        description="Mount every filesystem of the alternate, parents first, read-write at the "
+                        "mount point through libguestfs's guestmount, a FUSE daemon that keeps running after this "
+                        "command returns. Changes reach the images when `imgclone alt sleep` unmounts.")  # fmt: skip
+    _targets(w, True, "the alternate's targets, as given to restore/copy")
+    w.add_argument("--mountpoint", default=None, metavar="DIR",
+                   help="an empty directory, made when absent (default /alt_inst)")  # fmt: skip
+    s = asub.add_parser("sleep", parents=[common], formatter_class=raw, epilog=ALT_EPILOG,
+                        help="unmount a woken alternate (guestunmount) and wait until its images are written",
+                        description="Unmount the woken alternate with guestunmount, wait for guestmount to flush "
+                        "the images and exit, and clear the wake record (also a stale one).")  # fmt: skip
+    _targets(s, False, "the woken alternate's targets (default: the only woken one)")
+    c = asub.add_parser("cleanup", parents=[common], formatter_class=raw, epilog=ALT_EPILOG,
+                        help="forget an alternate, optionally wiping its disks; or remove old_<vg> from this host",
+                        description="-d: forget the alternate (remove its journal); with --wipe first remove its "
+                        "volume groups and PVs and wipe filesystem, PV and partition-table signatures on its "
+                        "recorded targets (and only those), so restore takes them again without --force. "
+                        "--old-vg old_<vg>: a source VG its clone renamed (AIX's old_rootvg): refused while any of its "
+                        "logical volumes is active or mounted; --yes-wipe runs vgremove, pvremove and wipefs "
+                        "on its PVs.")  # fmt: skip
+    _targets(c, False, "the alternate's targets")
+    c.add_argument("--wipe", action="store_true", help="also blank the recorded targets (through one appliance)")
+    c.add_argument("--old-vg", metavar="old_VG", help="a volume group old_<vg> on this host instead of an alternate")
+    c.add_argument("--yes-wipe", action="store_true", help="with --old-vg: really remove it and wipe its PVs")

@@ -9,7 +9,7 @@ appliance then turns the copy into what Phase 1 by files builds from the same pl
 - partitions and LVs grow to the plan's sizes, and their filesystems with them (nothing moves or shrinks);
 - the alternate's names (altinst_<vg>, alt_<lv>) and new PV, VG, filesystem and swap UUIDs and partition-table ids,
   as a clone beside its source needs; the clone's fstab follows them (restore.fix_references);
-- what the image's /etc/exclude.rootvg excludes is removed, and its blocks trimmed (remove_excluded).
+- what the image's /etc/exclude.rootvg excludes is removed, and its blocks trimmed (exclude_files).
 
 `host_refusal` says, before anything is read, why a copy cannot go by blocks; `plan_refusal` says it of the plan,
 and `CopyByFiles` carries either reason: the image the copy made is removed and the copy goes by files.
@@ -27,6 +27,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
@@ -54,15 +55,8 @@ from imgclone.model.layout import (
     TableType,
     VolumeGroup,
 )
-from imgclone.phases.restore import (
-    Context,
-    RestoreOptions,
-    clean_up_failure,
-    finish,
-    fix_references,
-    record_start,
-    run_steps,
-)
+from imgclone.phases.engine import Phase, Step, run_steps
+from imgclone.phases.restore import Restore, RestoreOptions, clean_up_failure, fix_references, record_start, unmount
 from imgclone.plan.planner import Plan, PlanOptions, Resize, Target, make_plan
 from imgclone.storage import build
 
@@ -233,7 +227,7 @@ def _percentages(read: Callable[[int], bytes]) -> Iterator[float]:
 
 
 # -- the appliance's half: the alternate -----------------------------------------------------------------------------
-def phase1(opts: RestoreOptions, cap: CaptureOptions, disk: TargetDisk, appliance: session.Session) -> Context:
+def phase1(opts: RestoreOptions, cap: CaptureOptions, disk: TargetDisk, appliance: session.Session) -> Restore:
     """Phase 1 by blocks: the copy, its probe and plan, then the steps that make it the alternate; raises CopyByFiles
     (with the image removed) when the plan asks for what blocks cannot give."""
     assert cap.source is not None
@@ -247,26 +241,23 @@ def phase1(opts: RestoreOptions, cap: CaptureOptions, disk: TargetDisk, applianc
         Path(disk.path).unlink(missing_ok=True)
         raise
     copied = round(time.monotonic() - t0, 1)
-    ctx: Context | None = None
+    ctx: BlockCopy | None = None
     try:
         with session.opened([(made.path, made.format)], appliance, debug=opts.debug, discard=True) as g, \
                 tempfile.TemporaryDirectory(prefix="imgclone-") as tmp:  # fmt: skip
             launched = time.monotonic()
-            ctx, rules = plan_copy(g, opts, cap, made, source_size, Path(tmp))
+            ctx = plan_copy(g, opts, cap, made, source_size, Path(tmp))
             ctx.timings |= {"copy_blocks": copied, "launch": round(launched - t0 - copied, 1),
                             "probe_copy": round(time.monotonic() - launched, 1)}  # fmt: skip
-
-            def exclude_files(ctx: Context) -> None:
-                remove_excluded(ctx, rules, Path(tmp))
-
-            run_steps(ctx, [check_device, record_start, grow_partitions, renew_lvm, renew_filesystems,
-                            exclude_files, renew_tables, fix_references, finish])  # fmt: skip
+            run_steps(Phase.RESTORE, ctx, STEPS)
     except CopyByFiles:
         appliance.close()
         Path(made.path).unlink(missing_ok=True)
         raise
     except BaseException as e:
-        clean_up_failure(ctx or Context(opts, {}, [made], _empty_plan(), created=[made]), e)
+        failed = ctx or Restore(targets=opts.targets, opts=opts, manifest={}, disks=[made], plan=_empty_plan(),
+                                created=[made])  # fmt: skip
+        clean_up_failure(failed, e)
         raise
     state.save_phase1(opts.targets, ctx.disks, ctx.plan, ctx.manifest, opts.archive_name or state.BLOCKS, ctx.uuids)
     return ctx
@@ -276,8 +267,16 @@ def _empty_plan() -> Plan:
     return Plan(Layout(), Layout(), (), (), ())
 
 
+@dataclass(kw_only=True)
+class BlockCopy(Restore):
+    """Phase 1 by blocks: a restore's context, with the exclude rules of the copy's image."""
+
+    rules: ExcludeRules
+    workdir: Path  # for the lists of names the rules keep
+
+
 def plan_copy(g: Guest, opts: RestoreOptions, cap: CaptureOptions, made: TargetDisk, source_size: int,
-              workdir: Path) -> tuple[Context, ExcludeRules]:  # fmt: skip
+              workdir: Path) -> BlockCopy:  # fmt: skip
     """Probe the copy (the source's layout, block for block), read its exclude rules, and plan as restore does."""
     from imgclone.probe.bootfacts import boot_facts_guest
     from imgclone.probe.guest import mount_sources, probe_image, used_inodes
@@ -303,17 +302,17 @@ def plan_copy(g: Guest, opts: RestoreOptions, cap: CaptureOptions, made: TargetD
                 "source": {"kind": "image", "path": cap.source, "format": made.format}, "streams": []}  # fmt: skip
     for w in plan.warnings:
         print(f"imgclone: warning: {w}", file=sys.stderr)
-    ctx = Context(opts=opts, manifest=manifest, disks=[made], plan=plan, g=g, created=[made])
+    ctx = BlockCopy(targets=opts.targets, opts=opts, manifest=manifest, disks=[made], plan=plan, guest=g,
+                    created=[made], rules=rules, workdir=workdir)  # fmt: skip
     ctx.devs = build.Devices(plan.target, {plan.target.disks[0].id: g.list_devices()[0]})
-    return ctx, rules
+    return ctx
 
 
-def _g(ctx: Context) -> tuple[Guest, build.Devices]:
-    assert ctx.g is not None and ctx.devs is not None
-    return ctx.g, ctx.devs
+def _g(ctx: Restore) -> tuple[Guest, build.Devices]:
+    return ctx.g, ctx.devices
 
 
-def check_device(ctx: Context) -> None:
+def check_device(ctx: Restore) -> None:
     """The appliance sees one disk, the copy, of the plan's size."""
     g, devs = _g(ctx)
     dev = devs.path(ctx.plan.target.disks[0].id)
@@ -322,7 +321,7 @@ def check_device(ctx: Context) -> None:
         raise ImgcloneError(f"the copy is {size} bytes, the plan says {planned}")
 
 
-def grow_partitions(ctx: Context) -> None:
+def grow_partitions(ctx: Restore) -> None:
     """GPT's backup table to the new end; each partition the plan grows, to its planned end (starts stay)."""
     g, devs = _g(ctx)
     disk = ctx.plan.target.disks[0]
@@ -335,7 +334,7 @@ def grow_partitions(ctx: Context) -> None:
             g.part_resize(dev, p.number, (p.start + p.size) // disk.sector_size - 1)
 
 
-def renew_lvm(ctx: Context) -> None:
+def renew_lvm(ctx: Restore) -> None:
     """Each VG: its PVs grown to their partitions and given new UUIDs, a new VG UUID, the alternate's names, the LVs
     extended to the plan's sizes. All while the VG is inactive (vgchange --uuid requires it)."""
     g, devs = _g(ctx)
@@ -361,7 +360,7 @@ def renew_lvm(ctx: Context) -> None:
         g.vg_activate(True, [vg.name])
 
 
-def renew_filesystems(ctx: Context) -> None:
+def renew_filesystems(ctx: Restore) -> None:
     """Every filesystem checked, given a new UUID (unless --keep-uuids) and grown to its device; every swap given a
     new UUID (made again when its device grew)."""
     g, devs = _g(ctx)
@@ -395,10 +394,11 @@ def renew_filesystems(ctx: Context) -> None:
         ctx.uuids[sw.id] = g.vfs_uuid(dev)
 
 
-def remove_excluded(ctx: Context, rules: ExcludeRules, workdir: Path) -> None:
+def exclude_files(ctx: BlockCopy) -> None:
     """What the exclude rules leave out of a capture is removed from the copy, each filesystem mounted alone as the
     capture mounts it: its data overwritten with zeros, then deleted, and the freed blocks discarded (fstrim), so
     that the image holds neither the files nor their data, as a copy by files would not."""
+    rules, workdir = ctx.rules, ctx.workdir
     if not rules.patterns:
         return
     g, devs = _g(ctx)
@@ -426,7 +426,7 @@ def remove_excluded(ctx: Context, rules: ExcludeRules, workdir: Path) -> None:
     g.umount_all()
 
 
-def renew_tables(ctx: Context) -> None:
+def renew_tables(ctx: Restore) -> None:
     """New partition-table ids, as a new table would have: GPT disk and partition GUIDs, or the MBR disk id (and so
     every msdos PARTUUID)."""
     g, devs = _g(ctx)
@@ -436,3 +436,9 @@ def renew_tables(ctx: Context) -> None:
         g.appliance_command(["sgdisk", "--randomize-guids", dev])
     elif disk.table is TableType.MSDOS:
         g.appliance_command(["sfdisk", "--disk-id", dev, f"0x{secrets.randbits(32) | 1:08x}"])
+
+
+STEPS: tuple[Step[BlockCopy], ...] = (
+    Step(check_device), Step(record_start), Step(grow_partitions), Step(renew_lvm), Step(renew_filesystems),
+    Step(exclude_files), Step(renew_tables), Step(fix_references), Step(unmount),
+)  # fmt: skip

@@ -18,6 +18,7 @@ from imgclone.model.layout import Layout
 
 ALT_VG_PREFIX = "altinst_"
 ALT_LV_PREFIX = "alt_"
+OLD_VG_PREFIX = "old_"  # a source VG its clone renamed on its first boot (AIX's old_rootvg)
 NAME_MAX = 127
 DM_NAME_MAX = 127
 RESERVED_LV_PREFIXES = ("pvmove", "snapshot")

@@ -16,14 +16,12 @@ import shlex
 import sys
 import tempfile
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from imgclone import faults
 from imgclone.errors import CommandError, GuestfsError, ImgcloneError, UsageError
 from imgclone.guest import session
 from imgclone.guest.interface import Guest
@@ -31,6 +29,7 @@ from imgclone.host.run import HOST
 from imgclone.model import journal as state
 from imgclone.model.layout import Layout
 from imgclone.phases import alternate, clonefiles, packages
+from imgclone.phases.engine import Context, Phase, run_phase, steps
 from imgclone.storage import build
 
 log = logging.getLogger("imgclone")
@@ -62,24 +61,14 @@ class CustomizeOptions:
                     self.device_reset, self.console])  # fmt: skip
 
 
-@dataclass
-class Customize:
-    """State of one Phase 2 run."""
+@dataclass(kw_only=True)
+class Customize(Context):
+    """One Phase 2 run: the alternate's journal, its current names, the options, the packages found."""
 
-    targets: tuple[str, ...]
     doc: dict[str, Any]
     layout: Layout
     opts: CustomizeOptions
     available: dict[str, packages.Package] = field(default_factory=dict)
-    g: Guest | None = None
-    actions: list[str] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def guest(self) -> Guest:
-        assert self.g is not None
-        return self.g
 
 
 def prepare(targets: tuple[str, ...], opts: CustomizeOptions) -> Customize:
@@ -106,25 +95,16 @@ def check_mountpoint(path: str) -> None:
 
 
 def customize(targets: tuple[str, ...], opts: CustomizeOptions, *, debug: bool = False,
-              appliance: session.Session | None = None) -> Customize:  # fmt: skip
-    """Run Phase 2 on the targets of an earlier Phase 1 (in `appliance` when the command shares one)."""
+              shared: session.Session | None = None) -> Customize:  # fmt: skip
+    """Run Phase 2 on the targets of an earlier Phase 1 (in the `shared` appliance when the command shares one)."""
     ctx = prepare(targets, opts)
-    steps: list[Callable[[Customize], None]] = [mount_clone, replace_resolv_conf, copy_managed_client,
-                                                install_packages, reset_devices, set_console, add_first_boot,
-                                                run_script, unmount]  # fmt: skip
-    with session.opened(alternate.drives(ctx.doc), appliance, debug=debug) as g:
-        ctx.g = g
-        for step in steps:
-            t0 = time.monotonic()
-            faults.maybe_fail("2", step.__name__)
-            step(ctx)
-            ctx.timings[step.__name__] = round(time.monotonic() - t0, 1)
+    run_phase(Phase.CUSTOMIZE, ctx, STEPS, session.opened(alternate.drives(ctx.doc), shared, debug=debug))
     state.mark_phase(targets, "2", {"timings": ctx.timings, "actions": ctx.actions, "notes": ctx.notes})
     return ctx
 
 
 def mount_clone(ctx: Customize) -> None:
-    g = ctx.guest
+    g = ctx.g
     if ctx.layout.vgs:
         g.vg_activate(True, [vg.name for vg in ctx.layout.vgs])
     build.mount_tree(g, alternate.devices(g, ctx.layout))
@@ -134,7 +114,7 @@ def replace_resolv_conf(ctx: Customize) -> None:
     """-R: the clone's /etc/resolv.conf becomes a copy of FILE (a symlink there is replaced)."""
     if not ctx.opts.resolv_conf:
         return
-    g = ctx.guest
+    g = ctx.g
     was = f" (was a symlink to {g.readlink('/etc/resolv.conf')})" if g.is_symlink("/etc/resolv.conf") else ""
     g.rm_f("/etc/resolv.conf")
     g.upload(ctx.opts.resolv_conf, "/etc/resolv.conf")
@@ -153,7 +133,7 @@ def copy_managed_client(ctx: Customize) -> None:
     with tempfile.NamedTemporaryFile(suffix=".tar") as tmp:
         HOST.run(["tar", "--create", "--xattrs", "--acls", "--numeric-owner", "--file", tmp.name, "--directory", "/",
                   "--", *(p.lstrip("/") for p in present)])  # fmt: skip
-        ctx.guest.tar_in(tmp.name, "/", xattrs=True, acls=True)
+        ctx.g.tar_in(tmp.name, "/", xattrs=True, acls=True)
     ctx.actions.append("copied managed-client files: " + ", ".join(present))
 
 
@@ -171,7 +151,7 @@ def install_packages(ctx: Customize) -> None:
     req = ctx.opts.packages
     if req is None:
         return
-    g = ctx.guest
+    g = ctx.g
     kind = package_kind(g)
     installed = packages.parse_installed(g.sh(INSTALLED_QUERY[kind]))
     chosen, notes = packages.select(req, ctx.available, installed)
@@ -228,7 +208,7 @@ def reset_devices(ctx: Customize) -> None:
     """-O: nothing that ties the clone to this machine: machine-id, ssh host keys, MAC bindings, random seed."""
     if not ctx.opts.device_reset:
         return
-    g = ctx.guest
+    g = ctx.g
     if g.exists("/etc/machine-id"):
         g.write("/etc/machine-id", b"")  # empty: systemd makes a new one on the first boot
         ctx.actions.append("emptied /etc/machine-id")
@@ -260,7 +240,7 @@ def set_console(ctx: Customize) -> None:
     console = ctx.opts.console
     if not console:
         return
-    g = ctx.guest
+    g = ctx.g
     text = g.read_file("/etc/default/grub").decode() if g.exists("/etc/default/grub") else ""
     g.write("/etc/default/grub", clonefiles.with_console(text, console).encode())
     ctx.actions.append(f"set console={console} in /etc/default/grub")
@@ -275,7 +255,7 @@ def add_first_boot(ctx: Customize) -> None:
     """-x: the script runs once on the clone's first boot, after all filesystems are mounted."""
     if not ctx.opts.first_boot:
         return
-    g = ctx.guest
+    g = ctx.g
     g.mkdir_p(os.path.dirname(clonefiles.FIRSTBOOT_SCRIPT))
     g.upload(ctx.opts.first_boot, clonefiles.FIRSTBOOT_SCRIPT)
     g.chmod(0o755, clonefiles.FIRSTBOOT_SCRIPT)
@@ -300,7 +280,7 @@ def run_script(ctx: Customize) -> None:
     created = not os.path.exists(mp)
     os.makedirs(mp, exist_ok=True)
     try:
-        with serve_fuse(ctx.guest, mp):
+        with serve_fuse(ctx.g, mp):
             try:
                 res = HOST.run([script], env={"ALT_INST": mp}, check=False)
             except CommandError as e:
@@ -310,7 +290,7 @@ def run_script(ctx: Customize) -> None:
             os.rmdir(mp)
     # what the script wrote reaches the disks now, not at unmount: a run killed in between would lose it with the
     # appliance's page cache (the journal does not mark Phase 2 done, so a rerun runs the script again)
-    ctx.guest.sync()
+    ctx.g.sync()
     for line in (res.text + res.stderr).splitlines():
         log.info("%s: %s", os.path.basename(script), line)
     if res.returncode != 0:
@@ -369,6 +349,10 @@ def _fuse_messages_to_debug() -> Iterator[None]:
 
 
 def unmount(ctx: Customize) -> None:
-    g = ctx.guest
+    g = ctx.g
     g.sync()
     g.umount_all()
+
+
+STEPS = steps(mount_clone, replace_resolv_conf, copy_managed_client, install_packages, reset_devices, set_console,
+              add_first_boot, run_script, unmount)  # fmt: skip

@@ -11,42 +11,37 @@ and regenerates grub.cfg, which names the clone's new UUIDs.
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from imgclone import faults
 from imgclone.errors import ImgcloneError
 from imgclone.guest import session
-from imgclone.guest.interface import Guest
 from imgclone.model import journal as state
 from imgclone.model import names
 from imgclone.model.layout import Layout, PartFlag, TableType
 from imgclone.phases import alternate, oldvg
+from imgclone.phases.engine import Context, Phase, run_phase, steps
 from imgclone.storage import build
 
 log = logging.getLogger("imgclone")
 
 
-@dataclass
-class Finalize:
-    """State of one Phase 3 run."""
+@dataclass(kw_only=True)
+class Finalize(Context):
+    """One Phase 3 run: the alternate's journal and the names Phase 3 gives its volumes."""
 
-    targets: tuple[str, ...]
     doc: dict[str, Any]
     layout: Layout  # the names Phase 3 gives: final, or altinst_<vg> kept with deferred_vgs
     skip_checks: bool = False
     deferred_vgs: dict[str, str] = field(default_factory=dict)  # altinst_<vg> → <vg>, renamed on first boot
-    g: Guest | None = None
     devs: build.Devices | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    actions: list[str] = field(default_factory=list)
 
     @property
-    def guest(self) -> Guest:
-        assert self.g is not None
-        return self.g
+    def devices(self) -> build.Devices:
+        """Layout ids → the appliance's device names (its drives are the journal's targets, in order)."""
+        if self.devs is None:
+            self.devs = alternate.devices(self.g, self.layout)
+        return self.devs
 
 
 def load(targets: tuple[str, ...]) -> Finalize:
@@ -58,24 +53,15 @@ def load(targets: tuple[str, ...]) -> Finalize:
 
 
 def finalize(targets: tuple[str, ...], *, skip_checks: bool = False, beside_source: bool = False,
-             debug: bool = False, appliance: session.Session | None = None) -> Finalize:  # fmt: skip
-    """Run Phase 3 on the targets of an earlier Phase 1 (in `appliance` when the command shares one)."""
+             debug: bool = False, shared: session.Session | None = None) -> Finalize:  # fmt: skip
+    """Run Phase 3 on the targets of an earlier Phase 1 (in the `shared` appliance when the command shares one)."""
     ctx = load(targets)
     ctx.skip_checks = skip_checks
     if beside_source or _meets_host_vg(ctx):
         alt = Layout.from_dict(ctx.doc["layout"])
         ctx.deferred_vgs = {vg.name: names.final_name(vg.name) for vg in alt.vgs}
         ctx.layout = alternate.deferred_layout(alt)
-    steps: list[Callable[[Finalize], None]] = [rename_volumes, mount_clone, check_bootable, install_vg_rename,
-                                               ensure_initramfs, install_grub, update_grub, unmount]  # fmt: skip
-    with session.opened(alternate.drives(ctx.doc), appliance, debug=debug) as g:
-        ctx.g = g
-        ctx.devs = alternate.devices(g, ctx.layout)
-        for step in steps:
-            t0 = time.monotonic()
-            faults.maybe_fail("3", step.__name__)
-            step(ctx)
-            ctx.timings[step.__name__] = round(time.monotonic() - t0, 1)
+    run_phase(Phase.FINALIZE, ctx, STEPS, session.opened(alternate.drives(ctx.doc), shared, debug=debug))
     state.mark_phase(targets, "3", {"timings": ctx.timings, "actions": ctx.actions,
                                     "deferred_vgs": ctx.deferred_vgs})  # fmt: skip
     return ctx
@@ -94,7 +80,7 @@ def _meets_host_vg(ctx: Finalize) -> bool:
 
 def rename_volumes(ctx: Finalize) -> None:
     """altinst_<vg> → <vg>, alt_<lv> → <lv> (idempotent: a rerun finds them renamed)."""
-    g = ctx.guest
+    g = ctx.g
     existing = set(g.vgs())
     for vg in ctx.layout.vgs if not ctx.deferred_vgs else ():
         alt = names.alt_vg(vg.name)
@@ -115,8 +101,7 @@ def rename_volumes(ctx: Finalize) -> None:
 
 
 def mount_clone(ctx: Finalize) -> None:
-    assert ctx.devs is not None
-    build.mount_tree(ctx.guest, ctx.devs)
+    build.mount_tree(ctx.g, ctx.devices)
 
 
 def firmware(ctx: Finalize) -> str:
@@ -128,7 +113,7 @@ def check_bootable(ctx: Finalize) -> None:
     """-g skips: /boot holds a kernel and an initramfs; the disk suits the firmware."""
     if ctx.skip_checks:
         return
-    g = ctx.guest
+    g = ctx.g
     kernels = [f for f in g.ls("/boot") if f.startswith("vmlinuz-")]
     initrds = [f for f in g.ls("/boot") if f.startswith("initrd.img-")]
     if not kernels or not initrds:
@@ -149,7 +134,7 @@ def install_vg_rename(ctx: Finalize) -> None:
     """Deferred names: the initramfs script that renames the source's VG old_<vg> and the clone's <vg> on first boot."""
     if not ctx.deferred_vgs:
         return
-    g = ctx.guest
+    g = ctx.g
     uuids = {oldvg.lvm_uuid(g.vguuid(alt)): final for alt, final in ctx.deferred_vgs.items()}
     g.mkdir_p(oldvg.SCRIPT.rsplit("/", 1)[0])
     g.write(oldvg.SCRIPT, oldvg.script_text(uuids).encode())
@@ -182,7 +167,7 @@ def root_as_source(ctx: Finalize) -> bool:
 
 def ensure_initramfs(ctx: Finalize) -> None:
     """Regenerate only when an initramfs lacks the root filesystem's module (costly under TCG)."""
-    g = ctx.guest
+    g = ctx.g
     root = ctx.layout.filesystem_at("/")
     if root is None:
         return
@@ -201,8 +186,7 @@ def ensure_initramfs(ctx: Finalize) -> None:
 
 def install_grub(ctx: Finalize) -> None:
     """GRUB into the clone's first disk (BIOS) and/or its ESP's removable path (UEFI)."""
-    g = ctx.guest
-    assert ctx.devs is not None
+    g = ctx.g
     fw = firmware(ctx)
     disk0 = session.disk_path(0)
     if "bios" in fw:
@@ -216,7 +200,7 @@ def install_grub(ctx: Finalize) -> None:
 
 def update_grub(ctx: Finalize) -> None:
     """grub.cfg for the clone; with deferred names, its root= names the VG the clone will have after the rename."""
-    g = ctx.guest
+    g = ctx.g
     g.command(["update-grub"])
     ctx.actions.append("regenerated /boot/grub/grub.cfg")
     if ctx.deferred_vgs:
@@ -225,6 +209,10 @@ def update_grub(ctx: Finalize) -> None:
 
 
 def unmount(ctx: Finalize) -> None:
-    g = ctx.guest
+    g = ctx.g
     g.sync()
     g.umount_all()
+
+
+STEPS = steps(rename_volumes, mount_clone, check_bootable, install_vg_rename, ensure_initramfs,
+              install_grub, update_grub, unmount)  # fmt: skip

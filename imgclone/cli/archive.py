@@ -1,81 +1,15 @@
-"""Subcommand handlers: turn parsed arguments into options, run, print results."""
+"""imgclone archive list | show | verify: the archive's streams, its manifest, its integrity or a clone's fidelity."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
 from imgclone.archive.container import ArchiveReader, read_manifest
 from imgclone.archive.verify import verify
-from imgclone.errors import UsageError
-
-# the other commands' modules are imported by their handlers: `archive verify` should not pay for the
-# planner, libguestfs or tqdm at every start
-
-
-def human(n: float) -> str:
-    """1536 → '1.5 KiB'."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
-def emit(args: argparse.Namespace, data: Any, text: Callable[[], str]) -> None:
-    """Print JSON with --json, else the human text."""
-    if args.json:
-        json.dump(data, sys.stdout, indent=2, sort_keys=True)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(text())
-
-
-def cmd_capture(args: argparse.Namespace) -> int:
-    """imgclone capture."""
-    from imgclone.capture.common import CaptureOptions, ErrMode
-
-    if args.output == "-" and args.json:
-        raise UsageError("--json and -o - both want standard output", "write the archive to a file")
-    opts = CaptureOptions(
-        output=args.output, source=args.source, mounts=tuple(os.path.abspath(m) for m in args.mount),
-        exclude_list=args.exclude_list, verbose=args.verbose, debug=args.debug, err_mode=ErrMode.from_env(),
-        progress=False if args.no_progress else None, level=args.level,
-    )  # fmt: skip
-    t0 = time.monotonic()
-    if opts.source:
-        from imgclone.capture.offline import capture_offline
-
-        manifest = capture_offline(opts)
-    else:
-        from imgclone.capture.host import capture_host
-
-        manifest = capture_host(opts)
-    elapsed = time.monotonic() - t0
-    if args.output == "-":
-        return 0
-    summary = {"archive": args.output, "seconds": round(elapsed, 1), "streams": manifest["streams"],
-               "read_errors": manifest.get("read_errors", 0)}  # fmt: skip
-    emit(args, summary, lambda: _capture_text(manifest, args.output, elapsed))
-    return 0
-
-
-def _capture_text(m: dict[str, Any], path: str, elapsed: float) -> str:
-    lines = [f"captured {len(m['streams'])} filesystem(s) into {path} in {elapsed:.1f} s"]
-    lines += [_stream_row(s) for s in m["streams"]]
-    total = sum(s["bytes"] for s in m["streams"])
-    lines.append(f"archive: {human(os.path.getsize(path))} ({human(total)} of streams)")
-    return "\n".join(lines) + "\n"
-
-
-def _stream_row(s: dict[str, Any]) -> str:
-    data = human(s["data_bytes"]) if s.get("data_bytes") else "?"
-    return f"  {s['mountpoint']:<16} {s['fs']:<18} {s['files']:>9} files  {data:>10} → {human(s['bytes']):>10} zstd"
+from imgclone.cli.capture import stream_row
+from imgclone.cli.output import emit, human
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
@@ -94,7 +28,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
         return 0 if report.ok else 1
     m = read_manifest(args.archive) if args.archive != "-" else _stdin_manifest()
     if args.action == "list":
-        emit(args, m["streams"], lambda: "\n".join(_stream_row(s) for s in m["streams"]) + "\n")
+        emit(args, m["streams"], lambda: "\n".join(stream_row(s) for s in m["streams"]) + "\n")
     elif getattr(args, "layout", False):
         from imgclone.model.layout import Layout
 
@@ -166,38 +100,3 @@ def _content_row(s: dict[str, Any]) -> str:
              if c.largest_xattr is not None else "xattr sizes not recorded (host capture)")  # fmt: skip
     return (f"{head}; largest file {human(c.largest_file)} ({c.largest_file_path or '-'}), most hard links "
             f"{c.most_links} ({c.most_links_path or '-'}), {xattr}")  # fmt: skip
-
-
-def cmd_boot_test(args: argparse.Namespace) -> int:
-    """imgclone boot-test."""
-    from imgclone.check.boottest import BootTestOptions, boot_test, result_text
-
-    opts = BootTestOptions(image=args.image, uefi=args.uefi, disks=tuple(args.disk), timeout=args.timeout,
-                           expect=args.expect, keep_log=args.keep_log, debug=args.debug)  # fmt: skip
-    result = boot_test(opts)
-    emit(args, result.to_dict(), lambda: result_text(result))
-    if not result.ok:
-        sys.stderr.write("".join(f"  | {line}\n" for line in result.log_tail))
-    return 0 if result.ok else 1
-
-
-def dispatch(args: argparse.Namespace) -> int:
-    """Run the chosen subcommand; return its exit code."""
-    handlers: dict[str, Callable[[argparse.Namespace], int]] = {
-        "capture": cmd_capture,
-        "archive": cmd_archive,
-        "boot-test": cmd_boot_test,
-    }
-    if args.command in handlers:
-        return handlers[args.command](args)
-    if args.command == "restore":
-        from imgclone.cli.restore import cmd_restore
-
-        return cmd_restore(args)
-    if args.command == "alt":
-        from imgclone.cli.alt import cmd_alt
-
-        return cmd_alt(args)
-    from imgclone.cli.copy import cmd_copy
-
-    return cmd_copy(args)

@@ -1,0 +1,82 @@
+"""The entry points: `imgclone`, and AIX's alt_disk_copy, alt_disk_mksysb and alt_rootvg_op; exit codes.
+
+main() parses, sets up logging, runs the subcommand and turns its outcome into the exit code: 0 success, 1
+failure, 2 usage or layout error, 130 interrupted; an ImgcloneError is one line on stderr (a traceback with -D).
+Each subcommand's module is imported when it runs: `archive verify` does not pay for the planner, libguestfs
+or tqdm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from imgclone import log as logsetup
+from imgclone.cli.aix import mksysb_argv, translate
+from imgclone.cli.parser import build_parser
+from imgclone.errors import ImgcloneError
+
+log = logging.getLogger("imgclone")
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run the chosen subcommand; return its exit code."""
+    if args.command == "capture":
+        from imgclone.cli.capture import cmd_capture
+
+        return cmd_capture(args)
+    if args.command == "archive":
+        from imgclone.cli.archive import cmd_archive
+
+        return cmd_archive(args)
+    if args.command == "boot-test":
+        from imgclone.cli.boot_test import cmd_boot_test
+
+        return cmd_boot_test(args)
+    if args.command == "restore":
+        from imgclone.cli.restore import cmd_restore
+
+        return cmd_restore(args)
+    if args.command == "alt":
+        from imgclone.cli.alt import cmd_alt
+
+        return cmd_alt(args)
+    from imgclone.cli.copy import cmd_copy
+
+    return cmd_copy(args)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run imgclone; exit 0, 1 (failure), 2 (usage) or 130 (interrupted)."""
+    args = build_parser().parse_args(argv)
+    logsetup.setup(debug=args.debug, quiet=args.json)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        rc = dispatch(args)
+    except KeyboardInterrupt:
+        log.error("interrupted")
+        sys.exit(130)
+    except ImgcloneError as e:
+        if args.debug:
+            log.exception("error")
+        log.error("error: %s", e)
+        sys.exit(e.exit_code)
+    sys.exit(rc)
+
+
+def alt_disk_copy() -> None:
+    """The alt_disk_copy console script: `imgclone copy` with the AIX flags (they are the same letters)."""
+    main(["copy", *sys.argv[1:]])
+
+
+def alt_disk_mksysb() -> None:
+    """The alt_disk_mksysb console script: `imgclone restore`, with AIX's -m ARCHIVE for -a."""
+    main(["restore", *mksysb_argv(sys.argv[1:])])
+
+
+def alt_rootvg_op(argv: Sequence[str] | None = None) -> None:
+    """The alt_rootvg_op console script: the AIX flags translated, then imgclone (which exits)."""
+    main(translate(sys.argv[1:] if argv is None else argv))

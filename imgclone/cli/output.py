@@ -1,0 +1,42 @@
+"""What the commands print: JSON with --json, else text that says what was done."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+
+def human(n: float) -> str:
+    """1536 → '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def emit(args: argparse.Namespace, data: Any, text: Callable[[], str]) -> None:
+    """Print JSON with --json, else the human text."""
+    if args.json:
+        json.dump(data, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(text())
+
+
+def say(args: argparse.Namespace, text: str) -> None:
+    """Human output as each part of a long command ends (with --json, one document at the end instead)."""
+    if not args.json:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def print_result(args: argparse.Namespace, result: dict[str, Any], rc: int = 0) -> int:
+    """The gathered result as JSON (with --json; the text went out as each part ended); returns rc."""
+    if args.json:
+        json.dump(result, sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    return rc
