@@ -25,7 +25,7 @@ from imgclone.host import locks
 from imgclone.model import journal as state
 from imgclone.model.layout import Layout
 from imgclone.phases import command as phases_command
-from imgclone.phases.engine import phases_text
+from imgclone.phases.phase import phases_text
 from imgclone.phases.request import RestoreRequest
 from imgclone.phases.restore import RestoreOptions, planning_files
 from imgclone.plan.planner import PlanOptions, Resize, Target, make_plan

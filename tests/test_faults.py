@@ -35,9 +35,9 @@ import pytest
 from imgclone import faults
 from imgclone.errors import ImgcloneError, PhaseStateError
 from imgclone.guest.appliance import Appliance
+from imgclone.guest.steps import step_names
 from imgclone.model import journal as state
 from imgclone.phases import alternate, customize, finalize, restore
-from imgclone.phases.engine import step_names
 from tests.conftest import ROOT, Captured, interruptible
 from tests.loopfs import loop_fs
 from tests.treecmp import file_sha256

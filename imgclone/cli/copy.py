@@ -9,7 +9,7 @@ from imgclone.cli.report import Report
 from imgclone.cli.rules import copy_request
 from imgclone.copy import command
 from imgclone.phases import command as phases
-from imgclone.phases.engine import Phase
+from imgclone.phases.phase import Phase
 
 
 def cmd_copy(args: argparse.Namespace) -> int:

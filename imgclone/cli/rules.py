@@ -17,7 +17,7 @@ from imgclone.host.targets import split_targets
 from imgclone.model.layout import Layout
 from imgclone.phases import packages
 from imgclone.phases.customize import CustomizeOptions
-from imgclone.phases.engine import Phase, phases
+from imgclone.phases.phase import Phase, phases
 from imgclone.phases.request import BootOrderOptions, FinalizeOptions, RestoreRequest
 from imgclone.phases.restore import RestoreOptions
 from imgclone.plan.planner import PlanOptions, Resize

@@ -41,6 +41,7 @@ from imgclone.fs.space import LVM_PE_START
 from imgclone.guest import session
 from imgclone.guest.appliance import SYSROOT
 from imgclone.guest.interface import Guest
+from imgclone.guest.steps import Step, run_steps
 from imgclone.host.run import HOST, PIPE, Pipeline
 from imgclone.host.targets import TargetDisk
 from imgclone.model import journal as state
@@ -55,7 +56,7 @@ from imgclone.model.layout import (
     TableType,
     VolumeGroup,
 )
-from imgclone.phases.engine import Phase, Step, run_steps
+from imgclone.phases.phase import Phase
 from imgclone.phases.restore import Restore, RestoreOptions, clean_up_failure, fix_references, record_start, unmount
 from imgclone.plan.planner import Plan, PlanOptions, Resize, Target, make_plan
 from imgclone.storage import build
@@ -249,7 +250,7 @@ def phase1(opts: RestoreOptions, cap: CaptureOptions, disk: TargetDisk, applianc
             ctx = plan_copy(g, opts, cap, made, source_size, Path(tmp))
             ctx.timings |= {"copy_blocks": copied, "launch": round(launched - t0 - copied, 1),
                             "probe_copy": round(time.monotonic() - launched, 1)}  # fmt: skip
-            run_steps(Phase.RESTORE, ctx, STEPS)
+            run_steps(Phase.RESTORE.value, ctx, STEPS)
     except CopyByFiles:
         appliance.close()
         Path(made.path).unlink(missing_ok=True)

@@ -32,7 +32,7 @@ from imgclone.model.content import ContentFacts
 from imgclone.model.layout import Layout
 from imgclone.phases import command
 from imgclone.phases.command import Listener, Outcome
-from imgclone.phases.engine import Phase
+from imgclone.phases.phase import Phase
 from imgclone.phases.request import RestoreRequest
 from imgclone.phases.restore import RestoreOptions
 from imgclone.plan.planner import Plan, Target, make_plan

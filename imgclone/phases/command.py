@@ -17,8 +17,8 @@ from imgclone.host.targets import TargetDisk
 from imgclone.model import journal as state
 from imgclone.phases import alternate, bootorder
 from imgclone.phases.customize import customize
-from imgclone.phases.engine import Phase
 from imgclone.phases.finalize import finalize
+from imgclone.phases.phase import Phase
 from imgclone.phases.request import RestoreRequest
 from imgclone.phases.restore import Restore, restore
 from imgclone.plan.planner import Plan

@@ -25,11 +25,12 @@ from typing import Any
 from imgclone.errors import CommandError, GuestfsError, ImgcloneError, UsageError
 from imgclone.guest import session
 from imgclone.guest.interface import Guest
+from imgclone.guest.steps import Context, run_phase, steps
 from imgclone.host.run import HOST
 from imgclone.model import journal as state
 from imgclone.model.layout import Layout
 from imgclone.phases import alternate, clonefiles, packages
-from imgclone.phases.engine import Context, Phase, run_phase, steps
+from imgclone.phases.phase import Phase
 from imgclone.storage import build
 
 log = logging.getLogger("imgclone")
@@ -98,7 +99,7 @@ def customize(targets: tuple[str, ...], opts: CustomizeOptions, *, debug: bool =
               shared: session.Session | None = None) -> Customize:  # fmt: skip
     """Run Phase 2 on the targets of an earlier Phase 1 (in the `shared` appliance when the command shares one)."""
     ctx = prepare(targets, opts)
-    run_phase(Phase.CUSTOMIZE, ctx, STEPS, session.opened(alternate.drives(ctx.doc), shared, debug=debug))
+    run_phase(Phase.CUSTOMIZE.value, ctx, STEPS, session.opened(alternate.drives(ctx.doc), shared, debug=debug))
     state.mark_phase(targets, "2", {"timings": ctx.timings, "actions": ctx.actions, "notes": ctx.notes})
     return ctx
 

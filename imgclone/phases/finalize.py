@@ -16,11 +16,12 @@ from typing import Any
 
 from imgclone.errors import ImgcloneError
 from imgclone.guest import session
+from imgclone.guest.steps import Context, run_phase, steps
 from imgclone.model import journal as state
 from imgclone.model import names
 from imgclone.model.layout import Layout, PartFlag, TableType
 from imgclone.phases import alternate, oldvg
-from imgclone.phases.engine import Context, Phase, run_phase, steps
+from imgclone.phases.phase import Phase
 from imgclone.storage import build
 
 log = logging.getLogger("imgclone")
@@ -61,7 +62,7 @@ def finalize(targets: tuple[str, ...], *, skip_checks: bool = False, beside_sour
         alt = Layout.from_dict(ctx.doc["layout"])
         ctx.deferred_vgs = {vg.name: names.final_name(vg.name) for vg in alt.vgs}
         ctx.layout = alternate.deferred_layout(alt)
-    run_phase(Phase.FINALIZE, ctx, STEPS, session.opened(alternate.drives(ctx.doc), shared, debug=debug))
+    run_phase(Phase.FINALIZE.value, ctx, STEPS, session.opened(alternate.drives(ctx.doc), shared, debug=debug))
     state.mark_phase(targets, "3", {"timings": ctx.timings, "actions": ctx.actions,
                                     "deferred_vgs": ctx.deferred_vgs})  # fmt: skip
     return ctx

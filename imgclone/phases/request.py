@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from imgclone.phases.customize import CustomizeOptions
-from imgclone.phases.engine import Phase
+from imgclone.phases.phase import Phase
 from imgclone.phases.restore import RestoreOptions
 
 

@@ -21,12 +21,13 @@ from imgclone.archive.container import ArchiveReader, read_manifest
 from imgclone.errors import GuestfsError, ImgcloneError
 from imgclone.guest import session
 from imgclone.guest.interface import Guest
+from imgclone.guest.steps import Context, run_phase, steps
 from imgclone.host import targets
 from imgclone.model import journal as state
 from imgclone.model.content import ContentFacts
 from imgclone.model.layout import Layout
 from imgclone.phases import extract, fixups, stream_guard
-from imgclone.phases.engine import Context, Phase, run_phase, steps
+from imgclone.phases.phase import Phase
 from imgclone.plan.planner import Plan, PlanOptions, Target, make_plan
 from imgclone.storage import build
 
@@ -128,7 +129,7 @@ def build_clone(ctx: Restore, shared: session.Session | None = None) -> None:
     opts = ctx.opts
     try:
         create_images(ctx)
-        run_phase(Phase.RESTORE, ctx, STEPS, session.opened([(d.path, d.format) for d in ctx.disks], shared,
+        run_phase(Phase.RESTORE.value, ctx, STEPS, session.opened([(d.path, d.format) for d in ctx.disks], shared,
                                                             debug=opts.debug))  # fmt: skip
     except BaseException as e:
         clean_up_failure(ctx, e)
