@@ -9,10 +9,11 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
-from imgclone.cli.commands import emit, human
+from imgclone.cli.commands import emit
 from imgclone.errors import UsageError
 from imgclone.host import locks
 from imgclone.host.targets import split_targets
+from imgclone.units import human
 
 # altop and state (libguestfs, the planner) are imported where an alt command runs: every imgclone command
 # builds this parser, and must not pay for them

@@ -13,18 +13,10 @@ from typing import Any
 from imgclone.archive.container import ArchiveReader, read_manifest
 from imgclone.archive.verify import verify
 from imgclone.errors import UsageError
+from imgclone.units import human
 
 # the other commands' modules are imported by their handlers: `archive verify` should not pay for the
 # planner, libguestfs or tqdm at every start
-
-
-def human(n: float) -> str:
-    """1536 → '1.5 KiB'."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
 
 
 def emit(args: argparse.Namespace, data: Any, text: Callable[[], str]) -> None:

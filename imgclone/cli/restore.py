@@ -12,7 +12,6 @@ from typing import Any
 
 from imgclone.capture.common import ErrMode
 from imgclone.cli import rules as flags
-from imgclone.cli.commands import human
 from imgclone.errors import UsageError
 from imgclone.guest import session
 from imgclone.host import locks
@@ -25,6 +24,7 @@ from imgclone.phases.finalize import finalize
 from imgclone.phases.restore import Context as RestoreContext
 from imgclone.phases.restore import RestoreOptions, restore
 from imgclone.plan.planner import PlanOptions, Resize
+from imgclone.units import human
 
 CONVERTIBLE = ("ext2", "ext3", "ext4", "xfs", "btrfs")
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B)?$", re.IGNORECASE)

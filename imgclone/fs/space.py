@@ -29,10 +29,7 @@ from dataclasses import replace
 
 from imgclone.fs import features as fsfeatures
 from imgclone.model.layout import Filesystem, FsType, Layout
-
-MiB = 1 << 20
-GiB = 1 << 30
-TiB = 1 << 40
+from imgclone.units import MiB, TiB
 
 EXT_TYPES = frozenset({"ext2", "ext3", "ext4"})
 EXT_INODE_SIZE = 256

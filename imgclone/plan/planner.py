@@ -62,8 +62,8 @@ from imgclone.model.layout import (
     TableType,
     VolumeGroup,
 )
+from imgclone.units import MiB, human
 
-MiB = space.MiB
 PE_START = space.LVM_PE_START
 EXT = frozenset({FsType.EXT2, FsType.EXT3, FsType.EXT4})
 GPT_TYPES = {
@@ -157,12 +157,6 @@ class Plan:
             "target_sizes": list(self.target_sizes),
             "resize": str(self.resize),
         }
-
-
-def human(n: int) -> str:
-    """1610612736 → '1.5 GiB'."""
-    unit = next((u for u in range(4, 0, -1) if abs(n) >= 1024**u), 0)
-    return f"{n} B" if not unit else f"{n / 1024**unit:.1f} {('KiB', 'MiB', 'GiB', 'TiB')[unit - 1]}"
 
 
 def _change(a: str, b: str) -> str:

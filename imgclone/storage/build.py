@@ -13,9 +13,9 @@ from imgclone.errors import GuestfsError, UsageError
 from imgclone.fs import features as fsfeatures
 from imgclone.guest.interface import Guest
 from imgclone.model.layout import Disk, Filesystem, FsType, Layout, LogicalVolume, PartFlag, Partition, TableType
+from imgclone.units import MiB
 
 log = logging.getLogger("imgclone")
-MiB = 1024 * 1024
 LVM_EXTENT = 4 * MiB  # vgcreate's default extent size
 
 GPT_TYPES = {
