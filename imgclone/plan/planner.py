@@ -48,7 +48,7 @@ from typing import Any
 from imgclone.errors import LayoutError, UsageError
 from imgclone.fs import features as fsfeatures
 from imgclone.fs import limits, space
-from imgclone.model import names
+from imgclone.model import names, parttypes
 from imgclone.model.content import ContentFacts
 from imgclone.model.layout import (
     Disk,
@@ -66,13 +66,6 @@ from imgclone.units import MiB, human
 
 PE_START = space.LVM_PE_START
 EXT = frozenset({FsType.EXT2, FsType.EXT3, FsType.EXT4})
-GPT_TYPES = {
-    PartFlag.LVM: "E6D6D379-F507-44C2-A23C-238F2A3DF928",
-    PartFlag.SWAP: "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F",
-    PartFlag.ESP: "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
-    PartFlag.BIOS_GRUB: "21686148-6449-6E6F-744E-656564454649",
-}
-GPT_LINUX_DATA = "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
 
 
 class Resize(StrEnum):
@@ -461,7 +454,7 @@ def _partition(src: _Src, s: _Slot, t: int, number: int, start: int, size: int, 
         flags = model.flags if model else ((PartFlag.SWAP,) if s.ref in src.swap_on else ())
     name, type_uuid = (model.name, model.type_uuid) if model and table == TableType.GPT else ("", "")
     if table == TableType.GPT and not type_uuid:
-        type_uuid = next((GPT_TYPES[f] for f in flags if f in GPT_TYPES), GPT_LINUX_DATA)
+        type_uuid = parttypes.gpt_type(flags) or parttypes.GPT_LINUX_DATA
     return Partition(f"part-t{t}-{number}", f"disk-t{t}", number, start, size, flags, name, "", type_uuid)
 
 

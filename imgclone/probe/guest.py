@@ -20,6 +20,7 @@ from typing import Any
 
 from imgclone.errors import GuestfsError, ImgcloneError, LayoutError
 from imgclone.guest.interface import Guest
+from imgclone.model import parttypes
 from imgclone.model.layout import (
     Disk,
     Filesystem,
@@ -36,14 +37,6 @@ from imgclone.model.layout import (
 
 log = logging.getLogger("imgclone")
 
-GPT_TYPE_FLAGS: dict[str, PartFlag] = {
-    "C12A7328-F81F-11D2-BA4B-00A0C93EC93B": PartFlag.ESP,
-    "21686148-6449-6E6F-744E-656564454649": PartFlag.BIOS_GRUB,
-    "E6D6D379-F507-44C2-A23C-238F2A3DF928": PartFlag.LVM,
-    "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F": PartFlag.SWAP,
-}
-MBR_ID_FLAGS: dict[int, PartFlag] = {0x8E: PartFlag.LVM, 0x82: PartFlag.SWAP, 0xEF: PartFlag.ESP}
-MBR_EXTENDED = frozenset({0x05, 0x0F, 0x85})
 # lv_attr[0] of LVs the layout cannot describe: snapshots, thin pools/volumes, pvmove, virtual
 LV_KINDS_SKIPPED = "sSpvtVe"
 
@@ -83,16 +76,14 @@ class DeviceIndex:
 # -- pure helpers --------------------------------------------------------------------------------
 def gpt_flags(type_guid: str) -> tuple[PartFlag, ...]:
     """Flags implied by a GPT partition type GUID."""
-    flag = GPT_TYPE_FLAGS.get(type_guid.strip().upper())
+    flag = parttypes.gpt_flag(type_guid)
     return (flag,) if flag else ()
 
 
 def mbr_flags(mbr_id: int, bootable: bool) -> tuple[PartFlag, ...]:
     """Flags of an MBR partition from its type byte and active flag."""
-    flags = [PartFlag.BOOT] if bootable else []
-    if mbr_id in MBR_ID_FLAGS:
-        flags.append(MBR_ID_FLAGS[mbr_id])
-    return tuple(flags)
+    flag = parttypes.mbr_flag(mbr_id)
+    return ((PartFlag.BOOT,) if bootable else ()) + ((flag,) if flag else ())
 
 
 def lvm_uuid(raw: str) -> str:
@@ -202,9 +193,8 @@ def part_entry(blkid: Mapping[str, str]) -> PartEntry | None:
             bootable = bool(int(blkid.get("PART_ENTRY_FLAGS", "0"), 16) & 0x80)
         except ValueError:
             return None
-        return PartEntry(
-            mbr_flags(mbr_id, bootable), uuid=blkid.get("PART_ENTRY_UUID", ""), extended=mbr_id in MBR_EXTENDED
-        )
+        uuid = blkid.get("PART_ENTRY_UUID", "")
+        return PartEntry(mbr_flags(mbr_id, bootable), uuid=uuid, extended=mbr_id in parttypes.MBR_EXTENDED)
     return None
 
 
@@ -336,7 +326,7 @@ class _Probe:
         mbr_id = int(g.part_get_mbr_id(disk.path, num))
         flags = mbr_flags(mbr_id, bool(g.part_get_bootable(disk.path, num)))
         uuid = f"{disk.uuid}-{num:02x}" if disk.uuid else ""
-        return PartEntry(flags, uuid=uuid, extended=mbr_id in MBR_EXTENDED)
+        return PartEntry(flags, uuid=uuid, extended=mbr_id in parttypes.MBR_EXTENDED)
 
     def lvm(self) -> None:
         g = self.g

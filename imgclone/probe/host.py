@@ -14,6 +14,7 @@ from typing import Any
 
 from imgclone.errors import CommandError, ImgcloneError, UsageError
 from imgclone.host.run import HOST, Runner
+from imgclone.model import parttypes
 from imgclone.model.layout import (
     Disk,
     Filesystem,
@@ -55,14 +56,6 @@ _PART_KEYS = {
     "NUMBER": "partn",
 }
 _BLKID_KEYS |= {f"PART_ENTRY_{k}": v for k, v in _PART_KEYS.items()} | {"PART_ENTRY_OFFSET": "offset"}
-_GPT_FLAGS = {
-    "c12a7328-f81f-11d2-ba4b-00a0c93ec93b": (PartFlag.BOOT, PartFlag.ESP),
-    "21686148-6449-6e6f-744e-656564454649": (PartFlag.BIOS_GRUB,),
-    "e6d6d379-f507-44c2-a23c-238f2a3df928": (PartFlag.LVM,),
-    "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f": (PartFlag.SWAP,),
-}
-_MSDOS_FLAGS = {"0x8e": (PartFlag.LVM,), "0x82": (PartFlag.SWAP,), "0xef": (PartFlag.ESP,)}
-_MSDOS_EXTENDED = {"0x5", "0xf", "0x85"}
 _EXT_STATE_FLAGS = {"needs_recovery", "orphan_present"}  # set while mounted, not by mkfs
 _TABLE_TYPES = {"dos": TableType.MSDOS, "msdos": TableType.MSDOS, "gpt": TableType.GPT}
 
@@ -126,11 +119,11 @@ def _has_flag(part: Any, flag: int) -> bool:
 
 def flags_from_type(table: TableType, parttype: str, partflags: str) -> tuple[PartFlag, ...]:
     """Partition flags implied by lsblk/blkid's PARTTYPE and PARTFLAGS, as parted would show them."""
-    parttype = parttype.lower()
     if table == TableType.GPT:
-        return _GPT_FLAGS.get(parttype, ())
-    boot = (PartFlag.BOOT,) if _int(partflags) & 0x80 else ()
-    return boot + _MSDOS_FLAGS.get(parttype, ())
+        flag = parttypes.gpt_flag(parttype)
+        return (PartFlag.BOOT, flag) if flag is PartFlag.ESP else (flag,) if flag else ()  # parted: "boot, esp"
+    flag = parttypes.mbr_flag(_int(parttype))
+    return ((PartFlag.BOOT,) if _int(partflags) & 0x80 else ()) + ((flag,) if flag else ())
 
 
 # -- pure parsers ------------------------------------------------------------------------------
@@ -403,7 +396,7 @@ class _Host:
         number = _int(info.get("partn")) or _number_from_name(dev.name)
         parttype = info.get("parttype", "")
         e = entries.get(number)
-        if (e.extended if e else parttype.lower() in _MSDOS_EXTENDED) and disk.table == TableType.MSDOS:
+        if (e.extended if e else _int(parttype) in parttypes.MBR_EXTENDED) and disk.table == TableType.MSDOS:
             return None
         return Partition(
             id=self.dev_id(dev),
