@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imgclone.errors import GuestfsError, ImgcloneError, LayoutError
+from imgclone.fs.mounttab import unescape
 from imgclone.guest.interface import Guest
 from imgclone.model import parttypes
 from imgclone.model.layout import (
@@ -95,10 +96,6 @@ def lvm_uuid(raw: str) -> str:
     return "-".join(s[a:b] for a, b in zip(cuts, cuts[1:], strict=False))
 
 
-def _unescape_fstab(field_: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field_)
-
-
 def parse_fstab(text: str) -> list[FstabEntry]:
     """Entries of an fstab (comments and short lines skipped, \\040-style escapes decoded)."""
     entries = []
@@ -106,11 +103,11 @@ def parse_fstab(text: str) -> list[FstabEntry]:
         fields = line.split()
         if len(fields) < 3 or fields[0].startswith("#"):
             continue
-        spec, file, vfstype = (_unescape_fstab(f) for f in fields[:3])
+        spec, file, vfstype = (unescape(f) for f in fields[:3])
         if file.startswith("/"):
             file = posixpath.normpath(file)
             file = "/" + file.lstrip("/")  # normpath keeps a leading "//"
-        options = _unescape_fstab(fields[3]) if len(fields) > 3 else "defaults"
+        options = unescape(fields[3]) if len(fields) > 3 else "defaults"
         entries.append(FstabEntry(spec, file, vfstype, options))
     return entries
 
