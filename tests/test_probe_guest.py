@@ -14,7 +14,7 @@ from fixtures import small_image
 from fixtures.small_image import GPT_LVM
 from imgclone.errors import GuestfsError, ImgcloneError
 from imgclone.guest.appliance import Appliance
-from imgclone.model.layout import Disk, Filesystem, FsType, Layout, PartFlag, Partition, TableType
+from imgclone.model.layout import Disk, Filesystem, FsType, Layout, PartFlag, Partition, TableType, mount_key
 from imgclone.probe.bootfacts import (
     BootFacts,
     boot_facts_guest,
@@ -37,7 +37,6 @@ from imgclone.probe.guest import (
     gpt_flags,
     lvm_uuid,
     mbr_flags,
-    mount_key,
     mount_sources,
     mountpoints,
     parse_fstab,

@@ -40,9 +40,8 @@ from imgclone.guest.interface import Guest
 from imgclone.host import accel
 from imgclone.host.run import DEVNULL, HOST, Pipeline
 from imgclone.model import parttypes
-from imgclone.model.layout import PartFlag
+from imgclone.model.layout import PartFlag, mount_key
 from imgclone.probe.bootfacts import decide_firmware, is_efi_loader
-from imgclone.probe.guest import mount_key
 
 log = logging.getLogger("imgclone")
 

@@ -34,6 +34,7 @@ from imgclone.model.layout import (
     TableType,
     VolumeGroup,
     fs_id,
+    mount_key,
 )
 
 log = logging.getLogger("imgclone")
@@ -220,11 +221,6 @@ def xfs_features(info: Mapping[str, Any], superblock: bytes) -> dict[str, Any]:
         if not v5:
             params["ftype"] = int(bool(features2 & XFS_V4_FTYPE))
     return {"xfs": params}
-
-
-def mount_key(mountpoint: str) -> tuple[int, str]:
-    """Sort key mounting parents first, as Layout.mount_order() does."""
-    return (mountpoint.rstrip("/").count("/"), mountpoint)
 
 
 def mount_sources(g: Guest, sources: Iterable[GuestSource]) -> None:
