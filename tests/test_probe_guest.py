@@ -13,6 +13,7 @@ import pytest
 from fixtures import small_image
 from fixtures.small_image import GPT_LVM
 from imgclone.errors import GuestfsError, ImgcloneError
+from imgclone.fs.features import ext_features
 from imgclone.guest.appliance import Appliance
 from imgclone.model.layout import Disk, Filesystem, FsType, Layout, PartFlag, Partition, TableType, mount_key
 from imgclone.probe.bootfacts import (
@@ -33,7 +34,6 @@ from imgclone.probe.guest import (
     PartEntry,
     blkid_value,
     canonical_device,
-    ext_features,
     gpt_flags,
     lvm_uuid,
     mbr_flags,

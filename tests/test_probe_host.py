@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from imgclone.errors import CommandError, ImgcloneError, UsageError
+from imgclone.fs.features import ext_features
 from imgclone.host.run import HOST, Result
 from imgclone.model.layout import FsType, PartFlag, TableType
 from imgclone.probe import host as probe_host
@@ -25,7 +26,6 @@ from imgclone.probe.host import (
     PartitionTable,
     Source,
     TableEntry,
-    ext_features,
     flags_from_type,
     parse_blkid,
     parse_dumpe2fs,

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imgclone.errors import GuestfsError, ImgcloneError, LayoutError
+from imgclone.fs import features as fsfeatures
 from imgclone.fs.mounttab import unescape
 from imgclone.guest.interface import Guest
 from imgclone.model import parttypes
@@ -194,15 +195,6 @@ def part_entry(blkid: Mapping[str, str]) -> PartEntry | None:
         uuid = blkid.get("PART_ENTRY_UUID", "")
         return PartEntry(mbr_flags(mbr_id, bootable), uuid=uuid, extended=mbr_id in parttypes.MBR_EXTENDED)
     return None
-
-
-def ext_features(tune2fs: Mapping[str, str]) -> dict[str, Any]:
-    """Features of an ext2/3/4 filesystem from `tune2fs -l` fields."""
-    return {
-        "ext_features": tune2fs.get("Filesystem features", "").split(),
-        "block_size": int(tune2fs.get("Block size", "0") or 0),
-        "inode_size": int(tune2fs.get("Inode size", "0") or 0),
-    }
 
 
 def xfs_features(info: Mapping[str, Any], superblock: bytes) -> dict[str, Any]:
@@ -466,7 +458,7 @@ def _filesystem(g: Guest, probe: _Probe, src: GuestSource, options: str) -> File
     st = g.statvfs(src.mountpoint)
     features: dict[str, Any] = {}
     if fstype in EXT_TYPES:
-        features = ext_features(g.tune2fs_l(src.device))
+        features = fsfeatures.ext_features(g.tune2fs_l(src.device))
     elif fstype == FsType.XFS:
         features = xfs_features(g.xfs_info(src.mountpoint), bytes(g.pread_device(src.device, 512, 0)))
     return Filesystem(

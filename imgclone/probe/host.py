@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imgclone.errors import CommandError, ImgcloneError, UsageError
+from imgclone.fs import features as fsfeatures
 from imgclone.host.run import HOST, Runner
 from imgclone.model import parttypes
 from imgclone.model.layout import (
@@ -56,7 +57,6 @@ _PART_KEYS = {
     "NUMBER": "partn",
 }
 _BLKID_KEYS |= {f"PART_ENTRY_{k}": v for k, v in _PART_KEYS.items()} | {"PART_ENTRY_OFFSET": "offset"}
-_EXT_STATE_FLAGS = {"needs_recovery", "orphan_present"}  # set while mounted, not by mkfs
 _TABLE_TYPES = {"dos": TableType.MSDOS, "msdos": TableType.MSDOS, "gpt": TableType.GPT}
 
 
@@ -246,16 +246,6 @@ def parse_dumpe2fs(text: str) -> dict[str, str]:
     return out
 
 
-def ext_features(fields: dict[str, str]) -> dict[str, Any]:
-    """The layout's features of an ext2/3/4 filesystem from parse_dumpe2fs()."""
-    names = fields.get("Filesystem features", "").split()
-    features: dict[str, Any] = {"ext_features": [f for f in names if f not in _EXT_STATE_FLAGS]}
-    for key, name in (("Block size", "block_size"), ("Inode size", "inode_size")):
-        if key in fields:
-            features[name] = _int(fields[key])
-    return features
-
-
 def parse_xfs_info(text: str) -> dict[str, Any]:
     """The layout's features of an xfs filesystem from `xfs_info` output."""
     sections: dict[str, dict[str, str]] = {}
@@ -431,7 +421,7 @@ class _Host:
         features: dict[str, Any] = {}
         if fstype in (FsType.EXT2, FsType.EXT3, FsType.EXT4):
             fields = self._tool(["dumpe2fs", "-h", dev.name], parse_dumpe2fs)
-            features = ext_features(fields) if fields else {}
+            features = fsfeatures.ext_features(fields) if fields else {}
             info.setdefault("uuid", fields.get("Filesystem UUID", ""))
             label = fields.get("Filesystem volume name", "")
             info.setdefault("label", "" if label == "<none>" else label)
