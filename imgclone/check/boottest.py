@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from imgclone.archive.container import is_archive
-from imgclone.capture.offline import image_format
 from imgclone.errors import GuestfsError, ImgcloneError, UsageError
 from imgclone.guest.appliance import Appliance
 from imgclone.guest.interface import Guest
 from imgclone.host import accel
+from imgclone.host.images import image_format
 from imgclone.host.run import DEVNULL, HOST, Pipeline
 from imgclone.model import parttypes
 from imgclone.model.layout import PartFlag, mount_key

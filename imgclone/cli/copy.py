@@ -211,7 +211,8 @@ def _probe_host(cap: CaptureOptions, workdir: Path) -> tuple[Layout, dict[str, i
 
 
 def _probe_image(cap: CaptureOptions, workdir: Path) -> tuple[Layout, dict[str, int], Content]:
-    from imgclone.capture.offline import image_format, prescan_all, read_rules
+    from imgclone.capture.offline import prescan_all, read_rules
+    from imgclone.host.images import image_format
     from imgclone.probe.guest import mount_sources, probe_image
     from imgclone.probe.guest import used_inodes as guest_inodes
 

@@ -34,12 +34,13 @@ from tqdm import tqdm
 from imgclone.capture import excludes
 from imgclone.capture.common import CaptureOptions
 from imgclone.capture.excludes import ExcludeRules
-from imgclone.capture.offline import image_info, read_rules, select_names
+from imgclone.capture.offline import read_rules, select_names
 from imgclone.errors import ImgcloneError
 from imgclone.fs.space import LVM_PE_START
 from imgclone.guest import session
 from imgclone.guest.appliance import SYSROOT
 from imgclone.guest.interface import Guest
+from imgclone.host.images import image_info
 from imgclone.host.run import HOST, PIPE, Pipeline
 from imgclone.host.targets import TargetDisk
 from imgclone.model import journal as state
