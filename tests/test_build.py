@@ -20,7 +20,8 @@ from imgclone.model.layout import (
     VolumeGroup,
 )
 from imgclone.model.parttypes import GPT_TYPE_FLAGS, GPT_TYPES
-from imgclone.plan.planner import Target, make_plan
+from imgclone.plan.planner import make_plan
+from imgclone.plan.types import Target
 from imgclone.storage import build
 
 MiB = 1 << 20

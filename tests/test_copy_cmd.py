@@ -24,7 +24,8 @@ from imgclone.host import locks
 from imgclone.model import journal as state
 from imgclone.model.layout import Layout
 from imgclone.phases.restore import RestoreOptions, planning_files
-from imgclone.plan.planner import PlanOptions, Resize, Target, make_plan
+from imgclone.plan.planner import make_plan
+from imgclone.plan.types import PlanOptions, Resize, Target
 
 DATA = Path(__file__).parent / "data"
 

@@ -89,7 +89,8 @@ def test_xfs_command_lines() -> None:
 
 
 def test_fit_sizes_count_the_source_block_size() -> None:
-    from imgclone.plan.planner import PlanOptions, Resize, Target, make_plan
+    from imgclone.plan.planner import make_plan
+    from imgclone.plan.types import PlanOptions, Resize, Target
     from tests.test_plan import load
 
     src = load("bios-lvm")

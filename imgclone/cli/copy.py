@@ -30,7 +30,8 @@ from imgclone.model import journal as state
 from imgclone.model.content import ContentFacts
 from imgclone.model.layout import Layout
 from imgclone.phases.restore import RestoreOptions
-from imgclone.plan.planner import Target, make_plan
+from imgclone.plan.planner import make_plan
+from imgclone.plan.types import Target
 
 log = logging.getLogger("imgclone")
 

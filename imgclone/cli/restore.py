@@ -23,7 +23,7 @@ from imgclone.phases.customize import customize
 from imgclone.phases.finalize import finalize
 from imgclone.phases.restore import Context as RestoreContext
 from imgclone.phases.restore import RestoreOptions, restore
-from imgclone.plan.planner import PlanOptions, Resize
+from imgclone.plan.types import PlanOptions, Resize
 from imgclone.units import human
 
 CONVERTIBLE = ("ext2", "ext3", "ext4", "xfs", "btrfs")

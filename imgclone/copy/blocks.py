@@ -64,7 +64,8 @@ from imgclone.phases.restore import (
     record_start,
     run_steps,
 )
-from imgclone.plan.planner import Plan, PlanOptions, Resize, Target, make_plan
+from imgclone.plan.planner import make_plan
+from imgclone.plan.types import Plan, PlanOptions, Resize, Target
 from imgclone.storage import build
 
 log = logging.getLogger("imgclone")

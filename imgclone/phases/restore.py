@@ -34,7 +34,8 @@ from imgclone.model.content import ContentFacts
 from imgclone.model.layout import Layout
 from imgclone.phases import fixups, stream_guard
 from imgclone.phases.stream_guard import StreamGuard
-from imgclone.plan.planner import Plan, PlanOptions, Target, make_plan
+from imgclone.plan.planner import make_plan
+from imgclone.plan.types import Plan, PlanOptions, Target
 from imgclone.storage import build
 
 log = logging.getLogger("imgclone")
