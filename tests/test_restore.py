@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imgclone.archive.container import read_manifest
+from imgclone.archive.reader import read_manifest
 from imgclone.fs.features import ext_features
 from imgclone.guest.appliance import Appliance
 from imgclone.probe.guest import xfs_features

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from imgclone.archive.container import ArchiveReader, read_manifest
+from imgclone.archive.reader import ArchiveReader, read_manifest
 from imgclone.archive.streams import ZSTD_DECOMPRESS
 from imgclone.check.fidelity import FileRecord, FsResult, Report, compare_fs
 from imgclone.check.records import TARGET_FILES, TARGET_OUT, archive_records, target_records, target_script

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from imgclone.archive.container import is_archive
+from imgclone.archive.reader import is_archive
 from imgclone.errors import GuestfsError, ImgcloneError, UsageError
 from imgclone.guest.appliance import Appliance
 from imgclone.guest.interface import Guest

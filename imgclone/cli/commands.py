@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from imgclone.archive.container import ArchiveReader, read_manifest
+from imgclone.archive.reader import ArchiveReader, read_manifest
 from imgclone.archive.verify import verify
 from imgclone.errors import UsageError
 from imgclone.units import human

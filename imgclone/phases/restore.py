@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from imgclone import faults
 from imgclone.alt import ops as altop
-from imgclone.archive.container import ArchiveReader, Part, read_manifest
+from imgclone.archive.reader import ArchiveReader, Part, read_manifest
 from imgclone.archive.streams import TAR_LIST, ZSTD_DECOMPRESS
 from imgclone.errors import ArchiveError, GuestfsError, ImgcloneError
 from imgclone.guest import session
