@@ -27,24 +27,21 @@ from imgclone.probe.bootfacts import (
     is_efi_loader,
     is_systemd_boot,
 )
-from imgclone.probe.guest import (
+from imgclone.probe.guest import GuestSource, mount_sources, probe_image, used_inodes
+from imgclone.probe.guest_parsers import (
     DeviceIndex,
     FstabEntry,
-    GuestSource,
     PartEntry,
     blkid_value,
     canonical_device,
     gpt_flags,
     lvm_uuid,
     mbr_flags,
-    mount_sources,
     mountpoints,
     parse_fstab,
     part_entry,
-    probe_image,
     resolve_spec,
     split_mapper_name,
-    used_inodes,
     xfs_features,
 )
 from tests.fakes import FakeRunner, fail
