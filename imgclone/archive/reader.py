@@ -271,26 +271,28 @@ def _name(s: _Seen | None) -> str:
     return s.member if s is not None else MANIFEST
 
 
-def _first_header_problem(path: str) -> str:
-    """A first tar header that does not parse: a damaged archive's manifest header, or no archive at all."""
+def _first_block(path: str) -> bytes:
+    """The file's first tar block; b"" when it cannot be read or is shorter."""
     try:
         with open(path, "rb") as f:
             head = f.read(BLOCK)
     except OSError:
-        head = b""
-    if len(head) == BLOCK and (head.startswith(MANIFEST.encode()[:8]) or head[257:262] == b"ustar"):
+        return b""
+    return head if len(head) == BLOCK else b""
+
+
+def _first_header_problem(path: str) -> str:
+    """A first tar header that does not parse: a damaged archive's manifest header, or no archive at all."""
+    head = _first_block(path)
+    if head and (head.startswith(MANIFEST.encode()[:8]) or head[257:262] == b"ustar"):
         return f"the tar header of {MANIFEST} is damaged"
     return "not an imgclone archive"
 
 
 def is_archive(path: str) -> bool:
     """Whether a file starts as an imgclone archive does: a tar header of its manifest (cheap; nothing is parsed)."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(BLOCK)
-    except OSError:
-        return False
-    return len(head) == BLOCK and head[:100].rstrip(b"\0") == MANIFEST.encode() and head[257:262] == b"ustar"
+    head = _first_block(path)
+    return bool(head) and head[:100].rstrip(b"\0") == MANIFEST.encode() and head[257:262] == b"ustar"
 
 
 def read_manifest(path: str | Path) -> dict[str, Any]:
