@@ -50,7 +50,7 @@ from common import (  # noqa: E402
 )
 
 sys.path.insert(0, str(ROOT))
-from imgclone.archive.container import ArchiveReader  # noqa: E402
+from imgclone.archive.reader import ArchiveReader  # noqa: E402
 from imgclone.archive.streams import ZSTD_DECOMPRESS  # noqa: E402
 from imgclone.guest.appliance import Appliance  # noqa: E402
 from imgclone.guest.interface import Guest  # noqa: E402

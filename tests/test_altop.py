@@ -23,6 +23,7 @@ import pytest
 from imgclone.alt import ops as altop
 from imgclone.cli.aix import translate
 from imgclone.errors import CommandError, GuestfsError, ImgcloneError, PhaseStateError, UsageError
+from imgclone.fs.mounttab import unescape
 from imgclone.guest.appliance import Appliance
 from imgclone.guest.interface import Guest
 from imgclone.host.run import Argv, Result
@@ -477,7 +478,7 @@ def test_old_vg_mounted_lv_or_pv_is_refused() -> None:
 def test_mountinfo_of_this_host() -> None:
     assert altop.mounted("/proc") and not altop.mounted("/proc/self")
     assert all(where.startswith("/") for where in altop.mount_sources().values())
-    assert altop._unescape(r"/mnt/with\040space\134x") == "/mnt/with space\\x"
+    assert unescape(r"/mnt/with\040space\134x") == "/mnt/with space\\x"
 
 
 # -- command line and alt_rootvg_op ---------------------------------------------------------------------------------

@@ -13,7 +13,10 @@ from pathlib import Path
 import pytest
 
 from imgclone.archive import container as archive
-from imgclone.archive.container import ArchiveReader, ArchiveWriter, new_manifest, read_manifest
+from imgclone.archive import writer as archive_writer
+from imgclone.archive.container import new_manifest
+from imgclone.archive.reader import ArchiveReader, read_manifest
+from imgclone.archive.writer import ArchiveWriter
 from imgclone.errors import ArchiveError
 
 
@@ -118,7 +121,7 @@ def _members(path: Path) -> list[tuple[str, int]]:
 def test_a_file_gets_the_same_parts_as_a_pipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A file is written part by part in chunks (headers rewritten with the size); a pipe holds whole parts. Same
     parts either way, at part boundaries too: an empty stream is one empty part, 1000 bytes one part, not two."""
-    monkeypatch.setattr(archive, "CHUNK", 300)  # several chunks a part, the last one short
+    monkeypatch.setattr(archive_writer, "CHUNK", 300)  # several chunks a part, the last one short
     out, piped = tmp_path / "a.mksysb", tmp_path / "piped.mksysb"
     _write(str(out), STREAMS, monkeypatch)
     with open(piped, "wb") as f:

@@ -29,6 +29,7 @@ from pathlib import Path
 import pytest
 
 from imgclone.archive import container as arc
+from imgclone.archive.reader import read_manifest
 from tests.loopfs import sh
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,12 +98,12 @@ def derived_archive(name: str, change: Callable[[bytes], bytes]) -> Setup:
 
 def newer_format(env: Env) -> None:
     """An archive whose (valid, self-digested) manifest says format version FORMAT_VERSION + 1."""
-    m = arc.read_manifest(env.archive)
+    m = read_manifest(env.archive)
     m.pop(arc.DIGEST, None)
     m["format_version"] = arc.FORMAT_VERSION + 1
     data = arc.manifest_bytes(m)
     with open(env.w / "v2.mksysb", "wb") as f:
-        f.write(arc._header(arc.MANIFEST, len(data)) + data + arc._pad(len(data)) + b"\0" * 1024)
+        f.write(arc.tar_header(arc.MANIFEST, len(data)) + data + arc.tar_pad(len(data)) + b"\0" * 1024)
 
 
 def plain_tar(env: Env) -> None:
@@ -115,7 +116,7 @@ def layout(name: str, change: Callable[[dict[str, object]], object]) -> Setup:
     """A -i layout file: the archive's layout (archive show --layout) changed."""
 
     def make(env: Env) -> None:
-        base = arc.read_manifest(env.archive)["layout"]
+        base = read_manifest(env.archive)["layout"]
         doc = change(json.loads(json.dumps(base)))
         (env.w / name).write_text(json.dumps(base if doc is None else doc))
 

@@ -17,6 +17,8 @@ from imgclone.check import boottest
 from imgclone.check.boottest import BootResult, BootTestOptions, LogScan
 from imgclone.cli.parser import build_parser
 from imgclone.errors import UsageError
+from imgclone.model.layout import PartFlag
+from imgclone.model.parttypes import GPT_TYPES
 
 Run = Callable[..., subprocess.CompletedProcess[bytes]]
 
@@ -297,7 +299,7 @@ class FakeGuest:
         return lambda *args: self.calls.append((name, args))
 
 
-ESP = boottest.ESP_GUID
+ESP = GPT_TYPES[PartFlag.ESP]
 BIOS_BOOT = "21686148-6449-6E6F-744E-656564454649"
 EFI_FILES = {"/boot/efi/EFI/BOOT/BOOTX64.EFI": "", "/boot/efi/EFI/BOOT/grubx64.efi": ""}
 

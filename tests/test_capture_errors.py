@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from imgclone.archive.container import read_manifest
+from imgclone.archive.reader import read_manifest
 from imgclone.capture import excludes
 from imgclone.capture import host as capture_host
 from imgclone.capture.common import CaptureOptions, ErrMode, self_excludes

@@ -16,7 +16,8 @@ from imgclone.errors import CommandError
 from imgclone.host.targets import TargetDisk
 from imgclone.model.layout import FsType, Layout, LogicalVolume, Partition
 from imgclone.phases.restore import RestoreOptions
-from imgclone.plan.planner import Plan, PlanOptions, Resize, Target, make_plan
+from imgclone.plan.planner import make_plan
+from imgclone.plan.types import Plan, PlanOptions, Resize, Target
 from imgclone.storage.build import Devices
 
 DATA = Path(__file__).parent / "data" / "plan"

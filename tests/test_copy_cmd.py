@@ -28,7 +28,8 @@ from imgclone.phases import command as phases_command
 from imgclone.phases.phase import phases_text
 from imgclone.phases.request import RestoreRequest
 from imgclone.phases.restore import RestoreOptions, planning_files
-from imgclone.plan.planner import PlanOptions, Resize, Target, make_plan
+from imgclone.plan.planner import make_plan
+from imgclone.plan.types import PlanOptions, Resize, Target
 
 DATA = Path(__file__).parent / "data"
 

@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 
 from imgclone.archive import container as archive
-from imgclone.archive.container import ArchiveReader, ArchiveWriter, new_manifest
+from imgclone.archive.container import new_manifest
+from imgclone.archive.reader import ArchiveReader
+from imgclone.archive.writer import ArchiveWriter
 from imgclone.copy.stream import CaptureFeed, broken_pipe
 from imgclone.errors import ArchiveError, ImgcloneError
 

@@ -25,7 +25,9 @@ from typing import Any
 import pytest
 
 from imgclone.archive import container as archive
-from imgclone.archive.container import ArchiveReader, ArchiveWriter, StreamInfo, new_manifest
+from imgclone.archive.container import StreamInfo, new_manifest
+from imgclone.archive.reader import ArchiveReader, read_manifest
+from imgclone.archive.writer import ArchiveWriter
 from imgclone.cli.main import main
 from imgclone.errors import ArchiveError
 from tests.conftest import Captured
@@ -264,7 +266,7 @@ def test_manifest_edits_that_keep_valid_json_are_found(small_archive: Path, tmp_
     bad = tmp_path / "edited.mksysb"
     bad.write_bytes(data.replace(old, new))
     with pytest.raises(ArchiveError, match="manifest.json is damaged"):
-        archive.read_manifest(bad)
+        read_manifest(bad)
 
 
 def test_archives_from_before_digests_still_read(tmp_path: Path) -> None:
@@ -276,7 +278,7 @@ def test_archives_from_before_digests_still_read(tmp_path: Path) -> None:
         ti = tarfile.TarInfo("manifest.json")
         ti.size = len(data)
         t.addfile(ti, io.BytesIO(data))
-    assert archive.read_manifest(p)["imgclone_version"] == "0.1.0"
+    assert read_manifest(p)["imgclone_version"] == "0.1.0"
 
 
 # -- integration: a real capture, and restores from damaged copies -------------------------------------------------

@@ -14,6 +14,8 @@ from fixtures import build, cache, rootfs
 from fixtures.build import FIXTURES, fixture_path
 from imgclone.guest.appliance import Appliance
 from imgclone.guest.interface import Guest
+from imgclone.model.layout import PartFlag
+from imgclone.model.parttypes import GPT_TYPES
 
 MiB = 1024 * 1024
 
@@ -141,7 +143,7 @@ def test_bios_steps() -> None:
 def test_uefi_steps() -> None:
     calls = _steps("uefi").calls
     types = {c[2]: c[3] for c in calls if c[0] == "part_set_gpt_type"}
-    assert types == {1: build.BIOS_BOOT_TYPE, 2: build.ESP_TYPE, 3: build.LVM_TYPE}
+    assert types == {1: GPT_TYPES[PartFlag.BIOS_GRUB], 2: GPT_TYPES[PartFlag.ESP], 3: GPT_TYPES[PartFlag.LVM]}
     last = max(c[4] for c in calls if c[0] == "part_add")
     assert last == (3072 - 1) * 2048 - 1  # 1 MiB left for the backup GPT
     assert [c[2] for c in calls if c[0] == "mount"] == ["/", "/boot/efi"]

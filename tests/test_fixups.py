@@ -14,7 +14,7 @@ from imgclone.model.layout import (
     VolumeGroup,
 )
 from imgclone.phases.fixups import partuuid_map, replace_uuids, rewrite_fstab, rewrite_references
-from imgclone.plan.planner import Plan
+from imgclone.plan.types import Plan
 
 FSTAB = """\
 # /etc/fstab: static file system information.

@@ -12,8 +12,8 @@ import pytest
 
 from imgclone.fs import features as fsfeatures
 from imgclone.fs import space
-from imgclone.fs.space import GiB, MiB, TiB
 from imgclone.model.layout import Filesystem, FsType
+from imgclone.units import GiB, MiB, TiB
 
 # tune2fs -l of a Debian 12 ext4 root and of an ext3 made by an older mke2fs (128-byte inodes)
 EXT4 = "has_journal ext_attr resize_inode dir_index filetype needs_recovery extent 64bit flex_bg sparse_super "
@@ -89,7 +89,8 @@ def test_xfs_command_lines() -> None:
 
 
 def test_fit_sizes_count_the_source_block_size() -> None:
-    from imgclone.plan.planner import PlanOptions, Resize, Target, make_plan
+    from imgclone.plan.planner import make_plan
+    from imgclone.plan.types import PlanOptions, Resize, Target
     from tests.test_plan import load
 
     src = load("bios-lvm")

@@ -8,7 +8,8 @@ from imgclone.errors import LayoutError
 from imgclone.fs import limits, space
 from imgclone.model.content import ContentFacts
 from imgclone.model.layout import Disk, Filesystem, FsType, Layout, Partition
-from imgclone.plan.planner import Plan, PlanOptions, Resize, Target, make_plan
+from imgclone.plan.planner import make_plan
+from imgclone.plan.types import Plan, PlanOptions, Resize, Target
 
 MiB, GiB, TiB = 1 << 20, 1 << 30, 1 << 40
 

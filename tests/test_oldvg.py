@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from imgclone.archive.container import read_manifest
+from imgclone.archive.reader import read_manifest
 from imgclone.check import boottest
 from imgclone.guest.appliance import Appliance
 from imgclone.host import accel

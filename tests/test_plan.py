@@ -13,7 +13,8 @@ import pytest
 from imgclone.errors import LayoutError, UsageError
 from imgclone.fs import space
 from imgclone.model.layout import Disk, Filesystem, FsType, Layout, PartFlag, Partition, TableType
-from imgclone.plan.planner import Plan, PlanOptions, Resize, Target, make_plan
+from imgclone.plan.planner import make_plan
+from imgclone.plan.types import Plan, PlanOptions, Resize, Target
 
 DATA = Path(__file__).parent / "data" / "plan"
 MiB, GiB = 1 << 20, 1 << 30

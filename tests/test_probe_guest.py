@@ -13,8 +13,9 @@ import pytest
 from fixtures import small_image
 from fixtures.small_image import GPT_LVM
 from imgclone.errors import GuestfsError, ImgcloneError
+from imgclone.fs.features import ext_features
 from imgclone.guest.appliance import Appliance
-from imgclone.model.layout import Disk, Filesystem, FsType, Layout, PartFlag, Partition, TableType
+from imgclone.model.layout import Disk, Filesystem, FsType, Layout, PartFlag, Partition, TableType, mount_key
 from imgclone.probe.bootfacts import (
     BootFacts,
     boot_facts_guest,
@@ -26,26 +27,21 @@ from imgclone.probe.bootfacts import (
     is_efi_loader,
     is_systemd_boot,
 )
-from imgclone.probe.guest import (
+from imgclone.probe.guest import GuestSource, mount_sources, probe_image, used_inodes
+from imgclone.probe.guest_parsers import (
     DeviceIndex,
     FstabEntry,
-    GuestSource,
     PartEntry,
     blkid_value,
     canonical_device,
-    ext_features,
     gpt_flags,
     lvm_uuid,
     mbr_flags,
-    mount_key,
-    mount_sources,
     mountpoints,
     parse_fstab,
     part_entry,
-    probe_image,
     resolve_spec,
     split_mapper_name,
-    used_inodes,
     xfs_features,
 )
 from tests.fakes import FakeRunner, fail

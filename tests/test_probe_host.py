@@ -15,17 +15,15 @@ from pathlib import Path
 import pytest
 
 from imgclone.errors import CommandError, ImgcloneError, UsageError
+from imgclone.fs.features import ext_features
 from imgclone.host.run import HOST, Result
 from imgclone.model.layout import FsType, PartFlag, TableType
 from imgclone.probe import host as probe_host
-from imgclone.probe.host import (
+from imgclone.probe.host import PartitionTable, Source, TableEntry, probe_mounts, probe_running, read_partition_table
+from imgclone.probe.host_parsers import (
     LSBLK,
     LVS,
     PVS,
-    PartitionTable,
-    Source,
-    TableEntry,
-    ext_features,
     flags_from_type,
     parse_blkid,
     parse_dumpe2fs,
@@ -33,9 +31,6 @@ from imgclone.probe.host import (
     parse_lsblk,
     parse_lvm_report,
     parse_xfs_info,
-    probe_mounts,
-    probe_running,
-    read_partition_table,
 )
 from tests.fakes import FakeRunner, Reply, fail
 

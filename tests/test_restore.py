@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from imgclone.archive.container import read_manifest
+from imgclone.archive.reader import read_manifest
+from imgclone.fs.features import ext_features
 from imgclone.guest.appliance import Appliance
-from imgclone.probe.guest import ext_features, xfs_features
+from imgclone.probe.guest_parsers import xfs_features
 from tests.conftest import Captured
 from tests.guestcmp import compare
 from tests.treecmp import describe, diff

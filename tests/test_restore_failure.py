@@ -14,7 +14,8 @@ from imgclone.host.targets import TargetDisk
 from imgclone.model import journal as state
 from imgclone.model.layout import Layout
 from imgclone.phases.restore import Restore, RestoreOptions, clean_up_failure
-from imgclone.plan.planner import PlanOptions, Target, make_plan
+from imgclone.plan.planner import make_plan
+from imgclone.plan.types import PlanOptions, Target
 
 DATA = Path(__file__).parent / "data"
 GiB = 1 << 30

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from imgclone.fs import space
-from imgclone.fs.space import GiB, MiB
 from imgclone.model.layout import Disk, Filesystem, FsType, Layout, LogicalVolume, Partition, VolumeGroup
+from imgclone.units import GiB, MiB
 from tests.loopfs import loop_fs
 
 # Blocks in use on a fresh filesystem (dumpe2fs -h: block count - free blocks), MiB, e2fsprogs 1.47.0 defaults.

@@ -16,9 +16,10 @@ from typing import Any
 
 import pytest
 
-from imgclone.archive import container as archive
 from imgclone.archive import verify
-from imgclone.archive.container import ArchiveWriter, StreamInfo, new_manifest
+from imgclone.archive.container import StreamInfo, new_manifest
+from imgclone.archive.reader import ArchiveReader, read_manifest
+from imgclone.archive.writer import ArchiveWriter
 from imgclone.cli.main import main
 from tests.test_corruption import make_archive
 
@@ -60,9 +61,7 @@ def test_parts_read_in_several_chunks(
     monkeypatch.setattr(verify, "CHUNK", 700)
     rc, report = verify_json(str(small), capsys)
     assert rc == 0 and report["ok"], report
-    assert sum(s["bytes"] for s in report["streams"]) == sum(
-        s["bytes"] for s in archive.read_manifest(small)["streams"]
-    )
+    assert sum(s["bytes"] for s in report["streams"]) == sum(s["bytes"] for s in read_manifest(small)["streams"])
 
 
 def test_a_file_that_ends_inside_a_part(
@@ -75,7 +74,7 @@ def test_a_file_that_ends_inside_a_part(
         monkeypatch.setattr("sys.stdout", io.TextIOWrapper(f))
         make_archive(Path("-"), tmp_path, monkeypatch)
         monkeypatch.undo()
-    with archive.ArchiveReader(str(path)) as r:
+    with ArchiveReader(str(path)) as r:
         cut = next(p.span for p in r.parts(check=False) if p.member.endswith("fs-boot.tar.zst") and p.index == 1)
     assert cut is not None
     os.truncate(path, cut[0] + cut[1] // 2)

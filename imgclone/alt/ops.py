@@ -15,7 +15,6 @@ import dataclasses
 import json
 import logging
 import os
-import re
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from imgclone.errors import GuestfsError, ImgcloneError, PhaseStateError, UsageError
+from imgclone.fs.mounttab import unescape
 from imgclone.guest.appliance import Appliance
 from imgclone.guest.interface import Guest
 from imgclone.host import accel
@@ -216,14 +216,9 @@ def mounted(path: str) -> bool:
         return os.path.ismount(path)
     for line in lines:
         fields = line.split()
-        if len(fields) > 4 and _unescape(fields[4]) == real:
+        if len(fields) > 4 and unescape(fields[4]) == real:
             return True
     return False
-
-
-def _unescape(field: str) -> str:
-    """mountinfo escapes space, tab, newline and backslash as octal (\\040)."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def guestmount_alive(pid: int) -> bool:
@@ -544,7 +539,7 @@ def mount_sources() -> dict[str, str]:
         left, sep, right = line.partition(" - ")
         fields, tail = left.split(), right.split()
         if sep and len(fields) > 4 and len(tail) > 1 and tail[1].startswith("/dev/"):
-            out[os.path.realpath(_unescape(tail[1]))] = _unescape(fields[4])
+            out[os.path.realpath(unescape(tail[1]))] = unescape(fields[4])
     return out
 
 

@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from imgclone.archive.container import BLOCK, RECORD, ArchiveReader, Part, StreamInfo
+from imgclone.archive.container import BLOCK, RECORD, StreamInfo
+from imgclone.archive.reader import ArchiveReader, Part
 from imgclone.archive.streams import TAR_LIST, ZSTD_DECOMPRESS_ALL_CORES, ZSTD_TEST
 from imgclone.errors import ArchiveError
 from imgclone.host.run import DEVNULL, PIPE, Pipeline

@@ -21,8 +21,9 @@ from typing import Any
 
 from tqdm import tqdm
 
-from imgclone.archive.container import ArchiveWriter, StreamInfo, new_manifest
+from imgclone.archive.container import StreamInfo, new_manifest
 from imgclone.archive.streams import DEFAULT_LEVEL, LEVELS
+from imgclone.archive.writer import ArchiveWriter
 from imgclone.capture import excludes
 from imgclone.errors import ReadErrors, UsageError
 from imgclone.model.layout import Layout

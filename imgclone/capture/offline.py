@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import json
 import logging
 import os
 import threading
@@ -22,11 +21,11 @@ from imgclone.archive.container import StreamInfo
 from imgclone.archive.streams import zstd_compress
 from imgclone.capture import excludes, prescan
 from imgclone.capture.common import EXCLUDE_ROOTVG, CaptureOptions, Context, check_options, run_capture
-from imgclone.errors import ImgcloneError, UsageError
+from imgclone.errors import ImgcloneError
 from imgclone.guest.appliance import SYSROOT, Appliance
 from imgclone.guest.interface import Guest
-from imgclone.host import targets
-from imgclone.host.run import HOST, PIPE, Pipeline
+from imgclone.host.images import image_format
+from imgclone.host.run import PIPE, Pipeline
 from imgclone.model import content
 from imgclone.model.layout import Filesystem, Layout
 from imgclone.probe import bootfacts
@@ -34,24 +33,6 @@ from imgclone.probe import guest as probe_guest
 
 log = logging.getLogger("imgclone")
 RELAY_CHUNK = 1 << 20
-
-
-def image_format(path: str) -> str:
-    """qcow2 or raw, as qemu-img sees it (never left to probing inside the appliance)."""
-    return image_info(path)[0]
-
-
-def image_info(path: str) -> tuple[str, int]:
-    """An image's format (qcow2 or raw, else refused) and virtual size, as qemu-img sees them; a block device that
-    is mounted is refused (targets.check_source)."""
-    if not os.path.exists(path):
-        raise UsageError(f"{path}: no such image or device")
-    targets.check_source(path)
-    info = json.loads(HOST.run(["qemu-img", "info", "--output=json", path]).text)
-    fmt = str(info.get("format", "raw"))
-    if fmt not in ("raw", "qcow2"):
-        raise UsageError(f"{path}: image format {fmt} is not supported", "convert it: qemu-img convert -O qcow2")
-    return fmt, int(info["virtual-size"])
 
 
 def capture_offline(opts: CaptureOptions) -> dict[str, Any]:

@@ -22,13 +22,14 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from imgclone.archive.container import ArchiveReader, read_manifest
+from imgclone.archive.reader import ArchiveReader, read_manifest
 from imgclone.archive.streams import ZSTD_DECOMPRESS
 from imgclone.check.fidelity import FileRecord, FsResult, Report, compare_fs
 from imgclone.check.records import TARGET_FILES, TARGET_OUT, archive_records, target_records, target_script
 from imgclone.errors import ArchiveError, GuestfsError, UsageError
 from imgclone.guest.appliance import Appliance
 from imgclone.guest.interface import Guest
+from imgclone.host.images import image_format
 from imgclone.host.run import PIPE, Pipeline
 from imgclone.model import journal as state
 from imgclone.model.layout import Layout
@@ -37,15 +38,6 @@ from imgclone.phases import alternate
 log = logging.getLogger("imgclone")
 CHUNK = 2 * 1024 * 1024  # base64 of it stays under libguestfs's 4 MiB message limit
 ASSUMED_PHASES = ("1", "3")
-
-
-def image_format(path: str) -> str:
-    """qcow2 by its magic, else raw (block devices included)."""
-    try:
-        with open(path, "rb") as f:
-            return "qcow2" if f.read(4) == b"QFI\xfb" else "raw"
-    except OSError as e:
-        raise UsageError(f"--against {path}: {e.strerror}") from e
 
 
 def verify_against(archive: str, targets: Sequence[str], *, debug: bool = False) -> Report:

@@ -32,15 +32,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from imgclone.archive.container import is_archive
-from imgclone.capture.offline import image_format
+from imgclone.archive.reader import is_archive
 from imgclone.errors import GuestfsError, ImgcloneError, UsageError
 from imgclone.guest.appliance import Appliance
 from imgclone.guest.interface import Guest
 from imgclone.host import accel
+from imgclone.host.images import image_format
 from imgclone.host.run import DEVNULL, HOST, Pipeline
+from imgclone.model import parttypes
+from imgclone.model.layout import PartFlag, mount_key
 from imgclone.probe.bootfacts import decide_firmware, is_efi_loader
-from imgclone.probe.guest import mount_key
 
 log = logging.getLogger("imgclone")
 
@@ -52,7 +53,6 @@ WANTS_LINK = f"/etc/systemd/system/multi-user.target.wants/{UNIT}"
 SCRIPT_PATH = "/etc/imgclone-boot-test.sh"
 TAIL_LINES = 30
 POLL_SECONDS = 0.5
-ESP_GUID = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 # (code, vars template) pairs from Debian's ovmf package, preferred first
 OVMF = (("/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd"),
         ("/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd"))  # fmt: skip
@@ -241,9 +241,9 @@ def detect_firmware(g: Guest) -> str:
         return "bios"
     parts = [int(p["part_num"]) for p in g.part_list(disk)]
     if table == "gpt":
-        esp = any(str(g.part_get_gpt_type(disk, n)).upper() == ESP_GUID for n in parts)
+        esp = any(parttypes.gpt_flag(str(g.part_get_gpt_type(disk, n))) is PartFlag.ESP for n in parts)
     else:
-        esp = any(int(g.part_get_mbr_id(disk, n)) == 0xEF for n in parts)
+        esp = any(parttypes.mbr_flag(int(g.part_get_mbr_id(disk, n))) is PartFlag.ESP for n in parts)
     efi_loader = esp and g.is_dir("/boot/efi") and any(is_efi_loader(str(f)) for f in g.find("/boot/efi"))
     bios_loader = b"GRUB" in bytes(g.pread_device(disk, 512, 0)) or g.is_dir("/boot/grub/i386-pc")
     fw = decide_firmware(esp=esp, efi_loader=efi_loader, bios_disk=True, bios_loader=bios_loader)

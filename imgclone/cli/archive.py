@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from imgclone.archive.container import ArchiveReader, read_manifest
+from imgclone.archive.reader import ArchiveReader, read_manifest
 from imgclone.archive.verify import verify
 from imgclone.cli.capture import stream_row
 from imgclone.cli.output import emit, human

@@ -20,7 +20,7 @@ from imgclone.phases.customize import CustomizeOptions
 from imgclone.phases.phase import Phase, phases
 from imgclone.phases.request import BootOrderOptions, FinalizeOptions, RestoreRequest
 from imgclone.phases.restore import RestoreOptions
-from imgclone.plan.planner import PlanOptions, Resize
+from imgclone.plan.types import PlanOptions, Resize
 
 PHASE2_FLAGS = {"images": "-l", "install": "-w", "bundle": "-b", "fixes": "-F", "fix_file": "-f",
                 "install_flags": "-I", "script": "-s", "resolv_conf": "-R", "first_boot": "-x",

@@ -35,13 +35,14 @@ from tqdm import tqdm
 from imgclone.capture import excludes
 from imgclone.capture.common import CaptureOptions
 from imgclone.capture.excludes import ExcludeRules
-from imgclone.capture.offline import image_info, read_rules, select_names
+from imgclone.capture.offline import read_rules, select_names
 from imgclone.errors import ImgcloneError
 from imgclone.fs.space import LVM_PE_START
 from imgclone.guest import session
 from imgclone.guest.appliance import SYSROOT
 from imgclone.guest.interface import Guest
 from imgclone.guest.steps import Step, run_steps
+from imgclone.host.images import image_info
 from imgclone.host.run import HOST, PIPE, Pipeline
 from imgclone.host.targets import TargetDisk
 from imgclone.model import journal as state
@@ -58,7 +59,8 @@ from imgclone.model.layout import (
 )
 from imgclone.phases.phase import Phase
 from imgclone.phases.restore import Restore, RestoreOptions, clean_up_failure, fix_references, record_start, unmount
-from imgclone.plan.planner import Plan, PlanOptions, Resize, Target, make_plan
+from imgclone.plan.planner import make_plan
+from imgclone.plan.types import Plan, PlanOptions, Resize, Target
 from imgclone.storage import build
 
 log = logging.getLogger("imgclone")

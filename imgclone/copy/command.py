@@ -35,7 +35,8 @@ from imgclone.phases.command import Listener, Outcome
 from imgclone.phases.phase import Phase
 from imgclone.phases.request import RestoreRequest
 from imgclone.phases.restore import RestoreOptions
-from imgclone.plan.planner import Plan, Target, make_plan
+from imgclone.plan.planner import make_plan
+from imgclone.plan.types import Plan, Target
 
 log = logging.getLogger("imgclone")
 STREAM = "<stream>"  # Phase 1's archive until the capture's pipe names it
@@ -230,7 +231,8 @@ def _probe_host(cap: CaptureOptions, workdir: Path) -> tuple[Layout, dict[str, i
 
 
 def _probe_image(cap: CaptureOptions, workdir: Path) -> tuple[Layout, dict[str, int], Content]:
-    from imgclone.capture.offline import image_format, prescan_all, read_rules
+    from imgclone.capture.offline import prescan_all, read_rules
+    from imgclone.host.images import image_format
     from imgclone.probe.guest import mount_sources, probe_image
     from imgclone.probe.guest import used_inodes as guest_inodes
 

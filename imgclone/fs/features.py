@@ -1,8 +1,10 @@
-"""Filesystem features on restore: what each target filesystem is made with (pure), and the mkfs options for it.
+"""Filesystem features: what the layout records of a source (ext), what each target filesystem is made with on
+restore (pure), and the mkfs options for it.
 
-The layout records type-specific features (probe_guest/probe_host): for ext, tune2fs's feature list, block size
-and inode size; for xfs, the superblock's feature bits and the geometry xfs_info reports. A restore makes each
-target filesystem with "the target type's equivalent features":
+The layout records type-specific features (probe/host.py, probe/guest.py): for ext, the superblock's feature list
+without its state flags, block size and inode size (ext_features(), one rule for both probes); for xfs, the
+superblock's feature bits and the geometry xfs_info reports. A restore makes each target filesystem with "the
+target type's equivalent features":
 
 - ext → ext: exactly the source's feature list (mke2fs -O none,<list>: "none" first clears mke2fs.conf's defaults,
   so a feature the source lacks stays off), its block size and inode size, minus, each named in a plan warning:
@@ -52,6 +54,23 @@ EXT_BLOCK_SIZES = frozenset({1024, 2048, 4096})  # larger blocks do not mount on
 # mkfs.xfs 6.1.0: option section of each recorded feature bit
 XFS_META = ("crc", "finobt", "rmapbt", "reflink", "bigtime", "inobtcount")  # -m
 XFS_INODE = ("sparse", "nrext64")  # -i
+
+
+def ext_features(fields: Mapping[str, str]) -> dict[str, Any]:
+    """The layout's features of an ext2/3/4 filesystem from its superblock fields as `dumpe2fs -h` and `tune2fs -l`
+    list them (libguestfs's tune2fs_l returns the same): the features but the state flags (EXT_STATE: set while
+    mounted, not by mkfs), the block size and the inode size (0: not listed)."""
+    names = fields.get("Filesystem features", "").split()
+    return {
+        "ext_features": [f for f in names if f not in EXT_STATE],
+        "block_size": _count(fields.get("Block size", "")),
+        "inode_size": _count(fields.get("Inode size", "")),
+    }
+
+
+def _count(text: str) -> int:
+    text = text.strip()
+    return int(text) if text.isdigit() else 0
 
 
 def carry(old: str, new: str, features: Mapping[str, Any], size: int, what: str) -> tuple[dict[str, Any], list[str]]:

@@ -25,6 +25,7 @@ from imgclone.fs import features as fsfeatures
 from imgclone.fs import space
 from imgclone.model.content import ContentFacts
 from imgclone.model.layout import Filesystem, Layout
+from imgclone.units import MiB
 
 EIB8 = (1 << 63) - 1  # MAX_LFS_FILESIZE on 64-bit
 LINKS = {"ext2": 32000, "ext3": 32000, "ext4": 65000, "xfs": (1 << 31) - 1, "btrfs": 65535, "vfat": 1}
@@ -107,7 +108,7 @@ def _what(fs: Filesystem) -> str:
 def _instead(fs: Filesystem, old: str, thing: str) -> str:
     """What to do instead, in the order most likely wanted."""
     ways = [f"keep it {old} (leave out --convert {old}={fs.type})"] if old != fs.type else []
-    if fs.type in space.EXT_TYPES and not fs.features.get("block_size") and fs.size < 512 * space.MiB:
+    if fs.type in space.EXT_TYPES and not fs.features.get("block_size") and fs.size < 512 * MiB:
         ways.append("give it 512 MiB or more (mke2fs picks 1 KiB blocks below)")
     if fs.type in ("ext2", "ext3"):
         ways.append("convert it to ext4 (-T)")

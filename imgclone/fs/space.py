@@ -29,10 +29,7 @@ from dataclasses import replace
 
 from imgclone.fs import features as fsfeatures
 from imgclone.model.layout import Filesystem, FsType, Layout
-
-MiB = 1 << 20
-GiB = 1 << 30
-TiB = 1 << 40
+from imgclone.units import MiB, TiB
 
 EXT_TYPES = frozenset({"ext2", "ext3", "ext4"})
 EXT_INODE_SIZE = 256
@@ -294,13 +291,16 @@ def convert_filesystem(fs: Filesystem, new: str, device: str, size: int) -> tupl
     return made, warnings
 
 
+def pv_extents(size: int, extent_size: int) -> int:
+    """The extents a PV of size bytes holds (its first extent at LVM_PE_START)."""
+    return max(0, size - LVM_PE_START) // extent_size
+
+
 def free_bytes(target: Layout) -> tuple[int, int]:
     """Bytes a layout leaves free: unpartitioned on its disks (GPT's last MiB excluded), and in its VGs."""
     reserve = MiB if target.disks and target.disks[0].table == "gpt" else 0
     ends = [max((p.start + p.size for p in target.partitions if p.disk == d.id), default=MiB) for d in target.disks]
     unparted = sum(max(0, d.size // MiB * MiB - reserve - end) for d, end in zip(target.disks, ends, strict=True))
     pvs = {p.id: p.size for p in target.partitions}
-    extents = sum(
-        max(0, pvs[pv] - LVM_PE_START) // vg.extent_size * vg.extent_size for vg in target.vgs for pv in vg.pvs
-    )
+    extents = sum(pv_extents(pvs[pv], vg.extent_size) * vg.extent_size for vg in target.vgs for pv in vg.pvs)
     return unparted, extents - sum(lv.size for lv in target.lvs)

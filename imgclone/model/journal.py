@@ -18,7 +18,7 @@ from typing import Any
 
 from imgclone.errors import ImgcloneError
 from imgclone.host.targets import TargetDisk
-from imgclone.plan.planner import Plan
+from imgclone.plan.types import Plan
 
 STATE_VERSION = 1
 STDIN = "(standard input)"  # the archive of `restore -a -`: no path to record

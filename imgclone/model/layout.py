@@ -138,7 +138,7 @@ class Layout:
 
     def mount_order(self) -> list[Filesystem]:
         """Filesystems parents first (/ before /var before /var/log)."""
-        return sorted(self.filesystems, key=lambda f: (f.mountpoint.rstrip("/").count("/"), f.mountpoint))
+        return sorted(self.filesystems, key=lambda f: mount_key(f.mountpoint))
 
     # -- JSON ------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -280,6 +280,11 @@ def _make(cls: type[Any], raw: Any, **convert: Any) -> Any:
         return cls(**kwargs)
     except TypeError as e:
         raise ValueError(f"{cls.__name__} {raw.get('id', '?')}: {e}") from e
+
+
+def mount_key(mountpoint: str) -> tuple[int, str]:
+    """Sort key of mount points that mounts parents first (/ before /var before /var/log)."""
+    return (mountpoint.rstrip("/").count("/"), mountpoint)
 
 
 def fs_id(mountpoint: str) -> str:

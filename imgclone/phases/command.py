@@ -21,7 +21,7 @@ from imgclone.phases.finalize import finalize
 from imgclone.phases.phase import Phase
 from imgclone.phases.request import RestoreRequest
 from imgclone.phases.restore import Restore, restore
-from imgclone.plan.planner import Plan
+from imgclone.plan.types import Plan
 
 
 @dataclass(frozen=True)

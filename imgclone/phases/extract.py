@@ -16,7 +16,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from imgclone.archive.container import ArchiveReader, Part
+from imgclone.archive.reader import ArchiveReader, Part
 from imgclone.archive.streams import TAR_LIST, ZSTD_DECOMPRESS
 from imgclone.errors import ArchiveError, GuestfsError, ImgcloneError
 from imgclone.guest.interface import Guest

@@ -10,7 +10,7 @@ from imgclone.guest.interface import Guest
 from imgclone.model.layout import Filesystem, Layout, Partition, Swap
 
 if TYPE_CHECKING:
-    from imgclone.plan.planner import Plan
+    from imgclone.plan.types import Plan
 
 log = logging.getLogger("imgclone")
 

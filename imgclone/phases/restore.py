@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imgclone.alt import ops as altop
-from imgclone.archive.container import ArchiveReader, read_manifest
+from imgclone.archive.reader import ArchiveReader, read_manifest
 from imgclone.errors import GuestfsError, ImgcloneError
 from imgclone.guest import session
 from imgclone.guest.interface import Guest
@@ -28,7 +28,8 @@ from imgclone.model.content import ContentFacts
 from imgclone.model.layout import Layout
 from imgclone.phases import extract, fixups, stream_guard
 from imgclone.phases.phase import Phase
-from imgclone.plan.planner import Plan, PlanOptions, Target, make_plan
+from imgclone.plan.planner import make_plan
+from imgclone.plan.types import Plan, PlanOptions, Target
 from imgclone.storage import build
 
 log = logging.getLogger("imgclone")

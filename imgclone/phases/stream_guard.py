@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from imgclone.fs import limits
 from imgclone.model.content import ContentFacts, TarScan
 from imgclone.model.layout import Filesystem, Layout
-from imgclone.plan.planner import Plan
+from imgclone.plan.types import Plan
 
 
 class StreamGuard:

@@ -16,7 +16,7 @@ from imgclone.errors import GuestfsError
 from imgclone.guest.interface import Guest
 from imgclone.host.run import HOST, Runner
 from imgclone.model.layout import Layout, PartFlag, TableType
-from imgclone.probe.guest import parse_fstab
+from imgclone.probe.guest_parsers import parse_fstab
 
 GRUB_CFGS = ("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg")
 GRUB_BIOS_DIRS = ("/boot/grub/i386-pc", "/boot/grub2/i386-pc")

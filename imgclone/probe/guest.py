@@ -4,7 +4,7 @@
 partition, volume group and logical volume the appliance sees, and the filesystems and
 swap the guest's fstab uses (mounted read-only only to measure them). Paths in the layout
 are the appliance's (/dev/sda2, /dev/rootvg/root). The fstab parsing and the mapping of
-partition types to flags are pure functions below, tested without an appliance.
+partition types to flags are pure functions in guest_parsers.py, tested without an appliance.
 """
 
 from __future__ import annotations
@@ -12,46 +12,47 @@ from __future__ import annotations
 import dataclasses
 import logging
 import posixpath
-import re
-import struct
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from imgclone.errors import GuestfsError, ImgcloneError, LayoutError
+from imgclone.fs import features as fsfeatures
 from imgclone.guest.interface import Guest
+from imgclone.model import parttypes
 from imgclone.model.layout import (
     Disk,
     Filesystem,
     FsType,
     Layout,
     LogicalVolume,
-    PartFlag,
     Partition,
     Swap,
     TableType,
     VolumeGroup,
     fs_id,
+    mount_key,
+)
+from imgclone.probe.guest_parsers import (
+    DeviceIndex,
+    FstabEntry,
+    PartEntry,
+    blkid_value,
+    canonical_device,
+    gpt_flags,
+    lvm_uuid,
+    mbr_flags,
+    mountpoints,
+    parse_fstab,
+    part_entry,
+    resolve_spec,
+    xfs_features,
 )
 
 log = logging.getLogger("imgclone")
 
-GPT_TYPE_FLAGS: dict[str, PartFlag] = {
-    "C12A7328-F81F-11D2-BA4B-00A0C93EC93B": PartFlag.ESP,
-    "21686148-6449-6E6F-744E-656564454649": PartFlag.BIOS_GRUB,
-    "E6D6D379-F507-44C2-A23C-238F2A3DF928": PartFlag.LVM,
-    "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F": PartFlag.SWAP,
-}
-MBR_ID_FLAGS: dict[int, PartFlag] = {0x8E: PartFlag.LVM, 0x82: PartFlag.SWAP, 0xEF: PartFlag.ESP}
-MBR_EXTENDED = frozenset({0x05, 0x0F, 0x85})
 # lv_attr[0] of LVs the layout cannot describe: snapshots, thin pools/volumes, pvmove, virtual
 LV_KINDS_SKIPPED = "sSpvtVe"
-
-EXT_TYPES = frozenset({FsType.EXT2, FsType.EXT3, FsType.EXT4})
-# XFS superblock feature bits (xfs_format.h), named as mkfs.xfs options
-XFS_INCOMPAT = {"ftype": 0x1, "sparse": 0x2, "bigtime": 0x8, "nrext64": 0x20}
-XFS_RO_COMPAT = {"finobt": 0x1, "rmapbt": 0x2, "reflink": 0x4, "inobtcount": 0x8}
-XFS_V4_FTYPE = 0x200  # sb_features2 on version 4 superblocks
 
 
 @dataclass(frozen=True)
@@ -59,185 +60,6 @@ class GuestSource:
     fs_id: str  # Filesystem.id in the layout
     device: str  # the appliance's device, e.g. /dev/sda2 or /dev/rootvg/root
     mountpoint: str  # where the guest mounts it ("/", "/boot", "/var")
-
-
-@dataclass(frozen=True)
-class FstabEntry:
-    spec: str  # UUID=…, LABEL=…, /dev/mapper/vg-lv, …
-    file: str  # mount point ("none" or "swap" for swap)
-    vfstype: str
-    options: str = "defaults"
-
-
-@dataclass(frozen=True)
-class DeviceIndex:
-    """What an fstab spec may name, mapped to appliance devices."""
-
-    devices: frozenset[str] = frozenset()
-    uuids: Mapping[str, str] = field(default_factory=dict)  # lower-case filesystem UUID → device
-    labels: Mapping[str, str] = field(default_factory=dict)
-    partuuids: Mapping[str, str] = field(default_factory=dict)  # lower-case PARTUUID → device
-    partlabels: Mapping[str, str] = field(default_factory=dict)
-
-
-# -- pure helpers --------------------------------------------------------------------------------
-def gpt_flags(type_guid: str) -> tuple[PartFlag, ...]:
-    """Flags implied by a GPT partition type GUID."""
-    flag = GPT_TYPE_FLAGS.get(type_guid.strip().upper())
-    return (flag,) if flag else ()
-
-
-def mbr_flags(mbr_id: int, bootable: bool) -> tuple[PartFlag, ...]:
-    """Flags of an MBR partition from its type byte and active flag."""
-    flags = [PartFlag.BOOT] if bootable else []
-    if mbr_id in MBR_ID_FLAGS:
-        flags.append(MBR_ID_FLAGS[mbr_id])
-    return tuple(flags)
-
-
-def lvm_uuid(raw: str) -> str:
-    """LVM's display form of a UUID (6-4-4-4-4-4-6), from the 32 characters lvm structs return."""
-    s = raw.replace("-", "")
-    if len(s) != 32:
-        return raw
-    cuts = (0, 6, 10, 14, 18, 22, 26, 32)
-    return "-".join(s[a:b] for a, b in zip(cuts, cuts[1:], strict=False))
-
-
-def _unescape_fstab(field_: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field_)
-
-
-def parse_fstab(text: str) -> list[FstabEntry]:
-    """Entries of an fstab (comments and short lines skipped, \\040-style escapes decoded)."""
-    entries = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) < 3 or fields[0].startswith("#"):
-            continue
-        spec, file, vfstype = (_unescape_fstab(f) for f in fields[:3])
-        if file.startswith("/"):
-            file = posixpath.normpath(file)
-            file = "/" + file.lstrip("/")  # normpath keeps a leading "//"
-        options = _unescape_fstab(fields[3]) if len(fields) > 3 else "defaults"
-        entries.append(FstabEntry(spec, file, vfstype, options))
-    return entries
-
-
-def split_mapper_name(name: str) -> tuple[str, str] | None:
-    """(vg, lv) of a device-mapper name such as "my--vg-root" ("-" doubled inside names), else None."""
-    i = 0
-    while i < len(name):
-        if name[i] == "-":
-            if name[i + 1 : i + 2] == "-":
-                i += 2
-                continue
-            vg, lv = name[:i], name[i + 1 :]
-            if vg and lv:
-                return vg.replace("--", "-"), lv.replace("--", "-")
-            return None
-        i += 1
-    return None
-
-
-def canonical_device(path: str) -> str:
-    """The appliance's name for a guest device path: /dev/vda1 → /dev/sda1, /dev/mapper/vg-lv → /dev/vg/lv."""
-    if path.startswith("/dev/mapper/"):
-        parts = split_mapper_name(path[len("/dev/mapper/") :])
-        return f"/dev/{parts[0]}/{parts[1]}" if parts else path
-    m = re.fullmatch(r"/dev/(?:h|s|v|xv)d([a-z]+)(\d*)", path)
-    return f"/dev/sd{m.group(1)}{m.group(2)}" if m else path
-
-
-_BY_PATHS = {
-    "/dev/disk/by-uuid/": "UUID",
-    "/dev/disk/by-label/": "LABEL",
-    "/dev/disk/by-partuuid/": "PARTUUID",
-    "/dev/disk/by-partlabel/": "PARTLABEL",
-}
-
-
-def resolve_spec(spec: str, index: DeviceIndex) -> str | None:
-    """The appliance device an fstab spec names (UUID=, LABEL=, PARTUUID=, PARTLABEL=, paths), else None."""
-    for prefix, kind in _BY_PATHS.items():
-        if spec.startswith(prefix):
-            value = re.sub(r"\\x([0-9a-fA-F]{2})", lambda m: chr(int(m.group(1), 16)), spec[len(prefix) :])
-            spec = f"{kind}={value}"
-    kind, sep, value = spec.partition("=")
-    tables = {"UUID": index.uuids, "LABEL": index.labels, "PARTUUID": index.partuuids, "PARTLABEL": index.partlabels}
-    if sep and kind.upper() in tables:
-        value = value.strip().strip("\"'")
-        key = value.lower() if kind.upper() in ("UUID", "PARTUUID") else value
-        return tables[kind.upper()].get(key)
-    dev = canonical_device(spec)
-    return dev if dev in index.devices else None
-
-
-def blkid_value(value: str) -> str:
-    """A value of `blkid -o export` with its backslash escapes removed ("my\\ label" → "my label")."""
-    return re.sub(r"\\(.)", r"\1", value)
-
-
-@dataclass(frozen=True)
-class PartEntry:
-    """A partition table entry as blkid reports it (PART_ENTRY_*)."""
-
-    flags: tuple[PartFlag, ...]
-    name: str = ""
-    uuid: str = ""
-    type_uuid: str = ""
-    extended: bool = False  # an MBR extended partition (a container of logical ones)
-
-
-def part_entry(blkid: Mapping[str, str]) -> PartEntry | None:
-    """The partition entry from blkid's PART_ENTRY_* values, None when blkid gave none."""
-    scheme = blkid.get("PART_ENTRY_SCHEME")
-    if scheme == "gpt":
-        type_uuid = blkid.get("PART_ENTRY_TYPE", "").upper()
-        name, uuid = blkid_value(blkid.get("PART_ENTRY_NAME", "")), blkid.get("PART_ENTRY_UUID", "").lower()
-        return PartEntry(gpt_flags(type_uuid), name, uuid, type_uuid)
-    if scheme == "dos":
-        try:
-            mbr_id = int(blkid.get("PART_ENTRY_TYPE", "0"), 16)
-            bootable = bool(int(blkid.get("PART_ENTRY_FLAGS", "0"), 16) & 0x80)
-        except ValueError:
-            return None
-        return PartEntry(
-            mbr_flags(mbr_id, bootable), uuid=blkid.get("PART_ENTRY_UUID", ""), extended=mbr_id in MBR_EXTENDED
-        )
-    return None
-
-
-def ext_features(tune2fs: Mapping[str, str]) -> dict[str, Any]:
-    """Features of an ext2/3/4 filesystem from `tune2fs -l` fields."""
-    return {
-        "ext_features": tune2fs.get("Filesystem features", "").split(),
-        "block_size": int(tune2fs.get("Block size", "0") or 0),
-        "inode_size": int(tune2fs.get("Inode size", "0") or 0),
-    }
-
-
-def xfs_features(info: Mapping[str, Any], superblock: bytes) -> dict[str, Any]:
-    """Parameters of an XFS filesystem: xfs_info's geometry plus the superblock's feature bits."""
-    params: dict[str, Any] = {k.removeprefix("xfs_"): v for k, v in info.items() if k != "xfs_mntpoint"}
-    if len(superblock) >= 224 and superblock[:4] == b"XFSB":
-        (version,) = struct.unpack_from(">H", superblock, 100)
-        (features2,) = struct.unpack_from(">I", superblock, 200)
-        ro_compat, incompat = struct.unpack_from(">II", superblock, 212)
-        v5 = (version & 0xF) == 5
-        params["crc"] = int(v5)
-        for name, bit in XFS_INCOMPAT.items():
-            params[name] = int(v5 and bool(incompat & bit))
-        for name, bit in XFS_RO_COMPAT.items():
-            params[name] = int(v5 and bool(ro_compat & bit))
-        if not v5:
-            params["ftype"] = int(bool(features2 & XFS_V4_FTYPE))
-    return {"xfs": params}
-
-
-def mount_key(mountpoint: str) -> tuple[int, str]:
-    """Sort key mounting parents first, as Layout.mount_order() does."""
-    return (mountpoint.rstrip("/").count("/"), mountpoint)
 
 
 def mount_sources(g: Guest, sources: Iterable[GuestSource]) -> None:
@@ -336,7 +158,7 @@ class _Probe:
         mbr_id = int(g.part_get_mbr_id(disk.path, num))
         flags = mbr_flags(mbr_id, bool(g.part_get_bootable(disk.path, num)))
         uuid = f"{disk.uuid}-{num:02x}" if disk.uuid else ""
-        return PartEntry(flags, uuid=uuid, extended=mbr_id in MBR_EXTENDED)
+        return PartEntry(flags, uuid=uuid, extended=mbr_id in parttypes.MBR_EXTENDED)
 
     def lvm(self) -> None:
         g = self.g
@@ -482,8 +304,8 @@ def _filesystem(g: Guest, probe: _Probe, src: GuestSource, options: str) -> File
         ) from None
     st = g.statvfs(src.mountpoint)
     features: dict[str, Any] = {}
-    if fstype in EXT_TYPES:
-        features = ext_features(g.tune2fs_l(src.device))
+    if fstype in fsfeatures.EXT_TYPES:
+        features = fsfeatures.ext_features(g.tune2fs_l(src.device))
     elif fstype == FsType.XFS:
         features = xfs_features(g.xfs_info(src.mountpoint), bytes(g.pread_device(src.device, 512, 0)))
     return Filesystem(
@@ -498,21 +320,6 @@ def _filesystem(g: Guest, probe: _Probe, src: GuestSource, options: str) -> File
         options=options,
         features=features,
     )
-
-
-def mountpoints(root: str, fstab: Sequence[FstabEntry], index: DeviceIndex) -> dict[str, str]:
-    """Mount point → device: the root at /, and each fstab filesystem that names a device of the drives (swap,
-    tmpfs, network and bind mounts name none)."""
-    found = {"/": root}
-    for e in fstab:
-        if not e.file.startswith("/") or e.file == "/" or e.vfstype in ("swap", "none"):
-            continue
-        dev = resolve_spec(e.spec, index)
-        if dev is None:
-            log.debug("fstab %s on %s: not a device of the drives; not captured", e.spec, e.file)
-            continue
-        found.setdefault(posixpath.normpath(e.file), dev)
-    return found
 
 
 def _sources(probe: _Probe, where: Mapping[str, str]) -> list[GuestSource]:

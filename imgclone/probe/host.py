@@ -1,19 +1,22 @@
 """Probe the storage layout of this host for `imgclone capture` (the mksysb half): findmnt, lsblk,
 LVM's JSON reports, `blkid -p` (when lsblk has no udev data), pyparted, dumpe2fs and xfs_info.
+
+This module asks and assembles the layout; host_parsers.py holds the commands and parses their output.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from imgclone.errors import CommandError, ImgcloneError, UsageError
+from imgclone.fs import features as fsfeatures
 from imgclone.host.run import HOST, Runner
+from imgclone.model import parttypes
 from imgclone.model.layout import (
     Disk,
     Filesystem,
@@ -27,44 +30,30 @@ from imgclone.model.layout import (
     VolumeGroup,
     fs_id,
 )
+from imgclone.probe.host_parsers import (
+    FINDMNT,
+    LSBLK,
+    LVM_ENV,
+    LVS,
+    PVS,
+    TABLE_TYPES,
+    BlockDev,
+    Mount,
+    as_int,
+    flags_from_type,
+    parse_blkid,
+    parse_dumpe2fs,
+    parse_findmnt,
+    parse_lsblk,
+    parse_lvm_report,
+    parse_xfs_info,
+)
 
 log = logging.getLogger("imgclone")
-
-FINDMNT = ["findmnt", "--json", "--bytes", "--list", "--nofsroot"]
-FINDMNT += ["--output", "TARGET,SOURCE,FSTYPE,OPTIONS,SIZE,USED,MAJ:MIN,FSROOT"]
-LSBLK_COLUMNS = (
-    "NAME,KNAME,TYPE,SIZE,PKNAME,FSTYPE,UUID,LABEL,PARTUUID,PARTLABEL,PARTTYPE,PARTFLAGS,"
-    "PTTYPE,PTUUID,LOG-SEC,START,MAJ:MIN,MOUNTPOINTS"
-)
-LSBLK = ["lsblk", "--json", "--bytes", "--paths", "--output", LSBLK_COLUMNS]
-_LVM_REPORT = ["--reportformat", "json", "--units", "b", "--nosuffix", "-o"]
-PVS = ["pvs", *_LVM_REPORT, "pv_name,vg_name,vg_uuid,vg_extent_size"]
-LVS = ["lvs", *_LVM_REPORT, "vg_name,lv_name,lv_uuid,lv_size,lv_dm_path,lv_kernel_major,lv_kernel_minor"]
-LVM_ENV = {"LVM_SUPPRESS_FD_WARNINGS": "1"}
 
 FS_TYPES = {str(t) for t in FsType}
 DEVICE_TYPES = {"disk", "loop", "part", "lvm"}  # what the layout can describe
 SWAP_MARK = "[SWAP]"  # lsblk's mount point for an active swap device
-# blkid -p keys → lsblk column names, so both fill one dict
-_BLKID_KEYS = {"TYPE": "fstype", "UUID": "uuid", "LABEL": "label", "PTTYPE": "pttype", "PTUUID": "ptuuid"}
-_PART_KEYS = {
-    "UUID": "partuuid",
-    "NAME": "partlabel",
-    "TYPE": "parttype",
-    "FLAGS": "partflags",
-    "NUMBER": "partn",
-}
-_BLKID_KEYS |= {f"PART_ENTRY_{k}": v for k, v in _PART_KEYS.items()} | {"PART_ENTRY_OFFSET": "offset"}
-_GPT_FLAGS = {
-    "c12a7328-f81f-11d2-ba4b-00a0c93ec93b": (PartFlag.BOOT, PartFlag.ESP),
-    "21686148-6449-6e6f-744e-656564454649": (PartFlag.BIOS_GRUB,),
-    "e6d6d379-f507-44c2-a23c-238f2a3df928": (PartFlag.LVM,),
-    "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f": (PartFlag.SWAP,),
-}
-_MSDOS_FLAGS = {"0x8e": (PartFlag.LVM,), "0x82": (PartFlag.SWAP,), "0xef": (PartFlag.ESP,)}
-_MSDOS_EXTENDED = {"0x5", "0xf", "0x85"}
-_EXT_STATE_FLAGS = {"needs_recovery", "orphan_present"}  # set while mounted, not by mkfs
-_TABLE_TYPES = {"dos": TableType.MSDOS, "msdos": TableType.MSDOS, "gpt": TableType.GPT}
 
 
 @dataclass(frozen=True)
@@ -108,7 +97,7 @@ def read_partition_table(path: str) -> PartitionTable | None:
     sector = int(disk.device.sectorSize)
     if disk.type == "loop":  # parted's name for "no table, a filesystem on the whole disk"
         return PartitionTable(TableType.NONE, sector)
-    if disk.type not in _TABLE_TYPES:
+    if disk.type not in TABLE_TYPES:
         raise ImgcloneError(f"{path}: {disk.type} partition tables are not supported", "use msdos or gpt")
     known = {str(f) for f in PartFlag}
     entries = []
@@ -117,171 +106,11 @@ def read_partition_table(path: str) -> PartitionTable | None:
         start, size = int(p.geometry.start) * sector, int(p.geometry.length) * sector
         extended = bool(p.type & parted.PARTITION_EXTENDED)
         entries.append(TableEntry(int(p.number), start, size, tuple(map(PartFlag, flags)), p.name or "", extended))
-    return PartitionTable(_TABLE_TYPES[disk.type], sector, tuple(entries))
+    return PartitionTable(TABLE_TYPES[disk.type], sector, tuple(entries))
 
 
 def _has_flag(part: Any, flag: int) -> bool:
     return bool(part.isFlagAvailable(flag) and part.getFlag(flag))
-
-
-def flags_from_type(table: TableType, parttype: str, partflags: str) -> tuple[PartFlag, ...]:
-    """Partition flags implied by lsblk/blkid's PARTTYPE and PARTFLAGS, as parted would show them."""
-    parttype = parttype.lower()
-    if table == TableType.GPT:
-        return _GPT_FLAGS.get(parttype, ())
-    boot = (PartFlag.BOOT,) if _int(partflags) & 0x80 else ()
-    return boot + _MSDOS_FLAGS.get(parttype, ())
-
-
-# -- pure parsers ------------------------------------------------------------------------------
-def _int(value: Any) -> int:
-    """lsblk prints numbers as numbers (2.38) or strings (older); blkid and LVM as strings; 0x80 too."""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    text = str(value or "").strip().lower()
-    try:
-        return int(text, 16) if text.startswith("0x") else int(text)
-    except ValueError:
-        return 0
-
-
-def _json(text: str, what: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ImgcloneError(f"{what}: unexpected output, not JSON: {e}") from e
-
-
-@dataclass(frozen=True)
-class Mount:
-    target: str
-    source: str
-    fstype: str
-    options: str = ""
-    size: int = 0
-    used: int = 0
-    majmin: str = ""
-    fsroot: str = "/"
-
-
-def parse_findmnt(text: str) -> list[Mount]:
-    """Mounts from `findmnt --json`, in mount order (flattens the tree form too)."""
-
-    def walk(nodes: Iterable[Any]) -> Iterable[Mount]:
-        for n in nodes:
-            target, source, fstype, options, majmin = (
-                n.get(k) or "" for k in ("target", "source", "fstype", "options", "maj:min")
-            )
-            size, used = _int(n.get("size")), _int(n.get("used"))
-            yield Mount(target, source, fstype, options, size, used, majmin, n.get("fsroot") or "/")
-            yield from walk(n.get("children", []))
-
-    return list(walk(_json(text, "findmnt").get("filesystems", [])))
-
-
-@dataclass
-class BlockDev:
-    name: str
-    type: str
-    size: int = 0
-    kname: str = ""
-    majmin: str = ""
-    log_sec: int = 512
-    start: int = 0  # 512-byte sectors, as sysfs counts them
-    mountpoints: tuple[str, ...] = ()
-    props: dict[str, str] = field(default_factory=dict)  # fstype, uuid, label, part*, pt*
-    parents: list[str] = field(default_factory=list)
-    children: list[str] = field(default_factory=list)
-
-
-def parse_lsblk(text: str) -> dict[str, BlockDev]:
-    """Block devices from `lsblk --json --paths` by name, with every parent (an LV has one per PV)."""
-    devs: dict[str, BlockDev] = {}
-    props = ("fstype", "uuid", "label", "partuuid", "partlabel", "parttype", "partflags", "pttype", "ptuuid")
-
-    def walk(nodes: Iterable[Any], parent: str | None) -> None:
-        for n in nodes:
-            name = n["name"]
-            dev = devs.get(name)
-            if dev is None:
-                points = n.get("mountpoints", [n.get("mountpoint")])
-                dev = devs[name] = BlockDev(
-                    name=name,
-                    type=n.get("type") or "",
-                    size=_int(n.get("size")),
-                    kname=n.get("kname") or "",
-                    majmin=n.get("maj:min") or "",
-                    log_sec=_int(n.get("log-sec")) or 512,
-                    start=_int(n.get("start")),
-                    mountpoints=tuple(p for p in points or [] if p),
-                    props={k: str(n[k]) for k in props if n.get(k)},
-                )
-            if parent is not None and parent not in dev.parents:
-                dev.parents.append(parent)
-                devs[parent].children.append(name)
-            walk(n.get("children", []), name)
-
-    walk(_json(text, "lsblk").get("blockdevices", []), None)
-    return devs
-
-
-def parse_blkid(text: str) -> dict[str, str]:
-    """`blkid -p -o export` output as lsblk column names (TYPE → fstype, PART_ENTRY_UUID → partuuid …)."""
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key in _BLKID_KEYS and value:
-            out[_BLKID_KEYS[key]] = value
-    return out
-
-
-def parse_lvm_report(text: str, kind: str) -> list[dict[str, str]]:
-    """Rows of an LVM JSON report (kind "pv", "vg" or "lv"); [] when the text is not one."""
-    try:
-        return [row for rep in json.loads(text).get("report", []) for row in rep.get(kind, [])]
-    except (json.JSONDecodeError, AttributeError):
-        return []
-
-
-def parse_dumpe2fs(text: str) -> dict[str, str]:
-    """The `Name: value` lines of `dumpe2fs -h` (or `tune2fs -l`)."""
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() and key[:1] != " ":
-            out.setdefault(key.strip(), value.strip())
-    return out
-
-
-def ext_features(fields: dict[str, str]) -> dict[str, Any]:
-    """The layout's features of an ext2/3/4 filesystem from parse_dumpe2fs()."""
-    names = fields.get("Filesystem features", "").split()
-    features: dict[str, Any] = {"ext_features": [f for f in names if f not in _EXT_STATE_FLAGS]}
-    for key, name in (("Block size", "block_size"), ("Inode size", "inode_size")):
-        if key in fields:
-            features[name] = _int(fields[key])
-    return features
-
-
-def parse_xfs_info(text: str) -> dict[str, Any]:
-    """The layout's features of an xfs filesystem from `xfs_info` output."""
-    sections: dict[str, dict[str, str]] = {}
-    current = ""
-    for line in text.splitlines():
-        m = re.match(r"^([a-z-]*)\s*=(.*)$", line)
-        if not m:
-            continue
-        current = m.group(1) or current
-        for key, value in re.findall(r"([A-Za-z0-9_-]+)=([^\s,]+)", m.group(2)):
-            sections.setdefault(current, {}).setdefault(key, value)
-    meta, data = sections.get("meta-data", {}), sections.get("data", {})
-    xfs: dict[str, Any] = {k: _int(v) for k, v in meta.items() if re.fullmatch(r"\d+", v)}
-    xfs["blocksize"] = _int(data.get("bsize"))
-    xfs["inode_size"] = _int(meta.get("isize"))
-    for section, key, name in (("naming", "ftype", "ftype"), ("log", "blocks", "log_blocks")):
-        if key in sections.get(section, {}):
-            xfs[name] = _int(sections[section][key])
-    return {"xfs": xfs}
 
 
 def _number_from_name(name: str) -> int:
@@ -385,8 +214,8 @@ class _Host:
         parts = [self.devs[c] for c in dev.children if self.devs[c].type == "part"]
         if table is not None:
             ttype = table.type
-        elif info.get("pttype", "") in _TABLE_TYPES:
-            ttype = _TABLE_TYPES[info["pttype"]]
+        elif info.get("pttype", "") in TABLE_TYPES:
+            ttype = TABLE_TYPES[info["pttype"]]
         elif parts or info.get("pttype"):
             what = info.get("pttype") or "unknown"
             raise ImgcloneError(f"{dev.name}: cannot read its partition table (type {what})", _PT_HINT)
@@ -400,16 +229,16 @@ class _Host:
 
     def partition(self, dev: BlockDev, disk: Disk, entries: dict[int, TableEntry]) -> Partition | None:
         info = self.info(dev)
-        number = _int(info.get("partn")) or _number_from_name(dev.name)
+        number = as_int(info.get("partn")) or _number_from_name(dev.name)
         parttype = info.get("parttype", "")
         e = entries.get(number)
-        if (e.extended if e else parttype.lower() in _MSDOS_EXTENDED) and disk.table == TableType.MSDOS:
+        if (e.extended if e else as_int(parttype) in parttypes.MBR_EXTENDED) and disk.table == TableType.MSDOS:
             return None
         return Partition(
             id=self.dev_id(dev),
             disk=disk.id,
             number=number,
-            start=e.start if e else (_int(info.get("offset")) or dev.start) * 512,
+            start=e.start if e else (as_int(info.get("offset")) or dev.start) * 512,
             size=e.size if e else dev.size,
             flags=e.flags if e else flags_from_type(disk.table, parttype, info.get("partflags", "")),
             name=(e.name if e else "") or info.get("partlabel", ""),
@@ -426,7 +255,7 @@ class _Host:
             if missing:
                 raise ImgcloneError(f"volume group {vg}: physical volume {missing[0]} is not a block device", _LVM_HINT)
             pvs = tuple(self.dev_id(self.devs[r["pv_name"]]) for r in rows)
-            extent = _int(rows[0].get("vg_extent_size")) or 4 * 1024 * 1024
+            extent = as_int(rows[0].get("vg_extent_size")) or 4 * 1024 * 1024
             vgs.append(VolumeGroup(f"vg-{vg}", vg, pvs, extent, rows[0].get("vg_uuid", "")))
             rows = sorted((r for r in self.lv_rows if r.get("vg_name") == vg), key=lambda r: r["lv_name"])
             lvs += [_lv(vg, r) for r in rows]
@@ -438,7 +267,7 @@ class _Host:
         features: dict[str, Any] = {}
         if fstype in (FsType.EXT2, FsType.EXT3, FsType.EXT4):
             fields = self._tool(["dumpe2fs", "-h", dev.name], parse_dumpe2fs)
-            features = ext_features(fields) if fields else {}
+            features = fsfeatures.ext_features(fields) if fields else {}
             info.setdefault("uuid", fields.get("Filesystem UUID", ""))
             label = fields.get("Filesystem volume name", "")
             info.setdefault("label", "" if label == "<none>" else label)
@@ -492,7 +321,7 @@ class _Host:
 
 def _lv(vg: str, row: dict[str, str]) -> LogicalVolume:
     name = row["lv_name"]
-    return LogicalVolume(f"lv-{vg}-{name}", name, f"vg-{vg}", _int(row.get("lv_size")), row.get("lv_uuid", ""))
+    return LogicalVolume(f"lv-{vg}-{name}", name, f"vg-{vg}", as_int(row.get("lv_size")), row.get("lv_uuid", ""))
 
 
 _LVM_HINT = "is lvm2 installed, and do `pvs` and `lvs` work?"

@@ -12,19 +12,13 @@ from dataclasses import dataclass
 from imgclone.errors import GuestfsError, UsageError
 from imgclone.fs import features as fsfeatures
 from imgclone.guest.interface import Guest
+from imgclone.model import parttypes
 from imgclone.model.layout import Disk, Filesystem, FsType, Layout, LogicalVolume, PartFlag, Partition, TableType
+from imgclone.units import MiB
 
 log = logging.getLogger("imgclone")
-MiB = 1024 * 1024
 LVM_EXTENT = 4 * MiB  # vgcreate's default extent size
 
-GPT_TYPES = {
-    PartFlag.ESP: "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
-    PartFlag.BIOS_GRUB: "21686148-6449-6E6F-744E-656564454649",
-    PartFlag.LVM: "E6D6D379-F507-44C2-A23C-238F2A3DF928",
-    PartFlag.SWAP: "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F",
-}
-MBR_IDS = {PartFlag.LVM: 0x8E, PartFlag.SWAP: 0x82, PartFlag.ESP: 0xEF}
 LABEL_LIMITS = {"vfat": 11, "xfs": 12, "ext2": 16, "ext3": 16, "ext4": 16, "btrfs": 255, "swap": 16}
 
 
@@ -99,13 +93,13 @@ def partition_disks(g: Guest, devs: Devices) -> None:
 
 def _flag(g: Guest, dev: str, table: TableType, p: Partition) -> None:
     if table is TableType.GPT:
-        guid = next((GPT_TYPES[f] for f in p.flags if f in GPT_TYPES), p.type_uuid)
+        guid = parttypes.gpt_type(p.flags) or p.type_uuid
         if guid:
             g.part_set_gpt_type(dev, p.number, guid)
         if p.name:
             g.part_set_name(dev, p.number, p.name)
         return
-    mbr = next((MBR_IDS[f] for f in p.flags if f in MBR_IDS), None)
+    mbr = parttypes.mbr_id(p.flags)
     if mbr is not None:
         g.part_set_mbr_id(dev, p.number, mbr)
     if PartFlag.BOOT in p.flags:
