@@ -319,7 +319,8 @@ def _recorder(name: str, call: Callable[..., Any]) -> Callable[..., Any]:
 
     def method(self: FakeGuest, *args: Any, **kwargs: Any) -> Any:
         signature.bind(self, *args, **kwargs)
-        return self._answer(name, args, _given(**kwargs), lambda: copy.copy(empty))
+        answer = self._answer(name, args, _given(**kwargs), lambda: copy.copy(empty))
+        return None if empty is None else answer  # a call that answers nothing: its reply is only run
 
     method.__name__, method.__qualname__ = name, f"FakeGuest.{name}"
     method.__signature__ = signature
