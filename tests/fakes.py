@@ -83,7 +83,7 @@ def _empty_answer(call: Callable[..., Any]) -> Any:
     kind = typing.get_type_hints(call)["return"]
     if kind is type(None):
         return None
-    return dict() if typing.is_typeddict(kind) else (typing.get_origin(kind) or kind)()
+    return {} if typing.is_typeddict(kind) else (typing.get_origin(kind) or kind)()
 
 
 def _given(**kwargs: Any) -> dict[str, Any]:
@@ -240,7 +240,8 @@ class FakeGuest:
         return self._answer("ls", (directory,), {}, lambda: [p for p in self._below(directory) if "/" not in p])
 
     def find(self, directory: str) -> list[str]:
-        return self._answer("find", (directory,), {}, lambda: self._below(directory))
+        # each with a "/" in front, as libguestfs 1.48 gives them (its manual says without)
+        return self._answer("find", (directory,), {}, lambda: ["/" + p for p in self._below(directory)])
 
     def glob_expand(self, pattern: str, *, directoryslash: bool | None = None) -> list[str]:
         def expand() -> list[str]:

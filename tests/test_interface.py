@@ -112,8 +112,8 @@ def test_the_fake_keeps_files_links_and_directories(tmp_path: Path) -> None:
     (tmp_path / "pkg.deb").write_bytes(b"deb")
     g.upload(str(tmp_path / "pkg.deb"), "/var/cache/imgclone/pkg.deb")
     assert g.read_file("/etc/hostname") == b"clone\n" and g.text("/etc/fstab").startswith("UUID=x")
-    assert g.ls("/etc") == ["fstab", "hostname", "mtab"] and g.find("/var") == ["cache", "cache/imgclone",
-                                                                               "cache/imgclone/pkg.deb"]  # fmt: skip
+    assert g.ls("/etc") == ["fstab", "hostname", "mtab"]
+    assert g.find("/var") == ["/cache", "/cache/imgclone", "/cache/imgclone/pkg.deb"]
     assert g.glob_expand("/var/*") == ["/var/cache/"] and g.glob_expand("/etc/*name") == ["/etc/hostname"]
     assert g.is_dir("/var/cache") and g.exists("/etc") and not g.is_file("/etc") and g.is_symlink("/etc/mtab")
     assert g.readlink("/etc/mtab") == "../proc/mounts"

@@ -6,8 +6,9 @@ filesystems itself (chroot), and the tests' recording fake (tests/fakes.py's Fak
 
 The names, parameters and results are libguestfs's own, as its Python bindings give them with python_return_dict=True:
 paths are inside the clone ("/" is the filesystem mounted at "/"), devices are the API's names (/dev/sda1,
-/dev/vg/lv), a hash comes back as a dict, a struct as a dict of its fields (the TypedDicts below), and optional
-arguments are keyword-only, None meaning "not given". A failure raises GuestfsError.
+/dev/vg/lv), a hash comes back as a dict, a struct as a dict of its fields (the TypedDicts below), a bool as
+the appliance's 0 or 1 (test its truth, never `is True`), and optional arguments are keyword-only, None meaning
+"not given". A failure raises GuestfsError.
 """
 
 from __future__ import annotations
@@ -173,7 +174,7 @@ class Commands(Protocol):
     def sh(self, command: str) -> str: ...
     # a program of the worker itself, with the clone's "/" at /sysroot and drives named as the API names them
     def appliance_command(self, argv: list[str]) -> str: ...
-    def debug(self, subcmd: str, extraargs: list[str]) -> str: ...
+    def debug(self, subcmd: str, extraargs: list[str]) -> str: ...  # libguestfs's debug commands ("sh": the worker's)
 
 
 class Files(Protocol):
@@ -192,7 +193,8 @@ class Files(Protocol):
     def is_dir(self, path: str, *, followsymlinks: bool | None = None) -> bool: ...
     def is_symlink(self, path: str) -> bool: ...
     def ls(self, directory: str) -> list[str]: ...
-    def find(self, directory: str) -> list[str]: ...  # every path below directory, relative to it
+    # every path below directory, as "/" + its path relative to directory (libguestfs 1.48; its manual has no "/")
+    def find(self, directory: str) -> list[str]: ...
     def find0(self, directory: str, files: str) -> None: ...  # the same, NUL-separated, into a host file
     def glob_expand(self, pattern: str, *, directoryslash: bool | None = None) -> list[str]: ...
     def readlink(self, path: str) -> str: ...
