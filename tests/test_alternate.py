@@ -1,71 +1,53 @@
-"""The appliance a command's phases share (session.Session), with a fake Guest that counts launches."""
+"""The appliance a command's phases share (session.Session), with fake appliances that count launches."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import pytest
 
 from imgclone.guest import session
 from imgclone.phases import alternate
-
-
-class FakeGuest:
-    made: list[FakeGuest] = []
-
-    def __init__(self, trace: bool = False) -> None:
-        self.drives: list[tuple[str, dict[str, Any]]] = []
-        self.launched = self.closed = False
-        FakeGuest.made.append(self)
-
-    def add_drive(self, path: str, **opts: Any) -> None:
-        self.drives.append((path, opts))
-
-    def launch(self) -> None:
-        self.launched = True
-
-    def close(self) -> None:
-        self.closed = True
+from tests.fakes import FakeAppliances
 
 
 @pytest.fixture(autouse=True)
-def fake_guest(monkeypatch: pytest.MonkeyPatch) -> None:
-    FakeGuest.made = []
-    monkeypatch.setattr(session, "Appliance", FakeGuest)
+def appliances(monkeypatch: pytest.MonkeyPatch) -> FakeAppliances:
+    made = FakeAppliances()
+    monkeypatch.setattr(session, "Appliance", made)
+    return made
 
 
 A = [("/img/a.qcow2", "qcow2"), ("/dev/loop3", "raw")]
 
 
-def test_phases_with_the_same_targets_share_one_launch() -> None:
+def test_phases_with_the_same_targets_share_one_launch(appliances: FakeAppliances) -> None:
     with session.Session() as app:
         with app.use(A) as g1:
             pass
         with app.use(list(A)) as g2:
             assert not g2.closed
-    assert g1 is g2 and len(FakeGuest.made) == 1
+    assert g1 is g2 and len(appliances.made) == 1
     assert g1.closed, "closed when the command ends"
     assert g1.drives == [("/img/a.qcow2", {"readonly": False, "format": "qcow2", "label": "targeta"}),
                          ("/dev/loop3", {"readonly": False, "format": "raw", "label": "targetb"})]  # fmt: skip
 
 
-def test_other_targets_get_a_new_appliance_and_the_old_one_is_shut_down() -> None:
+def test_other_targets_get_a_new_appliance_and_the_old_one_is_shut_down(appliances: FakeAppliances) -> None:
     with session.Session() as app:
         with app.use(A) as g1:
             pass
         with app.use(A[:1]) as g2:
             assert g1.closed and not g2.closed
-    assert len(FakeGuest.made) == 2 and g2.closed
+    assert len(appliances.made) == 2 and g2.closed
 
 
-def test_a_failed_phase_closes_the_appliance_and_the_next_phase_launches_afresh() -> None:
+def test_a_failed_phase_closes_the_appliance_and_the_next_phase_launches_afresh(appliances: FakeAppliances) -> None:
     with session.Session() as app:
         with pytest.raises(RuntimeError, match="step failed"), app.use(A) as g1:
             raise RuntimeError("step failed")
         assert g1.closed, "what a failed phase left mounted or active is not for the next one"
         with app.use(A) as g2:
             assert g2 is not g1 and g2.launched
-    assert len(FakeGuest.made) == 2
+    assert len(appliances.made) == 2
 
 
 def test_opened_without_a_shared_appliance_is_this_phase_own() -> None:

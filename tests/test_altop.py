@@ -25,11 +25,10 @@ from imgclone.cli.aix import translate
 from imgclone.errors import CommandError, GuestfsError, ImgcloneError, PhaseStateError, UsageError
 from imgclone.fs.mounttab import unescape
 from imgclone.guest.appliance import Appliance
-from imgclone.guest.interface import Guest
 from imgclone.host.run import Argv, Result
 from imgclone.model import journal as state
 from tests.conftest import ROOT, Captured
-from tests.fakes import FakeRunner, fail
+from tests.fakes import FakeAppliance, FakeRunner, fail
 
 Run = Callable[..., subprocess.CompletedProcess[bytes]]
 DATA = Path(__file__).parent / "data"
@@ -303,87 +302,57 @@ def test_cleanup_forgets_the_alternate(tmp_path: Path) -> None:
         altop.cleanup(targets)
 
 
-class WipeGuest:
-    """Just enough of an appliance holding one alternate: BIOS layout, sda1 /boot, sda2 the PV."""
+WIPES = ("vg_activate", "wipefs", "vgremove", "pvremove", "blockdev_rereadpt", "close")  # what changes the disks
 
-    def __init__(self, vgs: tuple[str, ...] = ("altinst_rootvg",), uuids: dict[str, str] | None = None) -> None:
-        self.drives: list[tuple[str, bool, str | None]] = []
-        self.calls: list[tuple[Any, ...]] = []
-        self.vg_names = list(vgs)
-        self.table: str | None = "msdos"
-        lvs = [f"/dev/{vg}/{lv}" for vg in vgs for lv in ("alt_root", "alt_var", "alt_swap")]
-        self.types = {"/dev/sda1": "ext4", "/dev/sda2": "LVM2_member"} | {lv: "ext4" for lv in lvs}
-        self.uuids = uuids or {}
 
-    def add_drive(self, path: str, *, readonly: bool, format: str | None = None, label: str | None = None) -> None:
-        self.drives.append((path, readonly, format))
+def wipe_guest(vgs: tuple[str, ...] = ("altinst_rootvg",), uuids: dict[str, str] | None = None) -> FakeAppliance:
+    """Just enough of an appliance holding one alternate: BIOS layout, sda1 /boot, sda2 the PV; vgremove, pvremove
+    and wipefs take away what they remove."""
+    names, table = list(vgs), ["msdos"]
+    lvs = [f"/dev/{vg}/{lv}" for vg in vgs for lv in ("alt_root", "alt_var", "alt_swap")]
+    types = {"/dev/sda1": "ext4", "/dev/sda2": "LVM2_member"} | {lv: "ext4" for lv in lvs}
 
-    def __enter__(self) -> WipeGuest:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.calls.append(("close",))
-
-    def list_devices(self) -> list[str]:
-        return ["/dev/sda"]
-
-    def list_partitions(self) -> list[str]:
-        return ["/dev/sda1", "/dev/sda2"] if self.table else []
-
-    def vgs(self) -> list[str]:
-        return list(self.vg_names)
-
-    def lvs(self) -> list[str]:
-        return [d for d in self.types if d.count("/") == 3]
-
-    def list_filesystems(self) -> dict[str, str]:
-        return {d: t for d, t in self.types.items() if t != "LVM2_member"}
-
-    def vfs_type(self, dev: str) -> str:
-        if dev not in self.types:
+    def vfs_type(dev: str) -> str:
+        if dev not in types:
             raise GuestfsError(f"vfs_type: {dev}: no such device")
-        return self.types[dev]
+        return types[dev]
 
-    def vfs_uuid(self, dev: str) -> str:
-        return self.uuids.get(dev, "other")
-
-    def part_get_parttype(self, dev: str) -> str:
-        if self.table is None:
+    def part_get_parttype(dev: str) -> str:
+        if not table:
             raise GuestfsError("part_get_parttype: unrecognised disk label")
-        return self.table
+        return table[0]
 
-    def vg_activate(self, on: bool, vgs: list[str]) -> None:
-        self.calls.append(("vg_activate", on, vgs))
+    def vgremove(name: str) -> None:
+        names.remove(name)
+        for lv in [d for d in types if d.startswith(f"/dev/{name}/")]:
+            del types[lv]
 
-    def vgremove(self, name: str) -> None:
-        self.calls.append(("vgremove", name))
-        self.vg_names.remove(name)
-        self.types = {d: t for d, t in self.types.items() if not d.startswith(f"/dev/{name}/")}
-
-    def pvremove(self, dev: str) -> None:
-        self.calls.append(("pvremove", dev))
-        self.types.pop(dev)
-
-    def wipefs(self, dev: str) -> None:
-        self.calls.append(("wipefs", dev))
-        self.types.pop(dev, None)
+    def wipefs(dev: str) -> None:
+        types.pop(dev, None)
         if dev == "/dev/sda":
-            self.table = None
+            table.clear()
 
-    def blockdev_rereadpt(self, dev: str) -> None:
-        self.calls.append(("blockdev_rereadpt", dev))
-
-
-def as_guest(g: WipeGuest) -> Callable[[], Guest]:
-    return lambda: g  # type: ignore[return-value]
+    return FakeAppliance(replies={
+        "list_devices": ["/dev/sda"],
+        "list_partitions": lambda: ["/dev/sda1", "/dev/sda2"] if table else [],
+        "vgs": lambda: list(names),
+        "lvs": lambda: [d for d in types if d.count("/") == 3],
+        "list_filesystems": lambda: {d: t for d, t in types.items() if t != "LVM2_member"},
+        "vfs_type": vfs_type,
+        "vfs_uuid": lambda dev: (uuids or {}).get(dev, "other"),
+        "part_get_parttype": part_get_parttype,
+        "vgremove": vgremove,
+        "pvremove": types.pop,
+        "wipefs": wipefs,
+    })  # fmt: skip
 
 
 def test_cleanup_wipe_blanks_only_the_recorded_targets(tmp_path: Path) -> None:
     targets = journal(tmp_path)
-    g = WipeGuest()
-    actions = altop.cleanup(targets, wipe=True, make_guest=as_guest(g))
-    assert g.drives == [(targets[0], False, "qcow2")]
-    assert g.calls == [
+    g = wipe_guest()
+    actions = altop.cleanup(targets, wipe=True, make_guest=lambda: g)
+    assert [(path, opts["readonly"], opts.get("format")) for path, opts in g.drives] == [(targets[0], False, "qcow2")]
+    assert g.recorded(*WIPES) == [
         ("vg_activate", True, ["altinst_rootvg"]),
         ("wipefs", "/dev/altinst_rootvg/alt_root"),
         ("wipefs", "/dev/altinst_rootvg/alt_var"),
@@ -403,26 +372,26 @@ def test_cleanup_wipe_blanks_only_the_recorded_targets(tmp_path: Path) -> None:
 
 def test_cleanup_wipe_after_phase3_removes_the_final_names(tmp_path: Path) -> None:
     targets = journal(tmp_path, phases=("1", "2", "3"))
-    g = WipeGuest(vgs=("rootvg",))
-    altop.cleanup(targets, wipe=True, make_guest=as_guest(g))
-    assert ("vgremove", "rootvg") in g.calls
+    g = wipe_guest(vgs=("rootvg",))
+    altop.cleanup(targets, wipe=True, make_guest=lambda: g)
+    assert ("vgremove", "rootvg") in g.recorded(*WIPES)
 
 
 def test_cleanup_wipe_refuses_a_disk_that_no_longer_holds_the_alternate(tmp_path: Path) -> None:
     targets = journal(tmp_path)
-    g = WipeGuest(vgs=("datavg",))  # reused for something else since: other VG, other UUIDs
+    g = wipe_guest(vgs=("datavg",))  # reused for something else since: other VG, other UUIDs
     with pytest.raises(ImgcloneError, match="no longer holds this alternate"):
-        altop.cleanup(targets, wipe=True, make_guest=as_guest(g))
-    assert [c for c in g.calls if c[0] != "close"] == [] and state.load(targets) is not None
-    g = WipeGuest(vgs=(), uuids={"/dev/sda1": "NEW-BOOT"})  # VG gone, /boot still ours: wipe what is left
-    altop.cleanup(targets, wipe=True, make_guest=as_guest(g))
-    assert ("wipefs", "/dev/sda1") in g.calls and state.load(targets) is None
+        altop.cleanup(targets, wipe=True, make_guest=lambda: g)
+    assert [c for c in g.recorded(*WIPES) if c[0] != "close"] == [] and state.load(targets) is not None
+    g = wipe_guest(vgs=(), uuids={"/dev/sda1": "NEW-BOOT"})  # VG gone, /boot still ours: wipe what is left
+    altop.cleanup(targets, wipe=True, make_guest=lambda: g)
+    assert ("wipefs", "/dev/sda1") in g.recorded(*WIPES) and state.load(targets) is None
 
 
 def test_cleanup_wipe_refuses_missing_targets(tmp_path: Path) -> None:
     targets = journal(tmp_path, create=False)
     with pytest.raises(PhaseStateError, match="no longer exist"):
-        altop.cleanup(targets, wipe=True, make_guest=as_guest(WipeGuest()))
+        altop.cleanup(targets, wipe=True, make_guest=wipe_guest)
     assert state.load(targets) is not None
 
 

@@ -19,6 +19,7 @@ from imgclone.cli.parser import build_parser
 from imgclone.errors import UsageError
 from imgclone.model.layout import PartFlag
 from imgclone.model.parttypes import GPT_TYPES
+from tests.fakes import FakeAppliances, FakeGuest
 
 Run = Callable[..., subprocess.CompletedProcess[bytes]]
 
@@ -149,30 +150,14 @@ def test_qemu_argv_further_disks_follow_the_image(tmp_path: Path) -> None:
 
 def test_prepare_overlay_gives_the_appliance_every_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A VG spanning the disks is only whole (and its root mountable) when the appliance sees all of them."""
-    added: list[tuple[str, bool, str]] = []
-
-    class Recorder:
-        def __init__(self, trace: bool = False) -> None:
-            pass
-
-        def add_drive(self, path: str, readonly: bool, format: str) -> None:
-            added.append((path, readonly, format))
-
-        def __enter__(self) -> Recorder:
-            return self
-
-        def __exit__(self, *exc: object) -> None:
-            pass
-
-        def umount_all(self) -> None:
-            pass
-
-    monkeypatch.setattr(boottest, "Appliance", Recorder)
+    appliances = FakeAppliances()
+    monkeypatch.setattr(boottest, "Appliance", appliances)
     monkeypatch.setattr(boottest, "mount_guest", lambda g, image: None)
     monkeypatch.setattr(boottest, "install_unit", lambda g, image: None)
     monkeypatch.setattr(boottest, "detect_firmware", lambda g: "bios")
     opts = BootTestOptions("a.qcow2", disks=("b.qcow2",))
     assert boottest.prepare_overlay(opts, tmp_path / "o.qcow2", [tmp_path / "disk1.qcow2"]) == "bios"
+    added = [(path, opts["readonly"], opts["format"]) for a in appliances.made for path, opts in a.drives]
     assert added == [(f"{tmp_path}/o.qcow2", False, "qcow2"), (f"{tmp_path}/disk1.qcow2", False, "qcow2")]
 
 
@@ -257,46 +242,17 @@ def test_result_text_and_dict() -> None:
 
 
 # -- the appliance side, with a fake guest -------------------------------------------------------
-class FakeGuest:
-    """Answers the libguestfs calls boot-test makes from canned values; records writes."""
-
-    def __init__(self, table: str, gpt_types: dict[int, str], mbr: bytes, files: dict[str, str]) -> None:
-        self.table, self.gpt_types, self.mbr, self.files = table, gpt_types, mbr, files
-        self.written: dict[str, bytes] = {}
-        self.calls: list[tuple[str, tuple[Any, ...]]] = []
-
-    def list_devices(self) -> list[str]:
-        return ["/dev/sda"]
-
-    def part_get_parttype(self, dev: str) -> str:
-        return self.table
-
-    def part_list(self, dev: str) -> list[dict[str, int]]:
-        return [{"part_num": n} for n in self.gpt_types]
-
-    def part_get_gpt_type(self, dev: str, n: int) -> str:
-        return self.gpt_types[n]
-
-    def part_get_mbr_id(self, dev: str, n: int) -> int:
-        return int(self.gpt_types[n], 16)
-
-    def pread_device(self, dev: str, count: int, offset: int) -> bytes:
-        return self.mbr
-
-    def is_dir(self, path: str) -> bool:
-        return any(f.startswith(path + "/") for f in self.files)
-
-    def is_file(self, path: str) -> bool:
-        return path in self.files
-
-    def find(self, path: str) -> list[str]:
-        return [f[len(path) + 1 :] for f in self.files if f.startswith(path + "/")]
-
-    def write(self, path: str, data: bytes) -> None:
-        self.written[path] = data
-
-    def __getattr__(self, name: str) -> Callable[..., None]:
-        return lambda *args: self.calls.append((name, args))
+def boot_guest(table: str, types: dict[int, str], mbr: bytes, files: dict[str, str]) -> FakeGuest:
+    """A guest whose disk has the partitions of `types` (GPT type GUIDs, or MBR ids in hex), boot code `mbr` and
+    the `files`."""
+    return FakeGuest({
+        "list_devices": ["/dev/sda"],
+        "part_get_parttype": table,
+        "part_list": [{"part_num": n} for n in types],
+        "part_get_gpt_type": lambda dev, n: types[n],
+        "part_get_mbr_id": lambda dev, n: int(types[n], 16),
+        "pread_device": mbr,
+    }, files=files)  # fmt: skip
 
 
 ESP = GPT_TYPES[PartFlag.ESP]
@@ -307,29 +263,29 @@ EFI_FILES = {"/boot/efi/EFI/BOOT/BOOTX64.EFI": "", "/boot/efi/EFI/BOOT/grubx64.e
 @pytest.mark.parametrize(
     ("guest", "firmware"),
     [
-        (FakeGuest("gpt", {1: BIOS_BOOT, 2: ESP, 3: "X"}, b"\0" * 512, EFI_FILES), "uefi"),
-        (FakeGuest("gpt", {1: BIOS_BOOT, 2: ESP, 3: "X"}, b"\xebc GRUB", EFI_FILES), "bios"),  # both: BIOS
-        (FakeGuest("msdos", {1: "83", 2: "8e"}, b"\xebc GRUB", {"/boot/grub/i386-pc/core.img": ""}), "bios"),
-        (FakeGuest("gpt", {1: ESP}, b"\0" * 512, {}), "uefi"),  # an ESP without loaders: still UEFI
-        (FakeGuest("msdos", {1: "ef", 2: "83"}, b"\0" * 512, {"/boot/efi/EFI/debian/grubx64.efi": ""}), "uefi"),
+        (boot_guest("gpt", {1: BIOS_BOOT, 2: ESP, 3: "X"}, b"\0" * 512, EFI_FILES), "uefi"),
+        (boot_guest("gpt", {1: BIOS_BOOT, 2: ESP, 3: "X"}, b"\xebc GRUB", EFI_FILES), "bios"),  # both: BIOS
+        (boot_guest("msdos", {1: "83", 2: "8e"}, b"\xebc GRUB", {"/boot/grub/i386-pc/core.img": ""}), "bios"),
+        (boot_guest("gpt", {1: ESP}, b"\0" * 512, {}), "uefi"),  # an ESP without loaders: still UEFI
+        (boot_guest("msdos", {1: "ef", 2: "83"}, b"\0" * 512, {"/boot/efi/EFI/debian/grubx64.efi": ""}), "uefi"),
     ],
 )
 def test_detect_firmware(guest: FakeGuest, firmware: str) -> None:
-    assert boottest.detect_firmware(guest) == firmware  # type: ignore[arg-type]
+    assert boottest.detect_firmware(guest) == firmware
 
 
 def test_install_unit_enables_it() -> None:
-    g = FakeGuest("msdos", {}, b"", {"/usr/lib/systemd/systemd": ""})
-    boottest.install_unit(g, "a.qcow2")  # type: ignore[arg-type]
-    assert g.written[boottest.UNIT_PATH] == boottest.UNIT_TEXT.encode()
-    assert g.written[boottest.SCRIPT_PATH] == boottest.SCRIPT_TEXT.encode()
-    assert ("ln_sf", (boottest.UNIT_PATH, boottest.WANTS_LINK)) in g.calls
+    g = boot_guest("msdos", {}, b"", {"/usr/lib/systemd/systemd": ""})
+    boottest.install_unit(g, "a.qcow2")
+    assert g.files[boottest.UNIT_PATH] == boottest.UNIT_TEXT.encode()
+    assert g.files[boottest.SCRIPT_PATH] == boottest.SCRIPT_TEXT.encode()
+    assert (boottest.UNIT_PATH, boottest.WANTS_LINK) in g.named("ln_sf")
     assert boottest.WANTS_LINK.startswith("/etc/systemd/system/multi-user.target.wants/")
 
 
 def test_install_unit_needs_systemd() -> None:
     with pytest.raises(Exception, match="does not use systemd"):
-        boottest.install_unit(FakeGuest("msdos", {}, b"", {}), "a.qcow2")  # type: ignore[arg-type]
+        boottest.install_unit(boot_guest("msdos", {}, b"", {}), "a.qcow2")
 
 
 # -- real boots ------------------------------------------------------------------------------------

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
-
 import pytest
 
 from imgclone.errors import LayoutError
-from imgclone.guest.interface import Guest
 from imgclone.model.layout import (
     Disk,
     Filesystem,
@@ -23,24 +20,9 @@ from imgclone.model.parttypes import GPT_TYPE_FLAGS, GPT_TYPES
 from imgclone.plan.planner import make_plan
 from imgclone.plan.types import Target
 from imgclone.storage import build
+from tests.fakes import FakeGuest
 
 MiB = 1 << 20
-
-
-class Recorder:
-    """Stands in for Guest: every call is recorded as (name, args, kwargs); none returns anything."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        def call(*args: Any, **kwargs: Any) -> None:
-            self.calls.append((name, args, kwargs))
-
-        return call
-
-    def named(self, name: str) -> list[tuple[Any, ...]]:
-        return [args for n, args, _ in self.calls if n == name]
 
 
 def test_msdos_with_logical_partitions() -> None:
@@ -52,8 +34,8 @@ def test_msdos_with_logical_partitions() -> None:
         Filesystem(f"fs-{n}", p.id, FsType.EXT4, f"/m{n}", p.size, MiB) for n, p in zip(starts, parts, strict=True)
     )
     p = make_plan(Layout((disk,), parts, filesystems=fss), [Target("/img/m.img", 0)])
-    g = Recorder()
-    build.partition_disks(cast(Guest, g), build.Devices(p.target, {"disk-t0": "/dev/sda"}))
+    g = FakeGuest()
+    build.partition_disks(g, build.Devices(p.target, {"disk-t0": "/dev/sda"}))
     assert g.named("part_init") == [("/dev/sda", "msdos")]
     s = MiB // 512
     assert g.named("part_add") == [
@@ -74,8 +56,8 @@ def test_four_partitions_stay_primary() -> None:
     parts = tuple(Partition(f"part-sda{n}", "disk-sda", n, n * 100 * MiB, 100 * MiB) for n in range(1, 5))
     fss = tuple(Filesystem(f"fs-{n}", p.id, FsType.EXT4, f"/m{n}", p.size, MiB) for n, p in enumerate(parts))
     p = make_plan(Layout((disk,), parts, filesystems=fss), [Target("/img/m.img", 0)])
-    g = Recorder()
-    build.partition_disks(cast(Guest, g), build.Devices(p.target, {"disk-t0": "/dev/sda"}))
+    g = FakeGuest()
+    build.partition_disks(g, build.Devices(p.target, {"disk-t0": "/dev/sda"}))
     assert [args[1] for args in g.named("part_add")] == ["p", "p", "p", "p"]
 
 
@@ -87,17 +69,17 @@ def lvm_layout(extent: int, lv_size: int) -> Layout:
 
 
 def test_vgcreate_keeps_the_source_extent_size() -> None:
-    g = Recorder()
-    build.create_lvm(cast(Guest, g), build.Devices(lvm_layout(32 * MiB, 64 * 32 * MiB), {"disk-t0": "/dev/sda"}))
+    g = FakeGuest()
+    build.create_lvm(g, build.Devices(lvm_layout(32 * MiB, 64 * 32 * MiB), {"disk-t0": "/dev/sda"}))
     assert g.named("pvcreate") == [("/dev/sda1",)]
     assert g.named("appliance_command") == [(["lvm", "vgcreate", "--yes", "-s", "32768k", "altinst_a", "/dev/sda1"],)]
     assert g.named("lvcreate") == [("alt_a", "altinst_a", 2048)]
-    g = Recorder()
-    build.create_lvm(cast(Guest, g), build.Devices(lvm_layout(4 * MiB, 100 * MiB), {"disk-t0": "/dev/sda"}))
+    g = FakeGuest()
+    build.create_lvm(g, build.Devices(lvm_layout(4 * MiB, 100 * MiB), {"disk-t0": "/dev/sda"}))
     assert g.named("vgcreate") == [("altinst_a", ["/dev/sda1"])] and g.named("appliance_command") == []
-    g = Recorder()  # extents below 1 MiB: an LV of 1001 extents is not whole MiB; lvcreate counts extents
+    g = FakeGuest()  # extents below 1 MiB: an LV of 1001 extents is not whole MiB; lvcreate counts extents
     layout = lvm_layout(512 * 1024, 1001 * 512 * 1024)
-    build.create_lvm(cast(Guest, g), build.Devices(layout, {"disk-t0": "/dev/sda"}))
+    build.create_lvm(g, build.Devices(layout, {"disk-t0": "/dev/sda"}))
     assert g.named("appliance_command")[-1] == (["lvm", "lvcreate", "--yes", "-l", "1001", "-n", "alt_a", "altinst_a"],)
 
 
@@ -113,8 +95,8 @@ def test_gpt_types_are_the_registered_guids() -> None:
     disk = Disk("disk-t0", "/img/t.img", 4096 * MiB, TableType.GPT)
     flags = (PartFlag.SWAP, PartFlag.ESP, PartFlag.LVM, PartFlag.BIOS_GRUB)
     parts = tuple(Partition(f"p{n}", "disk-t0", n, n * MiB, MiB, (f,)) for n, f in enumerate(flags, 1))
-    g = Recorder()
-    build.partition_disks(cast(Guest, g), build.Devices(Layout((disk,), parts), {"disk-t0": "/dev/sda"}))
+    g = FakeGuest()
+    build.partition_disks(g, build.Devices(Layout((disk,), parts), {"disk-t0": "/dev/sda"}))
     assert [args[2] for args in g.named("part_set_gpt_type")] == [
         "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F",  # sfdisk --label gpt -T: Linux swap
         "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",  # EFI System

@@ -4,6 +4,7 @@ the alternate, against a fake appliance that records what it is asked."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from imgclone.phases.restore import RestoreOptions
 from imgclone.plan.planner import make_plan
 from imgclone.plan.types import Plan, PlanOptions, Resize, Target
 from imgclone.storage.build import Devices
+from tests.fakes import FakeGuest
 
 DATA = Path(__file__).parent / "data" / "plan"
 MiB, GiB = 1 << 20, 1 << 30
@@ -161,33 +163,22 @@ def test_qemu_img_progress_records_become_numbers() -> None:
     assert list(copy_blocks._percentages(lambda n: next(chunks))) == [0.0, 1.0, 50.25, 100.0]
 
 
-class FakeGuest:
-    """Records the calls; answers vfs_uuid with a new value per device, as set_uuid_random would leave it, find0
-    with `names` for every filesystem, lstatns with fixed times."""
+def listing(names: bytes) -> Callable[[str, str], None]:
+    """find0's reply: `names` for every filesystem."""
 
-    def __init__(self, names: bytes = b"") -> None:
-        self.calls: list[tuple[Any, ...]] = []
-        self.names = names
+    def find0(directory: str, files: str) -> None:
+        Path(files).write_bytes(names)
 
-    def __getattr__(self, name: str) -> Any:
-        def call(*args: Any, **kwargs: Any) -> Any:
-            self.calls.append((name, *args, *sorted(kwargs.items())))
-            if name == "vfs_uuid":
-                return f"new-{args[0]}"
-            if name == "find0":
-                Path(args[1]).write_bytes(self.names)
-            if name == "lstatns":
-                return {"st_atime_sec": 1, "st_atime_nsec": 2, "st_mtime_sec": 3, "st_mtime_nsec": 4}
-            return None
-
-        return call
+    return find0
 
 
 def context(p: Plan, keep_uuids: bool = False) -> tuple[copy_blocks.BlockCopy, FakeGuest]:
-    g = FakeGuest()
+    # vfs_uuid: a new value per device, as set_uuid_random would leave it; lstatns: fixed times
+    times = {"st_atime_sec": 1, "st_atime_nsec": 2, "st_mtime_sec": 3, "st_mtime_nsec": 4}
+    g = FakeGuest({"vfs_uuid": lambda dev: f"new-{dev}", "find0": listing(b""), "lstatns": times})
     opts = RestoreOptions(archive="<stream>", targets=("/img/t.qcow2",), keep_uuids=keep_uuids)
     disk = TargetDisk("/img/t.qcow2", "image", "qcow2", p.target.disks[0].size, True)
-    ctx = copy_blocks.BlockCopy(targets=opts.targets, opts=opts, manifest={}, disks=[disk], plan=p, guest=g,  # type: ignore[arg-type]
+    ctx = copy_blocks.BlockCopy(targets=opts.targets, opts=opts, manifest={}, disks=[disk], plan=p, guest=g,
                                 rules=ExcludeRules(), workdir=Path("/nonexistent"))  # fmt: skip
     ctx.devs = Devices(p.target, {p.target.disks[0].id: "/dev/sda"})
     return ctx, g
@@ -198,10 +189,10 @@ def test_partitions_grow_to_their_planned_end_and_nothing_else_moves() -> None:
     ctx, g = context(p)
     copy_blocks.grow_partitions(ctx)
     pv = next(x for x in p.target.partitions if x.number == 2)
-    assert g.calls == [("part_resize", "/dev/sda", 2, (pv.start + pv.size) // 512 - 1)]
+    assert g.recorded() == [("part_resize", "/dev/sda", 2, (pv.start + pv.size) // 512 - 1)]
     gpt, g2 = context(plan("gpt-esp-lvm", 40 * GiB))
     copy_blocks.grow_partitions(gpt)
-    assert g2.calls[0] == ("part_expand_gpt", "/dev/sda") and [c[0] for c in g2.calls[1:]] == ["part_resize"]
+    assert g2.recorded()[0] == ("part_expand_gpt", "/dev/sda") and [c[0] for c in g2.recorded()[1:]] == ["part_resize"]
 
 
 def test_lvm_gets_new_uuids_and_the_alternate_names_while_inactive_then_the_planned_sizes() -> None:
@@ -209,7 +200,7 @@ def test_lvm_gets_new_uuids_and_the_alternate_names_while_inactive_then_the_plan
     ctx, g = context(p)
     copy_blocks.renew_lvm(ctx)
     extents = {lv.name: lv.size // (4 * MiB) for lv in p.target.lvs}
-    assert g.calls == [
+    assert g.recorded() == [
         ("vg_activate", False, ["rootvg"]),
         ("pvresize", "/dev/sda2"),
         ("pvchange_uuid", "/dev/sda2"),
@@ -228,7 +219,7 @@ def test_filesystems_are_checked_renewed_and_grown_and_swap_made_again() -> None
     ctx, g = context(plan("bios-lvm", 20 * GiB))
     copy_blocks.renew_filesystems(ctx)
     root, var, boot, swap = "/dev/altinst_rootvg/alt_root", "/dev/altinst_rootvg/alt_var", "/dev/sda1", None
-    names = [c for c in g.calls if c[0] != "vfs_uuid"]
+    names = [c for c in g.recorded() if c[0] != "vfs_uuid"]
     assert names[:3] == [("e2fsck", root, ("correct", True)), ("set_uuid_random", root), ("resize2fs", root)]
     assert names[3:6] == [("e2fsck", boot, ("correct", True)), ("set_uuid_random", boot)] + [names[5]]
     assert names[5][0] == "mount" and names[5][1] == var  # /boot did not grow: no resize2fs
@@ -243,33 +234,33 @@ def test_filesystems_are_checked_renewed_and_grown_and_swap_made_again() -> None
 def test_keep_uuids_keeps_them() -> None:
     ctx, g = context(plan("bios-lvm", 20 * GiB), keep_uuids=True)
     copy_blocks.renew_filesystems(ctx)
-    assert not [c for c in g.calls if c[0] == "set_uuid_random"]
-    assert next(c for c in g.calls if c[0] == "mkswap")[2] == ("uuid", "u-swap")
+    assert not [c for c in g.recorded() if c[0] == "set_uuid_random"]
+    assert next(c for c in g.recorded() if c[0] == "mkswap")[2] == ("uuid", "u-swap")
 
 
 def test_an_esp_gets_a_new_volume_id_and_keeps_its_size() -> None:
     ctx, g = context(plan("gpt-esp-lvm", 40 * GiB))
     copy_blocks.renew_filesystems(ctx)
-    (fat,) = [c for c in g.calls if c[0] == "appliance_command"]
+    (fat,) = [c for c in g.recorded() if c[0] == "appliance_command"]
     assert fat[1][:3] == ["fatlabel", "-i", "/dev/sda2"] and len(fat[1][3]) == 8 and int(fat[1][3], 16) % 2 == 1
-    assert ("resize2fs", "/dev/sda3") not in g.calls, "/boot, a partition before the PV, keeps its size"
+    assert ("resize2fs", "/dev/sda3") not in g.recorded(), "/boot, a partition before the PV, keeps its size"
 
 
 def test_what_the_rules_exclude_is_removed_and_its_directory_keeps_its_times(tmp_path: Path) -> None:
     """^./var/tmp/ matches the files under /var's tmp, not the directory itself (as in a capture); /var is mounted
     alone, so the path removed is /tmp/..., and its directory's times are the source's again."""
     ctx, g = context(plan("bios-lvm", 20 * GiB))
-    g.names = b"tmp\0tmp/scratch\0tmp/sub\0tmp/sub/deep\0log\0"
+    g.replies["find0"] = listing(b"tmp\0tmp/scratch\0tmp/sub\0tmp/sub/deep\0log\0")
     rules = ExcludeRules((b"^./var/tmp/",), ("/img/src.qcow2:/etc/exclude.rootvg",))
     ctx.rules, ctx.workdir = rules, tmp_path
     copy_blocks.exclude_files(ctx)
-    done = [c for c in g.calls if c[0] in ("rm_rf", "utimens", "fstrim")]
+    done = [c for c in g.recorded() if c[0] in ("rm_rf", "utimens", "fstrim")]
     assert done == [("rm_rf", "/tmp/scratch"), ("rm_rf", "/tmp/sub"), ("utimens", "/tmp", 1, 2, 3, 4), ("fstrim", "/")]
-    zeroed = [c[1] for c in g.calls if c[0] == "appliance_command"]
+    zeroed = [c[1] for c in g.recorded() if c[0] == "appliance_command"]
     assert zeroed == [["find", f"/sysroot/tmp/{n}", "-type", "f", "-links", "1", "-exec", "shred", "-n", "0", "-z",
                        "{}", "+"] for n in ("scratch", "sub")]  # fmt: skip
-    assert g.calls.index(("rm_rf", "/tmp/scratch")) > g.calls.index(("appliance_command", zeroed[0]))
-    mounted = [c[1] for c in g.calls if c[0] == "mount"]
+    assert g.recorded().index(("rm_rf", "/tmp/scratch")) > g.recorded().index(("appliance_command", zeroed[0]))
+    mounted = [c[1] for c in g.recorded() if c[0] == "mount"]
     assert mounted == ["/dev/altinst_rootvg/alt_root", "/dev/sda1", "/dev/altinst_rootvg/alt_var"]
 
 
@@ -277,15 +268,15 @@ def test_no_rules_touch_nothing(tmp_path: Path) -> None:
     ctx, g = context(plan("bios-lvm", 20 * GiB))
     ctx.rules, ctx.workdir = ExcludeRules(), tmp_path
     copy_blocks.exclude_files(ctx)
-    assert g.calls == []
+    assert g.recorded() == []
 
 
 def test_partition_table_ids_are_renewed() -> None:
     ctx, g = context(plan("bios-lvm", 20 * GiB))
     copy_blocks.renew_tables(ctx)
-    ((name, argv),) = g.calls
+    ((name, argv),) = g.recorded()
     assert name == "appliance_command" and argv[:3] == ["sfdisk", "--disk-id", "/dev/sda"]
     assert int(argv[3], 16) != 0
     gpt, g2 = context(plan("gpt-esp-lvm", 40 * GiB))
     copy_blocks.renew_tables(gpt)
-    assert g2.calls == [("appliance_command", ["sgdisk", "--randomize-guids", "/dev/sda"])]
+    assert g2.recorded() == [("appliance_command", ["sgdisk", "--randomize-guids", "/dev/sda"])]

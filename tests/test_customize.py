@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import fnmatch
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -14,82 +14,38 @@ from imgclone.errors import GuestfsError, ImgcloneError, PhaseStateError, UsageE
 from imgclone.model.layout import Layout
 from imgclone.phases import customize as cz
 from imgclone.phases.packages import make_request, scan
-from tests.fakes import FakeRunner
+from tests.fakes import FakeGuest, FakeRunner
 
 
-class MemGuest:
-    """The few libguestfs file calls Phase 2 makes, on a dict (path → bytes) and a symlink table."""
+def sh_reply(outputs: dict[str, str] | None = None, fail: str | None = None) -> Callable[[str], str]:
+    """sh's reply: the output of the first key of `outputs` found in the command, else ""; a command that contains
+    `fail` fails as dpkg does."""
 
-    def __init__(self, files: dict[str, bytes] | None = None, links: dict[str, str] | None = None) -> None:
-        self.files = dict(files or {})
-        self.links = dict(links or {})
-        self.modes: dict[str, int] = {}
-        self.shell: list[str] = []
-        self.sh_reply: dict[str, str] = {}
-        self.sh_fail: str | None = None
-
-    def exists(self, p: str) -> bool:
-        return p in self.files or p in self.links or any(f.startswith(p + "/") for f in self.files)
-
-    def is_file(self, p: str) -> bool:
-        return p in self.files
-
-    def is_symlink(self, p: str) -> bool:
-        return p in self.links
-
-    def readlink(self, p: str) -> str:
-        return self.links[p]
-
-    def rm_f(self, p: str) -> None:
-        self.files.pop(p, None)
-        self.links.pop(p, None)
-
-    def rm_rf(self, p: str) -> None:
-        for f in [f for f in self.files if f == p or f.startswith(p + "/")]:
-            del self.files[f]
-
-    def upload(self, local: str, remote: str) -> None:
-        self.files[remote] = Path(local).read_bytes()
-
-    def write(self, p: str, data: bytes) -> None:
-        self.files[p] = data
-
-    def read_file(self, p: str) -> bytes:
-        return self.files[p]
-
-    def chmod(self, mode: int, p: str) -> None:
-        self.modes[p] = mode
-
-    def mkdir_p(self, p: str) -> None:
-        pass
-
-    def ln_sf(self, target: str, link: str) -> None:
-        self.links[link] = target
-
-    def glob_expand(self, pattern: str) -> list[str]:
-        return sorted(f for f in self.files if fnmatch.fnmatch(f, pattern))
-
-    def sync(self) -> None:
-        self.shell.append("<sync>")
-
-    def sh(self, cmd: str) -> str:
-        self.shell.append(cmd)
-        if self.sh_fail and self.sh_fail in cmd:
+    def sh(command: str) -> str:
+        if fail and fail in command:
             raise GuestfsError("sh: dpkg: dependency problems prevent configuration of hello:\n"
                                " hello depends on libmissing; however:\n  Package libmissing is not installed.\n"
                                "dpkg: error processing package hello (--install):")  # fmt: skip
-        return next((out for key, out in self.sh_reply.items() if key in cmd), "")
+        return next((out for key, out in (outputs or {}).items() if key in command), "")
+
+    return sh
 
 
-def _ctx(g: MemGuest, **opts: Any) -> cz.Customize:
+def ran(g: FakeGuest) -> list[str]:
+    """What ran in the clone, in order: each sh command, <sync> for a sync, <fuse MOUNTPOINT> for an export."""
+    shown = {"sh": lambda args: args[0], "sync": lambda args: "<sync>", "mount_local": lambda args: f"<fuse {args[0]}>"}
+    return [shown[c.name](c.args) for c in g.calls if c.name in shown]
+
+
+def _ctx(g: FakeGuest, **opts: Any) -> cz.Customize:
     ctx = cz.Customize(targets=("t.img",), doc={}, layout=Layout(), opts=cz.CustomizeOptions(**opts))
-    ctx.guest = g  # type: ignore[assignment]
+    ctx.guest = g
     return ctx
 
 
 def test_resolv_conf_replaces_a_symlink(tmp_path: Path) -> None:
     (tmp_path / "resolv").write_text("nameserver 192.0.2.1\n")
-    g = MemGuest(links={"/etc/resolv.conf": "../run/systemd/resolve/stub-resolv.conf"})
+    g = FakeGuest(links={"/etc/resolv.conf": "../run/systemd/resolve/stub-resolv.conf"})
     ctx = _ctx(g, resolv_conf=str(tmp_path / "resolv"))
     cz.replace_resolv_conf(ctx)
     assert g.files["/etc/resolv.conf"] == b"nameserver 192.0.2.1\n" and "/etc/resolv.conf" not in g.links
@@ -97,7 +53,7 @@ def test_resolv_conf_replaces_a_symlink(tmp_path: Path) -> None:
 
 
 def test_device_reset_forgets_the_machine() -> None:
-    g = MemGuest({
+    g = FakeGuest(files={
         "/etc/machine-id": b"0123456789abcdef0123456789abcdef\n",
         "/var/lib/systemd/random-seed": b"seed",
         "/etc/udev/rules.d/70-persistent-net.rules": b'SUBSYSTEM=="net", ATTR{address}=="52:54:00:12:34:56"\n',
@@ -118,7 +74,7 @@ def test_device_reset_forgets_the_machine() -> None:
 
 
 def test_console_sets_cmdline_and_serial_getty() -> None:
-    g = MemGuest({"/etc/default/grub": b'GRUB_CMDLINE_LINUX="quiet console=tty0"\n'})
+    g = FakeGuest(files={"/etc/default/grub": b'GRUB_CMDLINE_LINUX="quiet console=tty0"\n'})
     cz.set_console(_ctx(g, device_reset=True, console="ttyS1,115200"))
     assert g.files["/etc/default/grub"] == b'GRUB_CMDLINE_LINUX="quiet console=ttyS1,115200"\n'
     assert g.links["/etc/systemd/system/getty.target.wants/serial-getty@ttyS1.service"].endswith(
@@ -129,7 +85,7 @@ def test_console_sets_cmdline_and_serial_getty() -> None:
 def test_first_boot_unit_runs_once(tmp_path: Path) -> None:
     script = tmp_path / "fb.sh"
     script.write_text("#!/bin/sh\necho hi\n")
-    g = MemGuest()
+    g = FakeGuest()
     cz.add_first_boot(_ctx(g, first_boot=str(script)))
     assert g.files["/usr/local/lib/imgclone/firstboot"] == script.read_bytes()
     assert g.modes["/usr/local/lib/imgclone/firstboot"] == 0o755
@@ -144,13 +100,13 @@ def test_first_boot_unit_runs_once(tmp_path: Path) -> None:
 def test_packages_installed_with_the_clones_dpkg_and_cleaned_up(tmp_path: Path) -> None:
     build_deb(tmp_path, "hello", "1.0")
     build_deb(tmp_path, "libfoo", "2.0")
-    g = MemGuest({"/usr/bin/dpkg": b""})
-    g.sh_reply["dpkg-query"] = "libfoo\t1.0\tinstalled\nbash\t5.2\tinstalled\n"
+    installed = "libfoo\t1.0\tinstalled\nbash\t5.2\tinstalled\n"
+    g = FakeGuest({"sh": sh_reply({"dpkg-query": installed})}, files={"/usr/bin/dpkg": b""})
     req = make_request(str(tmp_path), install=["hello"], fixes=["update_all"], flags=["--force-confnew"])
     ctx = _ctx(g, packages=req)
     ctx.available = scan(tmp_path)
     cz.install_packages(ctx)
-    install = g.shell[-1]
+    install = ran(g)[-1]
     assert install.startswith("env DEBIAN_FRONTEND=noninteractive dpkg --install --force-confnew ")
     assert "/var/cache/imgclone/packages/hello_1.0_all.deb" in install and "libfoo_2.0_all.deb" in install
     assert ctx.actions == ["installed hello 1.0 from hello_1.0_all.deb", "installed libfoo 2.0 from libfoo_2.0_all.deb"]
@@ -159,8 +115,7 @@ def test_packages_installed_with_the_clones_dpkg_and_cleaned_up(tmp_path: Path) 
 
 def test_failed_install_names_the_package(tmp_path: Path) -> None:
     build_deb(tmp_path, "hello", "1.0", depends="libmissing")
-    g = MemGuest({"/usr/bin/dpkg": b""})
-    g.sh_fail = "dpkg --install"
+    g = FakeGuest({"sh": sh_reply(fail="dpkg --install")}, files={"/usr/bin/dpkg": b""})
     ctx = _ctx(g, packages=make_request(str(tmp_path), install=["hello"]))
     ctx.available = scan(tmp_path)
     with pytest.raises(ImgcloneError, match=r"installing hello in the clone failed: dpkg: error processing package"):
@@ -170,7 +125,7 @@ def test_failed_install_names_the_package(tmp_path: Path) -> None:
 
 def test_clone_without_a_package_manager() -> None:
     with pytest.raises(ImgcloneError, match="neither dpkg nor rpm"):
-        cz.package_kind(MemGuest())  # type: ignore[arg-type]
+        cz.package_kind(FakeGuest())
 
 
 def test_what_the_script_wrote_is_synced_before_the_step_ends(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -178,12 +133,12 @@ def test_what_the_script_wrote_is_synced_before_the_step_ends(tmp_path: Path, mo
     rerun then runs it again, as the script ran)."""
     script = tmp_path / "s.sh"
     host = FakeRunner({(str(script),): "done\n"})
-    g = MemGuest()
+    g = FakeGuest()
     monkeypatch.setattr(cz, "HOST", host)
-    monkeypatch.setattr(cz, "serve_fuse", lambda guest, mp: nullcontext(g.shell.append(f"<fuse {mp}>")))
+    monkeypatch.setattr(cz, "serve_fuse", lambda guest, mp: nullcontext(guest.mount_local(mp)))  # FUSE left out
     cz.run_script(_ctx(g, script=str(script), alt_inst=str(tmp_path / "alt")))
     assert host.calls == [[str(script)]]
-    assert g.shell == [f"<fuse {tmp_path / 'alt'}>", "<sync>"]
+    assert ran(g) == [f"<fuse {tmp_path / 'alt'}>", "<sync>"]
     assert not (tmp_path / "alt").exists(), "the mount point made for the run is removed"
 
 

@@ -9,54 +9,49 @@ from typing import Any
 
 from imgclone.model.layout import FsType, Layout
 from imgclone.phases.finalize import Finalize, ensure_initramfs
+from tests.fakes import FakeGuest
 
 SOURCE = json.loads((Path(__file__).parent / "data" / "layout-bios-lvm.json").read_text())
 
 
-class FakeGuest:
-    """ls /boot and command(), recorded; lsinitramfs answers with `listing`."""
-
-    def __init__(self, listing: str) -> None:
-        self.listing = listing
-        self.commands: list[list[str]] = []
-
-    def ls(self, path: str) -> list[str]:
-        assert path == "/boot"
-        return ["vmlinuz-6.1.0-28-amd64", "initrd.img-6.1.0-28-amd64", "config-6.1.0-28-amd64"]
-
-    def command(self, argv: list[str]) -> str:
-        self.commands.append(argv)
-        return self.listing if argv[0] == "lsinitramfs" else ""
+def ls(path: str) -> list[str]:
+    assert path == "/boot"
+    return ["vmlinuz-6.1.0-28-amd64", "initrd.img-6.1.0-28-amd64", "config-6.1.0-28-amd64"]
 
 
 def context(root_type: FsType, listing: str = "") -> tuple[Finalize, FakeGuest]:
+    """ls /boot and command() of a fake guest, recorded; lsinitramfs answers with `listing`."""
     layout = Layout.from_dict(SOURCE)
     fss = tuple(dataclasses.replace(f, type=root_type) if f.mountpoint == "/" else f for f in layout.filesystems)
-    g = FakeGuest(listing)
+    g = FakeGuest({"ls": ls, "command": lambda argv: listing if argv[0] == "lsinitramfs" else ""})
     doc: dict[str, Any] = {"source_layout": SOURCE}
     ctx = Finalize(targets=("t.qcow2",), doc=doc, layout=dataclasses.replace(layout, filesystems=fss))
-    ctx.guest = g  # type: ignore[assignment]
+    ctx.guest = g
     return ctx, g
+
+
+def commands(g: FakeGuest) -> list[list[str]]:
+    return [args[0] for args in g.named("command")]
 
 
 def test_root_as_on_the_source_reads_no_initramfs() -> None:
     ctx, g = context(FsType.EXT4)
     ensure_initramfs(ctx)
-    assert g.commands == []
+    assert commands(g) == []
     assert ctx.actions == []
 
 
 def test_converted_root_with_its_module_keeps_the_initramfs() -> None:
     ctx, g = context(FsType.XFS, listing="usr/lib/modules/6.1.0-28-amd64/kernel/fs/xfs/xfs.ko\n")
     ensure_initramfs(ctx)
-    assert g.commands == [["lsinitramfs", "/boot/initrd.img-6.1.0-28-amd64"]]
+    assert commands(g) == [["lsinitramfs", "/boot/initrd.img-6.1.0-28-amd64"]]
     assert ctx.actions == []
 
 
 def test_converted_root_without_its_module_regenerates() -> None:
     ctx, g = context(FsType.XFS, listing="usr/lib/modules/6.1.0-28-amd64/kernel/fs/ext4/ext4.ko\n")
     ensure_initramfs(ctx)
-    assert g.commands[-1] == ["update-initramfs", "-u", "-k", "6.1.0-28-amd64"]
+    assert commands(g)[-1] == ["update-initramfs", "-u", "-k", "6.1.0-28-amd64"]
     assert ctx.actions == ["regenerated /boot/initrd.img-6.1.0-28-amd64 for xfs"]
 
 
@@ -64,4 +59,4 @@ def test_journal_without_source_layout_reads_the_initramfs() -> None:
     ctx, g = context(FsType.EXT4, listing="kernel/fs/ext4/ext4.ko\n")
     ctx.doc.clear()
     ensure_initramfs(ctx)
-    assert [c[0] for c in g.commands] == ["lsinitramfs"]
+    assert [c[0] for c in commands(g)] == ["lsinitramfs"]

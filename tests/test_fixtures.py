@@ -4,7 +4,6 @@ steps with a fake, the mmdebstrap command, and (integration) the real bios image
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from imgclone.guest.appliance import Appliance
 from imgclone.guest.interface import Guest
 from imgclone.model.layout import PartFlag
 from imgclone.model.parttypes import GPT_TYPES
+from tests.fakes import FakeGuest
 
 MiB = 1024 * 1024
 
@@ -95,30 +95,18 @@ def test_hooks() -> None:
 
 
 # -- the disk steps, with a fake appliance -------------------------------------------------------
-class RecordingGuest:
-    """Records every libguestfs call; vfs_uuid answers a fixed UUID per device."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[Any, ...]] = []
-
-    def vfs_uuid(self, dev: str) -> str:
-        return f"uuid-of-{dev.rsplit('/', 1)[1]}"
-
-    def __getattr__(self, name: str) -> Callable[..., None]:
-        return lambda *args, **kw: self.calls.append((name, *args, *sorted(kw.items())))
-
-
-def _steps(name: str) -> RecordingGuest:
-    g = RecordingGuest()
+def _steps(name: str) -> list[tuple[Any, ...]]:
+    """The calls of the disk steps (but the vfs_uuid questions, answered with a fixed UUID per device)."""
+    g = FakeGuest({"vfs_uuid": lambda dev: f"uuid-of-{dev.rsplit('/', 1)[1]}"})
     spec = FIXTURES[name]
     for step in (build.partition_disk, build.create_lvm, build.make_filesystems, build.mount_filesystems,
                  build.write_fstab):  # fmt: skip
-        step(g, spec)  # type: ignore[arg-type]
-    return g
+        step(g, spec)
+    return [c for c in g.recorded() if c[0] != "vfs_uuid"]
 
 
 def test_bios_steps() -> None:
-    calls = _steps("bios").calls
+    calls = _steps("bios")
     s = 2048
     assert calls[:5] == [
         ("part_init", "/dev/sda", "msdos"),
@@ -141,7 +129,7 @@ def test_bios_steps() -> None:
 
 
 def test_uefi_steps() -> None:
-    calls = _steps("uefi").calls
+    calls = _steps("uefi")
     types = {c[2]: c[3] for c in calls if c[0] == "part_set_gpt_type"}
     assert types == {1: GPT_TYPES[PartFlag.BIOS_GRUB], 2: GPT_TYPES[PartFlag.ESP], 3: GPT_TYPES[PartFlag.LVM]}
     last = max(c[4] for c in calls if c[0] == "part_add")
@@ -152,7 +140,7 @@ def test_uefi_steps() -> None:
 
 
 def test_ext3_steps() -> None:
-    calls = _steps("ext3").calls
+    calls = _steps("ext3")
     assert not any(c[0] in ("pvcreate", "vgcreate", "lvcreate") for c in calls)
     assert ("mkfs", "ext3", "/dev/sda1", ("label", "root")) in calls
     fstab = next(c[2] for c in calls if c[0] == "write").decode()

@@ -15,6 +15,7 @@ from imgclone.model.layout import (
 )
 from imgclone.phases.fixups import partuuid_map, replace_uuids, rewrite_fstab, rewrite_references
 from imgclone.plan.types import Plan
+from tests.fakes import FakeGuest
 
 FSTAB = """\
 # /etc/fstab: static file system information.
@@ -94,26 +95,10 @@ def test_partuuids_follow_the_new_table_through_the_filesystems_and_swaps_on_the
     assert partuuid_map(_plan_with_partuuids(), same) == {}, "an unchanged PARTUUID is left alone"
 
 
-class _Clone:
-    """The mounted clone's files, as rewrite_references reads and writes them."""
-
-    def __init__(self, files: dict[str, str]) -> None:
-        self.files = files
-
-    def is_file(self, path: str) -> bool:
-        return path in self.files
-
-    def read_file(self, path: str) -> bytes:
-        return self.files[path].encode()
-
-    def write(self, path: str, data: bytes) -> None:
-        self.files[path] = data.decode()
-
-
 def test_the_clone_s_fstab_and_kernel_command_line_name_the_new_partuuids() -> None:
-    clone = _Clone({"/etc/fstab": "PARTUUID=1234abcd-01 /boot ext4 defaults 0 2\n",
-                    "/etc/default/grub": 'GRUB_CMDLINE_LINUX="resume=PARTUUID=1234ABCD-03"\n'})  # fmt: skip
+    clone = FakeGuest(files={"/etc/fstab": "PARTUUID=1234abcd-01 /boot ext4 defaults 0 2\n",
+                             "/etc/default/grub": 'GRUB_CMDLINE_LINUX="resume=PARTUUID=1234ABCD-03"\n'})  # fmt: skip
     new = {"part-t0-1": "99998888-01", "part-t0-3": "99998888-03"}
-    rewrite_references(clone, _plan_with_partuuids(), {}, new)  # type: ignore[arg-type]
-    assert clone.files["/etc/fstab"] == "PARTUUID=99998888-01\t/boot\text4\tdefaults\t0\t2\n"
-    assert clone.files["/etc/default/grub"] == 'GRUB_CMDLINE_LINUX="resume=PARTUUID=99998888-03"\n'
+    rewrite_references(clone, _plan_with_partuuids(), {}, new)
+    assert clone.text("/etc/fstab") == "PARTUUID=99998888-01\t/boot\text4\tdefaults\t0\t2\n"
+    assert clone.text("/etc/default/grub") == 'GRUB_CMDLINE_LINUX="resume=PARTUUID=99998888-03"\n'

@@ -17,6 +17,7 @@ from imgclone.capture import host as capture_host
 from imgclone.capture import offline as capture_offline
 from imgclone.model.content import ContentFacts
 from imgclone.phases.restore import planning_content
+from tests.fakes import FakeGuest
 
 GiB = 1 << 30
 
@@ -82,23 +83,15 @@ def test_host_prescan_reads_the_view_and_applies_the_rules(tmp_path: Path, monke
     assert (facts.largest_file, facts.largest_file_path) == (2 * GiB, "/srv/big"), "the excluded /srv/tmp is left out"
 
 
-class PrescanGuest:
-    """The appliance side of capture_offline.prescan_fs: a /tmp of its own where find writes the records, split
-    into chunks that base64 reads one at a time."""
+class ApplianceTmp:
+    """appliance_command's reply for capture_offline.prescan_fs: the appliance's /tmp, where find writes the records,
+    split into chunks that base64 reads one at a time."""
 
     def __init__(self, records: bytes) -> None:
         self.records = records
         self.files: dict[str, bytes] = {}
-        self.calls: list[Any] = []
 
-    def umount_all(self) -> None:
-        self.calls.append("umount_all")
-
-    def mount_ro(self, device: str, where: str) -> None:
-        self.calls.append(("mount_ro", device, where))
-
-    def appliance_command(self, argv: list[str]) -> str:
-        self.calls.append(argv[0])
+    def __call__(self, argv: list[str]) -> str:
         d = capture_offline.PRESCAN_DIR
         if argv == ["rm", "-rf", d]:
             self.files = {k: v for k, v in self.files.items() if not k.startswith(d + "/")}
@@ -115,11 +108,18 @@ class PrescanGuest:
         return ""
 
 
+def steps(g: FakeGuest) -> list[Any]:
+    """The calls: an appliance command by its program, mount_ro with its arguments, any other by its name."""
+    return [c.args[0][0] if c.name == "appliance_command" else (c.name, *c.args) if c.name == "mount_ro" else c.name
+            for c in g.calls]  # fmt: skip
+
+
 def test_image_prescan_mounts_one_filesystem_and_reads_finds_records(tmp_path: Path) -> None:
-    g = PrescanGuest(rec("f", 1, 17 * GiB, b"./big") + b"\0" + rec("f", 1, 2 * GiB, b"./junk.txt") + b"\0")
+    records = rec("f", 1, 17 * GiB, b"./big") + b"\0" + rec("f", 1, 2 * GiB, b"./junk.txt") + b"\0"
+    g = FakeGuest({"appliance_command": ApplianceTmp(records)})
     rules = excludes.ExcludeRules((b"^\\./var/junk\\.txt$",))
-    facts = capture_offline.prescan_fs(g, "/var", "/dev/rootvg/var", rules, tmp_path)  # type: ignore[arg-type]
-    assert g.calls == ["umount_all", ("mount_ro", "/dev/rootvg/var", "/"), "rm", "mkdir", "find", "split", "find",
+    facts = capture_offline.prescan_fs(g, "/var", "/dev/rootvg/var", rules, tmp_path)
+    assert steps(g) == ["umount_all", ("mount_ro", "/dev/rootvg/var", "/"), "rm", "mkdir", "find", "split", "find",
                        "base64", "umount_all"]  # fmt: skip
     assert (facts.largest_file, facts.largest_file_path) == (17 * GiB, "/var/big")
 
@@ -129,14 +129,15 @@ def test_image_prescan_reads_records_larger_than_one_answer(tmp_path: Path, monk
     second filesystem does not read the first one's."""
     monkeypatch.setattr(capture_offline, "PRESCAN_CHUNK", 1000)
     names = [rec("f", 5000, 10, b"./links/n%05d" % i) + b"\0" for i in range(5000)]
-    g = PrescanGuest(b"".join(names))
-    facts = capture_offline.prescan_fs(g, "/", "/dev/sda1", excludes.ExcludeRules(), tmp_path)  # type: ignore[arg-type]
-    assert g.calls.count("base64") > 100
+    tmp = ApplianceTmp(b"".join(names))
+    g = FakeGuest({"appliance_command": tmp})
+    facts = capture_offline.prescan_fs(g, "/", "/dev/sda1", excludes.ExcludeRules(), tmp_path)
+    assert steps(g).count("base64") > 100
     assert (facts.most_links, facts.most_links_path) == (5000, "/links/n00000")
-    g.records = rec("f", 1, 3 * GiB, b"./other") + b"\0"
+    tmp.records = rec("f", 1, 3 * GiB, b"./other") + b"\0"
     g.calls.clear()
-    facts = capture_offline.prescan_fs(g, "/srv", "/dev/sda2", excludes.ExcludeRules(), tmp_path)  # type: ignore[arg-type]
-    assert g.calls.count("base64") == 1, "the first filesystem's chunks were removed"
+    facts = capture_offline.prescan_fs(g, "/srv", "/dev/sda2", excludes.ExcludeRules(), tmp_path)
+    assert steps(g).count("base64") == 1, "the first filesystem's chunks were removed"
     assert (facts.largest_file, facts.most_links) == (3 * GiB, 1)
 
 

@@ -44,7 +44,7 @@ from imgclone.probe.guest_parsers import (
     split_mapper_name,
     xfs_features,
 )
-from tests.fakes import FakeRunner, fail
+from tests.fakes import FakeGuest, FakeRunner, fail
 
 MiB = 1024 * 1024
 ESP = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
@@ -251,93 +251,57 @@ def test_mount_key_orders_parents_first() -> None:
 
 
 # -- probe_image on a fake handle: msdos, extended + logical partitions, no LVM -------------------
-class FakeGuest:
-    """Answers the libguestfs calls probe_image makes, for an msdos disk without LVM."""
+MSDOS_PARTS = {1: (MiB, 255 * MiB), 2: (256 * MiB, 768 * MiB), 5: (257 * MiB, 127 * MiB), 6: (385 * MiB, 639 * MiB)}
+MSDOS_BLKID = {
+    "/dev/sda": {"PTTYPE": "dos", "PTUUID": "0a1b2c3d"},
+    "/dev/sda1": {"TYPE": "ext4", "UUID": "1111", "LABEL": "boot", "PART_ENTRY_SCHEME": "dos",
+                  "PART_ENTRY_TYPE": "0x83", "PART_ENTRY_FLAGS": "0x80", "PART_ENTRY_UUID": "0a1b2c3d-01"},
+    "/dev/sda2": {"PART_ENTRY_SCHEME": "dos", "PART_ENTRY_TYPE": "0x5", "PART_ENTRY_UUID": "0a1b2c3d-02"},
+    "/dev/sda5": {"TYPE": "swap", "UUID": "5555", "PART_ENTRY_SCHEME": "dos", "PART_ENTRY_TYPE": "0x82",
+                  "PART_ENTRY_UUID": "0a1b2c3d-05"},
+    "/dev/sda6": {"TYPE": "ext4", "UUID": "6666", "LABEL": "my\\ root", "PART_ENTRY_SCHEME": "dos",
+                  "PART_ENTRY_TYPE": "0x83", "PART_ENTRY_UUID": "0a1b2c3d-06"},
+}  # fmt: skip
+MSDOS_FSTAB = "LABEL=my\\040root / ext4 errors=remount-ro 0 1\nUUID=1111 /boot ext4 nodev 0 2\n"
 
-    PARTS = {1: (MiB, 255 * MiB), 2: (256 * MiB, 768 * MiB), 5: (257 * MiB, 127 * MiB), 6: (385 * MiB, 639 * MiB)}
-    BLKID = {
-        "/dev/sda": {"PTTYPE": "dos", "PTUUID": "0a1b2c3d"},
-        "/dev/sda1": {"TYPE": "ext4", "UUID": "1111", "LABEL": "boot", "PART_ENTRY_SCHEME": "dos",
-                      "PART_ENTRY_TYPE": "0x83", "PART_ENTRY_FLAGS": "0x80", "PART_ENTRY_UUID": "0a1b2c3d-01"},
-        "/dev/sda2": {"PART_ENTRY_SCHEME": "dos", "PART_ENTRY_TYPE": "0x5", "PART_ENTRY_UUID": "0a1b2c3d-02"},
-        "/dev/sda5": {"TYPE": "swap", "UUID": "5555", "PART_ENTRY_SCHEME": "dos", "PART_ENTRY_TYPE": "0x82",
-                      "PART_ENTRY_UUID": "0a1b2c3d-05"},
-        "/dev/sda6": {"TYPE": "ext4", "UUID": "6666", "LABEL": "my\\ root", "PART_ENTRY_SCHEME": "dos",
-                      "PART_ENTRY_TYPE": "0x83", "PART_ENTRY_UUID": "0a1b2c3d-06"},
+
+def msdos_guest(roots: list[str] | None = None, **replies: Any) -> FakeGuest:
+    """Answers the libguestfs calls probe_image makes, for an msdos disk without LVM; `roots` are the filesystems
+    that hold a system's root, and `replies` change the others."""
+    roots = ["/dev/sda6"] if roots is None else roots
+    g = FakeGuest()
+
+    def mount_ro(dev: str, mountpoint: str) -> None:
+        assert mountpoint == "/" or "/" in g.mounted, "parents first"
+
+    def at_root() -> bool:
+        return g.mounted.get("/", "") in roots
+
+    g.replies = {
+        "list_devices": ["/dev/sda"],
+        "list_partitions": [f"/dev/sda{n}" for n in MSDOS_PARTS],
+        "part_to_dev": "/dev/sda",
+        "part_to_partnum": lambda part: int(part.removeprefix("/dev/sda")),
+        "part_get_parttype": "msdos",
+        "part_list": [{"part_num": n, "part_start": s, "part_size": z, "part_end": s + z - 1}
+                      for n, (s, z) in MSDOS_PARTS.items()],
+        "blockdev_getsize64": 1024 * MiB,
+        "blockdev_getss": 512,
+        "blkid": lambda dev: MSDOS_BLKID[dev],
+        "mount_ro": mount_ro,
+        "is_file": lambda path: path == "/etc/fstab" and at_root(),
+        "is_dir": lambda path: path in ("/etc", "/usr/bin") and at_root(),
+        "read_file": MSDOS_FSTAB.encode(),
+        "statvfs": {"blocks": 1000, "bfree": 400, "frsize": 4096},
+        "tune2fs_l": {"Filesystem features": "has_journal extent", "Block size": "4096", "Inode size": "256"},
+        **replies,
     }  # fmt: skip
-    FSTAB = "LABEL=my\\040root / ext4 errors=remount-ro 0 1\nUUID=1111 /boot ext4 nodev 0 2\n"
-
-    def __init__(self, roots: list[str] | None = None) -> None:
-        self.roots = ["/dev/sda6"] if roots is None else roots  # the filesystems that hold a system's root
-        self.mounted: list[str] = []
-        self.at_root = ""  # the device mounted at /
-        self.fail_statvfs = False
-
-    def list_devices(self) -> list[str]:
-        return ["/dev/sda"]
-
-    def list_partitions(self) -> list[str]:
-        return [f"/dev/sda{n}" for n in self.PARTS]
-
-    def part_to_dev(self, part: str) -> str:
-        return "/dev/sda"
-
-    def part_to_partnum(self, part: str) -> int:
-        return int(part.removeprefix("/dev/sda"))
-
-    def part_get_parttype(self, dev: str) -> str:
-        return "msdos"
-
-    def part_list(self, dev: str) -> list[dict[str, int]]:
-        return [
-            {"part_num": n, "part_start": s, "part_size": z, "part_end": s + z - 1} for n, (s, z) in self.PARTS.items()
-        ]
-
-    def blockdev_getsize64(self, dev: str) -> int:
-        return 1024 * MiB
-
-    def blockdev_getss(self, dev: str) -> int:
-        return 512
-
-    def blkid(self, dev: str) -> dict[str, str]:
-        return self.BLKID[dev]
-
-    def pvs_full(self) -> list[Any]:
-        return []
-
-    lvs_full = vgs_full = pvs = pvs_full
-
-    def mount_ro(self, dev: str, mountpoint: str) -> None:
-        assert mountpoint == "/" or "/" in self.mounted, "parents first"
-        self.mounted.append(mountpoint)
-        if mountpoint == "/":
-            self.at_root = dev
-
-    def umount_all(self) -> None:
-        self.mounted.clear()
-        self.at_root = ""
-
-    def is_file(self, path: str) -> bool:
-        return path == "/etc/fstab" and self.at_root in self.roots
-
-    def is_dir(self, path: str) -> bool:
-        return path in ("/etc", "/usr/bin") and self.at_root in self.roots
-
-    def read_file(self, path: str) -> bytes:
-        return self.FSTAB.encode()
-
-    def statvfs(self, path: str) -> dict[str, int]:
-        if self.fail_statvfs:
-            raise GuestfsError("statvfs: boom")
-        return {"blocks": 1000, "bfree": 400, "frsize": 4096}
-
-    def tune2fs_l(self, dev: str) -> dict[str, str]:
-        return {"Filesystem features": "has_journal extent", "Block size": "4096", "Inode size": "256"}
+    return g
 
 
 def test_probe_image_msdos_on_fake_guest() -> None:
-    g = FakeGuest()
-    layout, sources = probe_image(g, ["disk.img"])  # type: ignore[arg-type]
+    g = msdos_guest()
+    layout, sources = probe_image(g, ["disk.img"])
     assert layout.disks == (Disk("disk-sda", "/dev/sda", 1024 * MiB, TableType.MSDOS, 512, "0a1b2c3d"),)
     assert [p.id for p in layout.partitions] == ["part-sda1", "part-sda5", "part-sda6"]  # extended one skipped
     p1 = layout.get("part-sda1")
@@ -349,24 +313,19 @@ def test_probe_image_msdos_on_fake_guest() -> None:
     boot = layout.filesystem_at("/boot")
     assert boot is not None and boot.options == "nodev"
     assert sources == [GuestSource("fs-root", "/dev/sda6", "/"), GuestSource("fs-boot", "/dev/sda1", "/boot")]
-    assert g.mounted == []
+    assert g.mounted == {}
 
 
-class PartedFakeGuest(FakeGuest):
+def parted_guest() -> FakeGuest:
     """blkid without PART_ENTRY_* values: the partition facts come from parted's calls."""
-
-    BLKID = {d: {k: v for k, v in i.items() if not k.startswith("PART_ENTRY")} for d, i in FakeGuest.BLKID.items()}
-    MBR = {1: (0x83, True), 2: (0x05, False), 5: (0x82, False), 6: (0x83, False)}
-
-    def part_get_mbr_id(self, dev: str, num: int) -> int:
-        return self.MBR[num][0]
-
-    def part_get_bootable(self, dev: str, num: int) -> bool:
-        return self.MBR[num][1]
+    blkid = {d: {k: v for k, v in i.items() if not k.startswith("PART_ENTRY")} for d, i in MSDOS_BLKID.items()}
+    mbr = {1: (0x83, True), 2: (0x05, False), 5: (0x82, False), 6: (0x83, False)}
+    return msdos_guest(blkid=lambda dev: blkid[dev], part_get_mbr_id=lambda dev, num: mbr[num][0],
+                       part_get_bootable=lambda dev, num: mbr[num][1])  # fmt: skip
 
 
 def test_probe_image_falls_back_to_parted() -> None:
-    layout, _ = probe_image(PartedFakeGuest(), ["disk.img"])  # type: ignore[arg-type]
+    layout, _ = probe_image(parted_guest(), ["disk.img"])
     assert [(p.id, p.flags, p.uuid) for p in layout.partitions] == [
         ("part-sda1", (PartFlag.BOOT,), "0a1b2c3d-01"),
         ("part-sda5", (PartFlag.SWAP,), "0a1b2c3d-05"),
@@ -375,11 +334,10 @@ def test_probe_image_falls_back_to_parted() -> None:
 
 
 def test_probe_image_unmounts_on_error() -> None:
-    g = FakeGuest()
-    g.fail_statvfs = True
+    g = msdos_guest(statvfs=GuestfsError("statvfs: boom"))
     with pytest.raises(GuestfsError):
-        probe_image(g, ["disk.img"])  # type: ignore[arg-type]
-    assert g.mounted == []
+        probe_image(g, ["disk.img"])
+    assert g.mounted == {}
 
 
 @pytest.mark.parametrize(
@@ -391,27 +349,20 @@ def test_probe_image_unmounts_on_error() -> None:
 )
 def test_probe_image_needs_one_os(roots: list[str], message: str) -> None:
     with pytest.raises(ImgcloneError, match=message):
-        probe_image(FakeGuest(roots), ["disk.img"])  # type: ignore[arg-type]
+        probe_image(msdos_guest(roots), ["disk.img"])
 
 
 def test_mount_sources_parents_first() -> None:
-    g = FakeGuest()
-    mount_sources(g, [GuestSource("fs-boot", "/dev/sda1", "/boot"), GuestSource("fs-root", "/dev/sda6", "/")])  # type: ignore[arg-type]
-    assert g.mounted == ["/", "/boot"]
-
-
-class StatvfsGuest:
-    """statvfs of mounted filesystems: ext4 at /, vfat (no inode table: files 0) at /boot/efi."""
-
-    STATS = {"/": {"files": 65536, "ffree": 60000}, "/boot/efi": {"files": 0, "ffree": 0}}
-
-    def statvfs(self, path: str) -> dict[str, int]:
-        return self.STATS[path]
+    g = msdos_guest()
+    mount_sources(g, [GuestSource("fs-boot", "/dev/sda1", "/boot"), GuestSource("fs-root", "/dev/sda6", "/")])
+    assert list(g.mounted) == ["/", "/boot"]
 
 
 def test_used_inodes_of_the_mounted_sources() -> None:
+    # statvfs of mounted filesystems: ext4 at /, vfat (no inode table: files 0) at /boot/efi
+    stats = {"/": {"files": 65536, "ffree": 60000}, "/boot/efi": {"files": 0, "ffree": 0}}
     sources = [GuestSource("fs-root", "/dev/sda6", "/"), GuestSource("fs-boot-efi", "/dev/sda1", "/boot/efi")]
-    assert used_inodes(StatvfsGuest(), sources) == {"fs-root": 5536}  # type: ignore[arg-type]
+    assert used_inodes(FakeGuest({"statvfs": lambda path: stats[path]}), sources) == {"fs-root": 5536}
 
 
 # -- boot facts ----------------------------------------------------------------------------------
@@ -454,26 +405,9 @@ def test_decide_firmware(facts: dict[str, bool], firmware: str) -> None:
     assert decide_firmware(**facts) == firmware
 
 
-class FakeBootGuest:
+def boot_guest(files: dict[str, str], dirs: set[str], mbr: bytes = b"") -> FakeGuest:
     """A mounted guest tree for boot_facts_guest: files, directories and the disks' first sectors."""
-
-    def __init__(self, files: dict[str, str], dirs: set[str], mbr: bytes = b"") -> None:
-        self.files, self.dirs, self.mbr = files, dirs, mbr
-
-    def is_file(self, path: str) -> bool:
-        return path in self.files
-
-    def is_dir(self, path: str) -> bool:
-        return path in self.dirs
-
-    def read_file(self, path: str) -> bytes:
-        return self.files[path].encode()
-
-    def find(self, path: str) -> list[str]:
-        return [f.removeprefix(path) for f in self.files if f.startswith(path + "/")]
-
-    def pread_device(self, dev: str, size: int, offset: int) -> bytes:
-        return self.mbr
+    return FakeGuest({"pread_device": mbr}, files=files, dirs=dirs)
 
 
 def _bios_layout() -> Layout:
@@ -485,13 +419,13 @@ def _bios_layout() -> Layout:
 def test_boot_facts_guest_bios() -> None:
     files = {"/etc/fstab": "UUID=abc / ext4 defaults 0 1\n",
              "/boot/grub/grub.cfg": "menuentry x {\n linux /vmlinuz root=UUID=abc ro console=ttyS0\n}\n"}  # fmt: skip
-    g = FakeBootGuest(files, {"/boot/grub/i386-pc"})
-    facts = boot_facts_guest(g, _bios_layout())  # type: ignore[arg-type]
+    g = boot_guest(files, {"/boot/grub/i386-pc"})
+    facts = boot_facts_guest(g, _bios_layout())
     assert facts == BootFacts("bios", "grub2", "root=UUID=abc ro console=ttyS0", "UUID=abc")
     # no i386-pc directory, but GRUB's boot code in the MBR
-    facts = boot_facts_guest(FakeBootGuest(files, set(), b"\xeb\x63GRUB \0Geom"), _bios_layout())  # type: ignore[arg-type]
+    facts = boot_facts_guest(boot_guest(files, set(), b"\xeb\x63GRUB \0Geom"), _bios_layout())
     assert (facts.firmware, facts.bootloader) == ("bios", "grub2")
-    facts = boot_facts_guest(FakeBootGuest({}, set()), _bios_layout())  # type: ignore[arg-type]
+    facts = boot_facts_guest(boot_guest({}, set()), _bios_layout())
     assert facts == BootFacts("bios", "none", "", "")
 
 

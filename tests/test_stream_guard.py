@@ -14,6 +14,7 @@ from imgclone.errors import ImgcloneError
 from imgclone.model.content import ContentFacts
 from imgclone.phases import extract
 from imgclone.phases.stream_guard import guards
+from tests.fakes import FakeGuest
 from tests.test_limits import GiB, planned, source
 
 HOST_FACTS = ContentFacts(GiB, "/data/a", 2, "/data/b")  # a host capture: no xattr figure
@@ -56,19 +57,13 @@ def test_the_guard_refuses_at_the_offending_header_before_its_data() -> None:
     assert at <= f2, "refused before a byte of f2's data went by"
 
 
-class PipeGuest:
-    """tar_in reads the whole pipe, as the appliance's tar would, and keeps what it got."""
+class Pipe:
+    """tar_in's reply: it reads the whole pipe, as the appliance's tar would, and keeps what it got."""
 
     def __init__(self) -> None:
         self.got = b""
 
-    def umount_all(self) -> None:
-        pass
-
-    def mount(self, device: str, where: str) -> None:
-        pass
-
-    def tar_in(self, path: str, directory: str, **kw: Any) -> None:
+    def __call__(self, path: str, directory: str, **kw: Any) -> None:
         with open(path, "rb") as f:
             self.got = f.read()
 
@@ -84,9 +79,9 @@ class Bar:
         pass
 
 
-def extraction(g: PipeGuest) -> extract.Extraction:
+def extraction(pipe: Pipe) -> extract.Extraction:
     [guard] = guards(planned(source("xfs"), HOST_FACTS, convert={"xfs": "ext4"}), {}).values()
-    return extract.Extraction(g, "streams/fs-data.tar.zst", "/dev/sda1", None, guard)  # type: ignore[arg-type]
+    return extract.Extraction(FakeGuest({"tar_in": pipe}), "streams/fs-data.tar.zst", "/dev/sda1", None, guard)
 
 
 def part(xattrs: list[int]) -> Part:
@@ -94,16 +89,16 @@ def part(xattrs: list[int]) -> Part:
 
 
 def test_a_guarded_stream_reaches_tar_in_whole_when_it_fits() -> None:
-    g = PipeGuest()
-    e = extraction(g)
+    pipe = Pipe()
+    e = extraction(pipe)
     e.feed(part([0, 3000] + [0] * 300), Bar())  # type: ignore[arg-type]
     e.finish()
-    assert g.got == tar_with([0, 3000] + [0] * 300), "every byte, in order, over several chunks"
+    assert pipe.got == tar_with([0, 3000] + [0] * 300), "every byte, in order, over several chunks"
 
 
 def test_a_guarded_stream_stops_before_the_xattr_tar_would_drop() -> None:
-    g = PipeGuest()
-    e = extraction(g)
+    pipe = Pipe()
+    e = extraction(pipe)
     data = tar_with([0] * 300 + [5000] + [0] * 300)  # the big one past the first 1 MiB chunk
     with pytest.raises(ImgcloneError, match="file /data/f300 has an extended attribute user.big of 5000 bytes") as ex:
         try:
@@ -113,4 +108,4 @@ def test_a_guarded_stream_stops_before_the_xattr_tar_would_drop() -> None:
             e.abandon()  # as extract_streams does
             raise
     assert "before tar had the file" in str(ex.value)
-    assert 0 < len(g.got) < data.index(b"A" * 5000), "tar_in got the chunks before it, not the one with the xattr"
+    assert 0 < len(pipe.got) < data.index(b"A" * 5000), "tar_in got the chunks before it, not the one with the xattr"

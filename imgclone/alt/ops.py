@@ -348,7 +348,7 @@ class Wipe:
 
 
 def cleanup(targets: Sequence[str], *, wipe: bool = False, debug: bool = False,
-            make_guest: Callable[[], Guest] | None = None) -> list[str]:  # fmt: skip
+            make_guest: Callable[[], Appliance] | None = None) -> list[str]:  # fmt: skip
     """Forget the alternate (its journal); with wipe, first blank its recorded targets. Returns what was done."""
     alt = find(targets)
     _refuse_woken(alt, "cleanup")
@@ -365,7 +365,7 @@ def cleanup(targets: Sequence[str], *, wipe: bool = False, debug: bool = False,
     return actions
 
 
-def wipe_targets(alt: Alternate, g: Guest) -> list[str]:
+def wipe_targets(alt: Alternate, g: Appliance) -> list[str]:
     """Through one appliance holding only the recorded targets: remove the VGs and PVs, wipe every signature."""
     for t in alt.targets:
         g.add_drive(t.path, readonly=False, format=t.format)

@@ -66,7 +66,7 @@ def verify_against(archive: str, targets: Sequence[str], *, debug: bool = False)
 class _Launch:
     """g.launch() in a thread; wait() re-raises its failure."""
 
-    def __init__(self, g: Guest) -> None:
+    def __init__(self, g: Appliance) -> None:
         self._error: list[BaseException] = []
 
         def run() -> None:

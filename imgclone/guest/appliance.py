@@ -1,6 +1,6 @@
 """The only importer of guestfs: one appliance handle per phase.
 
-`Guest` is a context manager: drives are added, the appliance launches once (on the
+`Appliance` is a context manager: drives are added, the appliance launches once (on the
 accelerator accel.choose() picked, falling back to TCG by itself when a KVM launch
 fails), every libguestfs call's RuntimeError becomes a GuestfsError, and the handle is
 shut down and closed on exit whatever happened (nova's VFSGuestFS lifecycle).
@@ -20,6 +20,8 @@ from types import TracebackType
 from typing import Any
 
 from imgclone.errors import GuestfsError, ImgcloneError
+from imgclone.guest.calls import Calls
+from imgclone.guest.interface import Guest
 from imgclone.host import accel
 
 log = logging.getLogger("imgclone")
@@ -125,8 +127,9 @@ def _no_error_printing(handle: Any) -> None:
         log.debug("libguestfs errors in this thread stay on stderr: %s", e)
 
 
-class Appliance:
-    """A libguestfs appliance with the given drives: the Guest interface (guest/interface.py) over GuestFS."""
+class Appliance(Calls):
+    """A libguestfs appliance with the given drives: the Guest interface (guest/interface.py) over GuestFS, its calls
+    forwarded by the methods of Calls (guest/calls.py)."""
 
     def __init__(self, trace: bool = False) -> None:
         self._gfs = _import_guestfs()
@@ -204,21 +207,19 @@ class Appliance:
         with _running_lock:
             _running.add(pid)
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """The libguestfs call `name` (the interface's methods, guest/calls.py, come here): its RuntimeError becomes
+        a GuestfsError that names the call."""
         if self._g is None:
             raise GuestfsError(f"libguestfs call {name} before the appliance was launched")
         fn = getattr(self._g, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            if not getattr(self._thread, "quiet", False):
-                _no_error_printing(self._g)
-                self._thread.quiet = True
-            try:
-                return fn(*args, **kwargs)
-            except RuntimeError as e:
-                raise GuestfsError(f"{name}: {e}") from e
-
-        return call
+        if not getattr(self._thread, "quiet", False):
+            _no_error_printing(self._g)
+            self._thread.quiet = True
+        try:
+            return fn(*args, **kwargs)
+        except RuntimeError as e:
+            raise GuestfsError(f"{name}: {e}") from e
 
     def appliance_command(self, argv: list[str]) -> str:
         """Run a program of the appliance itself (not of the guest) through libguestfs's `debug sh`, for options
@@ -261,3 +262,8 @@ class Appliance:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _is_a_guest(appliance: Appliance) -> Guest:
+    """Never called: mypy checks here that Appliance has every call of the Guest interface, typed alike."""
+    return appliance

@@ -136,7 +136,7 @@ def make_filesystems(g: Guest, devs: Devices, keep_uuids: dict[str, str]) -> dic
             g.appliance_command(xfs)  # libguestfs's mkfs passes no -m/-i/-n to mkfs.xfs
         else:
             opts = fsfeatures.ext_mkfs_options(fs.features) if str(fs.type) in fsfeatures.EXT_TYPES else {}
-            g.mkfs(str(fs.type), dev, **opts, **({"label": label} if label else {}))
+            g.mkfs(str(fs.type), dev, **opts, label=label or None)
         if fs.id in keep_uuids:
             g.set_uuid(dev, keep_uuids[fs.id])
         uuids[fs.id] = g.vfs_uuid(dev)
