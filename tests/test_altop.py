@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from imgclone.alt import ops as altop
+from imgclone.alt import alternates, host_vg, wake
+from imgclone.alt import cleanup as alt_cleanup
 from imgclone.cli.aix import translate
 from imgclone.errors import CommandError, GuestfsError, ImgcloneError, PhaseStateError, UsageError
 from imgclone.fs.mounttab import unescape
@@ -91,7 +92,7 @@ def test_query_names_now_missing_targets_and_phases(tmp_path: Path) -> None:
     early = journal(tmp_path, "early")
     done = journal(tmp_path, "done", phases=("1", "2", "3"))
     gone = journal(tmp_path, "gone", create=False)
-    by_path = {a.targets[0].path: a.to_dict() for a in altop.all_alternates()}
+    by_path = {a.targets[0].path: a.to_dict() for a in alternates.all_alternates()}
     assert by_path[early[0]]["vgs"] == [{"name": "altinst_rootvg", "lvs": ["alt_root", "alt_var", "alt_swap"]}]
     assert by_path[done[0]]["vgs"] == [{"name": "rootvg", "lvs": ["root", "var", "swap"]}]
     assert by_path[done[0]]["final_names"] is True and list(by_path[done[0]]["phases"]) == ["1", "2", "3"]
@@ -128,18 +129,18 @@ def test_query_without_journals(imgclone: Run, state_dir: Path) -> None:
 
 
 def test_drive_names() -> None:
-    assert [altop.drive_name(i) for i in (0, 1, 25, 26, 27, 701, 702)] == [
+    assert [wake.drive_name(i) for i in (0, 1, 25, 26, 27, 701, 702)] == [
         "/dev/sda", "/dev/sdb", "/dev/sdz", "/dev/sdaa", "/dev/sdab", "/dev/sdzz", "/dev/sdaaa"]  # fmt: skip
 
 
 def test_guestmount_argv_follows_the_names_and_drive_order(tmp_path: Path) -> None:
     targets = journal(tmp_path, disks=2)
-    argv = altop.guestmount_argv(altop.find(targets), "/alt_inst", "/run/x.pid")
+    argv = wake.guestmount_argv(alternates.find(targets), "/alt_inst", "/run/x.pid")
     assert argv == ["guestmount", "--rw", "--format=qcow2", "-a", targets[0], "--format=raw", "-a", targets[1],
                     "-m", "/dev/altinst_rootvg/alt_root:/", "-m", "/dev/sda1:/boot",
                     "-m", "/dev/altinst_rootvg/alt_var:/var", "--pid-file", "/run/x.pid", "/alt_inst"]  # fmt: skip
     final = journal(tmp_path, "final", phases=("1", "3"))
-    argv = altop.guestmount_argv(altop.find(final), "/alt_inst", "/run/x.pid")
+    argv = wake.guestmount_argv(alternates.find(final), "/alt_inst", "/run/x.pid")
     assert "/dev/rootvg/root:/" in argv and "/dev/rootvg/var:/var" in argv
 
 
@@ -150,7 +151,7 @@ def fake_guestmount() -> Iterator[subprocess.Popen[bytes]]:
     try:
         # until bash has exec'd, the pid is a bash: a test that asks at once under load would see no guestmount
         deadline = time.monotonic() + 10
-        while not altop.guestmount_alive(p.pid) and time.monotonic() < deadline:
+        while not alternates.guestmount_alive(p.pid) and time.monotonic() < deadline:
             time.sleep(0.01)
         yield p
     finally:
@@ -180,21 +181,21 @@ def test_wake_records_then_refuses_wake_and_cleanup(tmp_path: Path, fake_guestmo
     targets = journal(tmp_path)
     mp = tmp_path / "alt_inst"
     runner = EnvRunner({("guestmount",): guestmount_reply(fake_guestmount.pid)})
-    woken = altop.wake(targets, str(mp), runner=runner)
+    woken = wake.wake(targets, str(mp), runner=runner)
     assert woken.pid == fake_guestmount.pid and woken.made_mountpoint and mp.is_dir()
     assert runner.envs == [{"LIBGUESTFS_BACKEND_SETTINGS": "force_tcg"}], "TCG must reach guestmount's appliance"
     record = doc_of(targets)["woken"]
     assert record["mountpoint"] == str(mp) and record["pid"] == fake_guestmount.pid
-    assert altop.find(targets).to_dict()["woken"]["alive"] is True
+    assert alternates.find(targets).to_dict()["woken"]["alive"] is True
     with pytest.raises(PhaseStateError, match=r"wake: .* is woken at .*alt_inst \(guestmount pid \d+\)"):
-        altop.wake(targets, str(tmp_path / "elsewhere"), runner=runner)
+        wake.wake(targets, str(tmp_path / "elsewhere"), runner=runner)
     with pytest.raises(PhaseStateError, match="cleanup: .* is woken at"):
-        altop.cleanup(targets)
+        alt_cleanup.cleanup(targets)
     assert len(runner.calls) == 1 and not (tmp_path / "elsewhere").exists()
     fake_guestmount.kill()
     fake_guestmount.wait()
     with pytest.raises(PhaseStateError, match="stale wake record"):
-        altop.wake(targets, str(tmp_path / "elsewhere"), runner=runner)
+        wake.wake(targets, str(tmp_path / "elsewhere"), runner=runner)
 
 
 @pytest.mark.parametrize("kind", ["mounted", "file", "full"])
@@ -210,14 +211,14 @@ def test_wake_refuses_a_bad_mountpoint_and_writes_nothing(tmp_path: Path, kind: 
     message = {"mounted": "is a mount point already", "file": "not a directory", "full": "directory is not empty"}
     runner = FakeRunner()
     with pytest.raises(UsageError, match=message[kind]):
-        altop.wake(targets, str(mp), runner=runner)
+        wake.wake(targets, str(mp), runner=runner)
     assert runner.calls == [] and doc_of(targets) == before
 
 
 def test_wake_refuses_missing_targets(tmp_path: Path) -> None:
     targets = journal(tmp_path, create=False)
     with pytest.raises(PhaseStateError, match="no longer exist"):
-        altop.wake(targets, str(tmp_path / "mp"), runner=FakeRunner())
+        wake.wake(targets, str(tmp_path / "mp"), runner=FakeRunner())
     assert not (tmp_path / "mp").exists()
 
 
@@ -225,7 +226,7 @@ def test_failed_guestmount_leaves_no_mountpoint_and_no_record(tmp_path: Path) ->
     targets = journal(tmp_path)
     runner = FakeRunner({("guestmount",): fail(1, "libguestfs: error: could not create appliance\n")})
     with pytest.raises(CommandError, match="guestmount failed with exit code 1: libguestfs: error"):
-        altop.wake(targets, str(tmp_path / "mp"), runner=runner)
+        wake.wake(targets, str(tmp_path / "mp"), runner=runner)
     assert not (tmp_path / "mp").exists() and "woken" not in doc_of(targets)
 
 
@@ -242,7 +243,7 @@ def test_sleep_unmounts_waits_for_the_daemon_and_clears(
 ) -> None:
     targets, mp = woken_journal(tmp_path, fake_guestmount.pid)
     mounts = {str(mp)}
-    monkeypatch.setattr(altop, "mounted", lambda path: path in mounts)
+    monkeypatch.setattr(alternates, "mounted", lambda path: path in mounts)
 
     def unmount(argv: list[str], _input: bytes | None) -> Result:
         mounts.discard(argv[-1])
@@ -250,42 +251,42 @@ def test_sleep_unmounts_waits_for_the_daemon_and_clears(
         return Result(argv, 0, b"", "")
 
     runner = FakeRunner({("guestunmount",): unmount})
-    said = altop.sleep(targets, runner=runner)
+    said = wake.sleep(targets, runner=runner)
     assert runner.calls == [["guestunmount", str(mp)]]
     assert said.startswith(f"unmounted {mp}") and "woken" not in doc_of(targets) and not mp.exists()
     with pytest.raises(PhaseStateError, match="is not woken"):
-        altop.sleep(targets, runner=runner)
+        wake.sleep(targets, runner=runner)
 
 
 def test_sleep_when_busy_keeps_the_record(
     tmp_path: Path, fake_guestmount: subprocess.Popen[bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     targets, mp = woken_journal(tmp_path, fake_guestmount.pid)
-    monkeypatch.setattr(altop, "mounted", lambda path: True)
+    monkeypatch.setattr(alternates, "mounted", lambda path: True)
     busy = f"guestunmount: cannot unmount {mp}: Device or resource busy\n/tmp: root 1 bash\n"
     with pytest.raises(ImgcloneError, match=r"Device or resource busy \(close shells and files under it"):
-        altop.sleep(targets, runner=FakeRunner({("guestunmount",): fail(1, busy)}))
+        wake.sleep(targets, runner=FakeRunner({("guestunmount",): fail(1, busy)}))
     assert doc_of(targets)["woken"]["pid"] == fake_guestmount.pid
 
 
 def test_sleep_clears_a_stale_record_and_finds_the_only_woken(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no alternate is woken"):
-        altop.sleep(None, runner=FakeRunner())
+        wake.sleep(None, runner=FakeRunner())
     targets, mp = woken_journal(tmp_path, pid=2**22 + 7, made=False)  # no such process
     journal(tmp_path, "asleep")
     runner = FakeRunner()
-    assert altop.sleep(None, runner=runner).startswith(f"{mp} was no longer mounted")
+    assert wake.sleep(None, runner=runner).startswith(f"{mp} was no longer mounted")
     assert runner.calls == [] and "woken" not in doc_of(targets) and mp.is_dir(), "a directory we did not make stays"
 
 
 def test_a_dead_daemon_still_mounted_is_unmounted_and_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     targets, mp = woken_journal(tmp_path, pid=2**22 + 7)  # killed: its FUSE mount is left behind
     mounts = {str(mp)}
-    monkeypatch.setattr(altop, "mounted", lambda path: path in mounts)
+    monkeypatch.setattr(alternates, "mounted", lambda path: path in mounts)
     with pytest.raises(PhaseStateError, match=r"is woken at .*, but its guestmount \(pid \d+\) is gone"):
-        altop.wake(targets, str(tmp_path / "elsewhere"), runner=FakeRunner())
+        wake.wake(targets, str(tmp_path / "elsewhere"), runner=FakeRunner())
     runner = FakeRunner({("guestunmount",): lambda argv, _in: mounts.clear() or Result(argv, 0, b"", "")})
-    said = altop.sleep(targets, runner=runner)
+    said = wake.sleep(targets, runner=runner)
     assert runner.calls == [["guestunmount", str(mp)]] and "had died: what it had not written" in said
     assert "woken" not in doc_of(targets)
 
@@ -295,11 +296,11 @@ def test_a_dead_daemon_still_mounted_is_unmounted_and_said(tmp_path: Path, monke
 
 def test_cleanup_forgets_the_alternate(tmp_path: Path) -> None:
     targets = journal(tmp_path)
-    actions = altop.cleanup(targets)
+    actions = alt_cleanup.cleanup(targets)
     assert "the targets still hold altinst_rootvg" in actions[0] and actions[-1].startswith("forgot")
     assert state.load(targets) is None and Path(targets[0]).exists()
     with pytest.raises(PhaseStateError, match="no alternate recorded"):
-        altop.cleanup(targets)
+        alt_cleanup.cleanup(targets)
 
 
 WIPES = ("vg_activate", "wipefs", "vgremove", "pvremove", "blockdev_rereadpt", "close")  # what changes the disks
@@ -350,7 +351,7 @@ def wipe_guest(vgs: tuple[str, ...] = ("altinst_rootvg",), uuids: dict[str, str]
 def test_cleanup_wipe_blanks_only_the_recorded_targets(tmp_path: Path) -> None:
     targets = journal(tmp_path)
     g = wipe_guest()
-    actions = altop.cleanup(targets, wipe=True, make_guest=lambda: g)
+    actions = alt_cleanup.cleanup(targets, wipe=True, make_guest=lambda: g)
     assert [(path, opts["readonly"], opts.get("format")) for path, opts in g.drives] == [(targets[0], False, "qcow2")]
     assert g.recorded(*WIPES) == [
         ("vg_activate", True, ["altinst_rootvg"]),
@@ -373,7 +374,7 @@ def test_cleanup_wipe_blanks_only_the_recorded_targets(tmp_path: Path) -> None:
 def test_cleanup_wipe_after_phase3_removes_the_final_names(tmp_path: Path) -> None:
     targets = journal(tmp_path, phases=("1", "2", "3"))
     g = wipe_guest(vgs=("rootvg",))
-    altop.cleanup(targets, wipe=True, make_guest=lambda: g)
+    alt_cleanup.cleanup(targets, wipe=True, make_guest=lambda: g)
     assert ("vgremove", "rootvg") in g.recorded(*WIPES)
 
 
@@ -381,17 +382,17 @@ def test_cleanup_wipe_refuses_a_disk_that_no_longer_holds_the_alternate(tmp_path
     targets = journal(tmp_path)
     g = wipe_guest(vgs=("datavg",))  # reused for something else since: other VG, other UUIDs
     with pytest.raises(ImgcloneError, match="no longer holds this alternate"):
-        altop.cleanup(targets, wipe=True, make_guest=lambda: g)
+        alt_cleanup.cleanup(targets, wipe=True, make_guest=lambda: g)
     assert [c for c in g.recorded(*WIPES) if c[0] != "close"] == [] and state.load(targets) is not None
     g = wipe_guest(vgs=(), uuids={"/dev/sda1": "NEW-BOOT"})  # VG gone, /boot still ours: wipe what is left
-    altop.cleanup(targets, wipe=True, make_guest=lambda: g)
+    alt_cleanup.cleanup(targets, wipe=True, make_guest=lambda: g)
     assert ("wipefs", "/dev/sda1") in g.recorded(*WIPES) and state.load(targets) is None
 
 
 def test_cleanup_wipe_refuses_missing_targets(tmp_path: Path) -> None:
     targets = journal(tmp_path, create=False)
     with pytest.raises(PhaseStateError, match="no longer exist"):
-        altop.cleanup(targets, wipe=True, make_guest=wipe_guest)
+        alt_cleanup.cleanup(targets, wipe=True, make_guest=wipe_guest)
     assert state.load(targets) is not None
 
 
@@ -410,11 +411,11 @@ def lvm_runner(lv_attr: str | None = "-wi-------") -> FakeRunner:
 
 def test_old_vg_names_its_pvs_and_waits_for_yes() -> None:
     runner = lvm_runner()
-    said = altop.cleanup_old_vg("old_rootvg", yes=False, runner=runner)
+    said = host_vg.cleanup_old_vg("old_rootvg", yes=False, runner=runner)
     assert said == ["would remove volume group old_rootvg (1 logical volume(s)) and the LVM and other signatures of "
                     "/dev/sdb2, /dev/sdc; nothing done (--yes-wipe does it)"]  # fmt: skip
     assert [c[0] for c in runner.calls] == ["pvs", "lvs"]
-    altop.cleanup_old_vg("old_rootvg", yes=True, runner=runner)
+    host_vg.cleanup_old_vg("old_rootvg", yes=True, runner=runner)
     assert runner.calls[4:] == [["vgremove", "--yes", "--force", "old_rootvg"],
                                 ["pvremove", "--yes", "/dev/sdb2", "/dev/sdc"],
                                 ["wipefs", "--all", "/dev/sdb2", "/dev/sdc"]]  # fmt: skip
@@ -430,23 +431,23 @@ def test_old_vg_names_its_pvs_and_waits_for_yes() -> None:
 def test_old_vg_refusals(name: str, attr: str, error: type[Exception], message: str) -> None:
     runner = lvm_runner(attr)
     with pytest.raises(error, match=message):
-        altop.cleanup_old_vg(name, yes=True, runner=runner)
+        host_vg.cleanup_old_vg(name, yes=True, runner=runner)
     assert not any(c[0] in ("vgremove", "pvremove", "wipefs") for c in runner.calls)
 
 
 def test_old_vg_mounted_lv_or_pv_is_refused() -> None:
-    vg = altop.find_old_vg("old_rootvg", lvm_runner())
+    vg = host_vg.find_old_vg("old_rootvg", lvm_runner())
     dm = os.path.realpath("/dev/mapper/old_rootvg-root")
     with pytest.raises(ImgcloneError, match="logical volume root is mounted at /mnt/old"):
-        altop.check_old_vg_unused(vg, {dm: "/mnt/old"})
+        host_vg.check_old_vg_unused(vg, {dm: "/mnt/old"})
     with pytest.raises(ImgcloneError, match="/dev/sdc is mounted at /srv"):
-        altop.check_old_vg_unused(vg, {os.path.realpath("/dev/sdc"): "/srv"})
-    altop.check_old_vg_unused(vg, {"/dev/sda3": "/"})
+        host_vg.check_old_vg_unused(vg, {os.path.realpath("/dev/sdc"): "/srv"})
+    host_vg.check_old_vg_unused(vg, {"/dev/sda3": "/"})
 
 
 def test_mountinfo_of_this_host() -> None:
-    assert altop.mounted("/proc") and not altop.mounted("/proc/self")
-    assert all(where.startswith("/") for where in altop.mount_sources().values())
+    assert alternates.mounted("/proc") and not alternates.mounted("/proc/self")
+    assert all(where.startswith("/") for where in host_vg.mount_sources().values())
     assert unescape(r"/mnt/with\040space\134x") == "/mnt/with space\\x"
 
 

@@ -11,7 +11,7 @@ from imgclone.errors import UsageError
 from imgclone.host import locks
 from imgclone.host.targets import split_targets
 
-# alt/ops.py and the journal (libguestfs, the planner) are imported where an alt command runs
+# alt/ and the journal (libguestfs, the planner) are imported where an alt command runs
 
 
 def cmd_alt(args: argparse.Namespace) -> int:
@@ -22,42 +22,42 @@ def cmd_alt(args: argparse.Namespace) -> int:
 
 
 def _alt(args: argparse.Namespace, targets: list[str] | None) -> int:
-    from imgclone.alt import ops as altop
+    from imgclone.alt import alternates, wake
     from imgclone.model.journal import state_dir
 
     if args.alt_action == "query":
-        alts = [altop.find(targets)] if targets else altop.all_alternates()
+        alts = [alternates.find(targets)] if targets else alternates.all_alternates()
         data = {"state_dir": str(state_dir()), "alternates": [a.to_dict() for a in alts]}
         emit(args, data, lambda: query_text(data))
         return 0
     if args.alt_action == "wake":
         assert targets is not None  # -d is required
-        w = altop.wake(targets, args.mountpoint or altop.DEFAULT_MOUNTPOINT)
+        w = wake.wake(targets, args.mountpoint or wake.DEFAULT_MOUNTPOINT)
         text = (f"woke the alternate on -d {' '.join(targets)}: its filesystems are mounted read-write at "
                 f"{w.mountpoint} (guestmount pid {w.pid}); `imgclone alt sleep` writes them back\n")  # fmt: skip
         emit(args, w.to_dict(), lambda: text)
         return 0
     if args.alt_action == "sleep":
-        said = altop.sleep(targets)
+        said = wake.sleep(targets)
         emit(args, {"result": said}, lambda: said + "\n")
         return 0
     return _cleanup(args, targets)
 
 
 def _cleanup(args: argparse.Namespace, targets: list[str] | None) -> int:
-    from imgclone.alt import ops as altop
+    from imgclone.alt import cleanup, host_vg
 
     if args.old_vg is not None:
         if targets or args.wipe:
             raise UsageError("cleanup: --old-vg works on this host's volume group alone: no -d, no --wipe",
                              "use --yes-wipe to remove it")  # fmt: skip
-        actions = altop.cleanup_old_vg(args.old_vg, yes=args.yes_wipe)
+        actions = host_vg.cleanup_old_vg(args.old_vg, yes=args.yes_wipe)
     elif args.yes_wipe:
         raise UsageError("cleanup: --yes-wipe goes with --old-vg old_<vg>", "for an alternate: -d TARGETS --wipe")
     elif not targets:
         raise UsageError("cleanup: give -d TARGETS (an alternate) or --old-vg old_<vg> (this host's former rootvg)")
     else:
-        actions = altop.cleanup(targets, wipe=args.wipe, debug=args.debug)
+        actions = cleanup.cleanup(targets, wipe=args.wipe, debug=args.debug)
     emit(args, {"actions": actions}, lambda: "".join(a + "\n" for a in actions))
     return 0
 

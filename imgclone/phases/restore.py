@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from imgclone.alt import ops as altop
+from imgclone.alt import cleanup as alt_cleanup
 from imgclone.archive.reader import ArchiveReader, read_manifest
 from imgclone.errors import GuestfsError, ImgcloneError
 from imgclone.guest import session
@@ -147,7 +147,7 @@ def clean_up_failure(ctx: Restore, error: BaseException, wipe: Callable[[Sequenc
     note = ""
     if started and ctx.opts.wipe_on_failure and len(ctx.created) < len(ctx.disks) and isinstance(error, Exception):
         try:  # every target, created ones included: cleanup refuses an alternate whose targets are missing
-            (wipe or (lambda t: altop.cleanup(t, wipe=True, debug=ctx.opts.debug)))(ctx.opts.targets)
+            (wipe or (lambda t: alt_cleanup.cleanup(t, wipe=True, debug=ctx.opts.debug)))(ctx.opts.targets)
             note = "ALT_BAK_ERR_FAIL=1: the targets were wiped back to blank"
         except Exception as e:  # noqa: BLE001 - the restore's error is the news; this one is added to it
             note = f"ALT_BAK_ERR_FAIL=1: wiping the targets failed too ({e})"
