@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from imgclone.guest import session
-from imgclone.phases import alternate
+from imgclone.model.journal import Journal
 from tests.fakes import FakeAppliances
 
 
@@ -65,7 +65,7 @@ def test_opened_without_a_shared_appliance_is_this_phase_own() -> None:
 def test_drives_are_the_journal_targets_in_order() -> None:
     doc = {"targets": [{"path": "/img/a.qcow2", "format": "qcow2", "kind": "image", "size": 1},
                        {"path": "/dev/loop3", "format": "raw", "kind": "device", "size": 2}]}  # fmt: skip
-    assert alternate.drives(doc) == A
+    assert Journal.from_dict(doc).drives == A
 
 
 def test_phase_3_lets_the_targets_go_before_the_boot_order_and_reboot(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -80,8 +80,8 @@ def journal(tmp_path: Path, name: str = "clone", disks: int = 1, phases: tuple[s
 
 
 def doc_of(targets: list[str]) -> dict[str, Any]:
-    doc = state.load(targets)
-    assert doc is not None
+    """The journal of these targets as its JSON document."""
+    doc: dict[str, Any] = json.loads(state.state_path(targets).read_text())
     return doc
 
 
@@ -234,7 +234,7 @@ def woken_journal(tmp_path: Path, pid: int, made: bool = True) -> tuple[list[str
     targets = journal(tmp_path)
     mp = tmp_path / "alt_inst"
     mp.mkdir()
-    state.set_woken(targets, {"mountpoint": str(mp), "pid": pid, "since": "now", "made_mountpoint": made})
+    state.set_woken(targets, state.Woken(str(mp), pid, "now", made))
     return targets, mp
 
 

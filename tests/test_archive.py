@@ -14,16 +14,16 @@ import pytest
 
 from imgclone.archive import container as archive
 from imgclone.archive import writer as archive_writer
-from imgclone.archive.container import new_manifest
-from imgclone.archive.reader import ArchiveReader, read_manifest
+from imgclone.archive.reader import ArchiveReader, read_manifest_doc
 from imgclone.archive.writer import ArchiveWriter
 from imgclone.errors import ArchiveError
+from tests.manifests import manifest_doc
 
 
 def _write(path: str, streams: dict[str, bytes], monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
     monkeypatch.setattr(archive, "PART_SIZE", 1000)
     w = ArchiveWriter(path)
-    m = new_manifest(layout={}, source={"kind": "test"})
+    m = manifest_doc(layout={}, source={"kind": "test"})
     w.begin(m, len(streams))
     infos = []
     for fs, data in streams.items():
@@ -41,7 +41,7 @@ def test_file_round_trip_parts_and_manifest_first(tmp_path: Path, monkeypatch: p
     names = tarfile.open(out).getnames()
     assert names == ["manifest.json", "streams/fs-root.tar.zst.00000", "streams/fs-root.tar.zst.00001",
                      "streams/fs-root.tar.zst.00002", "streams/fs-var.tar.zst.00000"]  # fmt: skip
-    m = read_manifest(out)
+    m = read_manifest_doc(out)
     assert m["complete"] is True
     assert [s["parts"] for s in m["streams"]] == [3, 1]
     with ArchiveReader(str(out)) as r:
@@ -87,8 +87,8 @@ def test_pipe_output_appends_final_manifest(tmp_path: Path, monkeypatch: pytest.
     names = tarfile.open(out).getnames()
     assert names[0] == names[-1] == "manifest.json"
     with ArchiveReader(str(out)) as r:
-        assert r.manifest["complete"] is False
-    assert read_manifest(out)["complete"] is True
+        assert r.doc["complete"] is False
+    assert read_manifest_doc(out)["complete"] is True
 
 
 def test_on_a_pipe_the_first_manifest_is_read_before_the_first_part(tmp_path: Path) -> None:
@@ -96,9 +96,9 @@ def test_on_a_pipe_the_first_manifest_is_read_before_the_first_part(tmp_path: Pa
     32 MiB part: neither side may hold the manifest back until more bytes come (tar reads 10 KiB records)."""
     r, w = os.pipe()
     writer = ArchiveWriter(f"/dev/fd/{w}")
-    writer.begin(new_manifest(layout={"disks": []}), 1)
+    writer.begin(manifest_doc(layout={"disks": []}), 1)
     got: list[dict[str, object]] = []
-    reader = threading.Thread(target=lambda: got.append(ArchiveReader(f"/dev/fd/{r}").manifest), daemon=True)
+    reader = threading.Thread(target=lambda: got.append(ArchiveReader(f"/dev/fd/{r}").doc), daemon=True)
     reader.start()
     reader.join(timeout=10)
     stuck = reader.is_alive()
@@ -128,7 +128,7 @@ def test_a_file_gets_the_same_parts_as_a_pipe(tmp_path: Path, monkeypatch: pytes
         monkeypatch.setattr("sys.stdout", io.TextIOWrapper(f))
         _write("-", STREAMS, monkeypatch)
     assert _members(out) == _members(piped)
-    streams = read_manifest(out)["streams"]
+    streams = read_manifest_doc(out)["streams"]
     assert [(s["parts"], s["bytes"]) for s in streams] == [(1, 0), (1, 1000), (2, 2000), (3, 2560)]
     for fs, data in STREAMS.items():
         got = subprocess.run(["tar", "-xOf", str(out), "--wildcards", f"streams/{fs}.tar.zst.*"],
@@ -141,7 +141,7 @@ def test_a_file_gets_the_same_parts_as_a_pipe(tmp_path: Path, monkeypatch: pytes
 
 def test_abort_leaves_nothing(tmp_path: Path) -> None:
     w = ArchiveWriter(str(tmp_path / "x.mksysb"))
-    w.begin(new_manifest(), 1)
+    w.begin(manifest_doc(), 1)
     w.abort()
     assert list(tmp_path.iterdir()) == []
 
@@ -157,7 +157,7 @@ def test_not_an_archive(tmp_path: Path, content: bytes, message: str) -> None:
     p = tmp_path / "junk"
     p.write_bytes(content)
     with pytest.raises(ArchiveError, match=message):
-        read_manifest(p)
+        read_manifest_doc(p)
 
 
 def _tar_with_manifest(tmp_path: Path, manifest: object) -> Path:
@@ -173,15 +173,15 @@ def _tar_with_manifest(tmp_path: Path, manifest: object) -> Path:
 def test_newer_format_version_is_refused(tmp_path: Path) -> None:
     p = _tar_with_manifest(tmp_path, {"format": "imgclone-archive", "format_version": 99, "complete": True})
     with pytest.raises(ArchiveError, match="version 99 is newer"):
-        read_manifest(p)
+        read_manifest_doc(p)
 
 
 def test_foreign_tar_is_refused(tmp_path: Path) -> None:
     p = _tar_with_manifest(tmp_path, {"hello": 1})
     with pytest.raises(ArchiveError, match="not an imgclone archive"):
-        read_manifest(p)
+        read_manifest_doc(p)
 
 
 def test_missing_archive(tmp_path: Path) -> None:
     with pytest.raises(ArchiveError, match="no such archive"):
-        read_manifest(tmp_path / "nope")
+        read_manifest_doc(tmp_path / "nope")

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from imgclone.archive import container as arc
-from imgclone.archive.reader import read_manifest
+from imgclone.archive.reader import read_manifest_doc
 from tests.loopfs import sh
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,7 +98,7 @@ def derived_archive(name: str, change: Callable[[bytes], bytes]) -> Setup:
 
 def newer_format(env: Env) -> None:
     """An archive whose (valid, self-digested) manifest says format version FORMAT_VERSION + 1."""
-    m = read_manifest(env.archive)
+    m = read_manifest_doc(env.archive)
     m.pop(arc.DIGEST, None)
     m["format_version"] = arc.FORMAT_VERSION + 1
     data = arc.manifest_bytes(m)
@@ -116,7 +116,7 @@ def layout(name: str, change: Callable[[dict[str, object]], object]) -> Setup:
     """A -i layout file: the archive's layout (archive show --layout) changed."""
 
     def make(env: Env) -> None:
-        base = read_manifest(env.archive)["layout"]
+        base = read_manifest_doc(env.archive)["layout"]
         doc = change(json.loads(json.dumps(base)))
         (env.w / name).write_text(json.dumps(base if doc is None else doc))
 

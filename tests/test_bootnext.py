@@ -10,6 +10,7 @@ its first boot renames the host's volume group old_rootvg.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -20,7 +21,6 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -153,14 +153,14 @@ def test_uefi_host_boots_its_clone_next_through_bootnext(
     assert "the targets are images, nothing to set" in json.loads(r.stdout)["boot_order"][0]
     cloned = time.monotonic() - t0
     doc = state.load((str(clone),))
-    assert doc is not None and "uefi" in doc["boot"]["firmware"], doc and doc.get("boot")
+    assert doc is not None and "uefi" in doc.firmware, doc and doc.boot
     booted, after = boot_host_then_clone(tmp_path, source, clone, doc, debs)
     assert file_sha256(source) == before, "the source fixture was modified"
     print(f"\nclone (capture, all phases) {cloned:.0f} s, host up {booted:.0f} s, "
           f"BootNext to the clone's poweroff {after:.0f} s")  # fmt: skip
 
 
-def boot_host_then_clone(tmp_path: Path, source: Path, clone: Path, doc: dict[str, Any], debs: list[Path]
+def boot_host_then_clone(tmp_path: Path, source: Path, clone: Path, doc: state.Journal, debs: list[Path]
                          ) -> tuple[float, float]:  # fmt: skip
     """Boot the host (an overlay of source) with the clone as its second disk; set_boot_order() and reboot() in it;
     the clone must be what boots next. Returns (seconds until the host answered, seconds from there to the end)."""
@@ -186,7 +186,7 @@ def boot_host_then_clone(tmp_path: Path, source: Path, clone: Path, doc: dict[st
             # the host runs from its first disk; the clone is /dev/vdb, as a second disk of a real machine would be
             assert host.run(["findmnt", "-no", "SOURCE", "/"]).text.strip() == "/dev/mapper/rootvg-root"
             order_before = re.search(r"^BootOrder: (\S+)", host.run(["efibootmgr"]).text, re.MULTILINE)
-            on_vdb = {**doc, "targets": [{"path": "/dev/vdb", "kind": "device"}]}
+            on_vdb = dataclasses.replace(doc, targets=(state.TargetRecord("/dev/vdb", "device"),))
             lines = bootorder.set_boot_order(on_vdb, runner=host, firmware="uefi")
             assert re.fullmatch(r"boot order: created UEFI entry Boot[0-9A-F]{4} 'imgclone clone on vdb' and set "
                                 r"BootNext to it", lines[0]), lines  # fmt: skip

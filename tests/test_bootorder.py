@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from imgclone.errors import ImgcloneError
+from imgclone.model.journal import Journal
 from imgclone.model.layout import Disk, Layout, PartFlag, Partition, TableType
 from imgclone.phases.bootorder import entries, parse_entry, set_boot_order
 from tests.fakes import FakeRunner
@@ -21,14 +20,14 @@ Boot0004* imgclone clone on sdb	HD(1,GPT,...)/File(\\EFI\\BOOT\\BOOTX64.EFI)
 """
 
 
-def _doc(kind: str, firmware: str = "uefi") -> dict[str, Any]:
+def _doc(kind: str, firmware: str = "uefi") -> Journal:
     layout = Layout(
         disks=(Disk(id="disk-0", path="/dev/sdb", size=10 << 30, table=TableType.GPT),),
         partitions=(Partition(id="p1", disk="disk-0", number=1, start=1 << 20, size=512 << 20,
                               flags=(PartFlag.ESP,)),),
     )  # fmt: skip
-    return {"targets": [{"path": "/dev/sdb" if kind == "device" else "/v/c.qcow2", "kind": kind}],
-            "layout": layout.to_dict(), "boot": {"firmware": firmware}}  # fmt: skip
+    return Journal.from_dict({"targets": [{"path": "/dev/sdb" if kind == "device" else "/v/c.qcow2", "kind": kind}],
+                              "layout": layout.to_dict(), "boot": {"firmware": firmware}})  # fmt: skip
 
 
 def test_images_get_no_boot_order() -> None:

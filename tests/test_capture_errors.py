@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from imgclone.archive.reader import read_manifest
+from imgclone.archive.reader import read_manifest_doc
 from imgclone.capture import excludes
 from imgclone.capture import host as capture_host
 from imgclone.capture.common import CaptureOptions, ErrMode, self_excludes
@@ -68,11 +68,11 @@ def test_vanished_file(mounted: Path, tmp_path: Path, monkeypatch: pytest.Monkey
     opts = CaptureOptions(output=str(out), mounts=(str(mounted),), err_mode=mode, progress=False)
     if mode is ErrMode.CONTINUE:
         m = capture_host.capture_host(opts)
-        assert m["read_errors"] == 1 and read_manifest(out)["complete"]
+        assert m["read_errors"] == 1 and read_manifest_doc(out)["complete"]
     elif mode is ErrMode.REPORT:
         with pytest.raises(ReadErrors, match="1 file"):
             capture_host.capture_host(opts)
-        assert read_manifest(out)["read_errors"] == 1, "REPORT keeps the archive"
+        assert read_manifest_doc(out)["read_errors"] == 1, "REPORT keeps the archive"
     else:
         with pytest.raises(ReadErrors, match="capture stopped"):
             capture_host.capture_host(opts)

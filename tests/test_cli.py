@@ -62,15 +62,21 @@ def test_debug_shows_traceback(imgclone: Run, tmp_path: Path) -> None:
 
 def test_archive_show_names_what_the_content_needs() -> None:
     from imgclone.cli.archive import _content_row
+    from imgclone.model.content import ContentFacts
+    from imgclone.model.manifest import StreamInfo
 
     facts = {"largest_file": 3 << 20, "largest_file_path": "/srv/d/big", "most_links": 2, "most_links_path": "/srv/d/b",
              "largest_xattr": 5, "largest_xattr_name": "user.note", "largest_xattr_path": "/srv/small"}  # fmt: skip
-    row = _content_row({"mountpoint": "/srv", "files": 6, "content": facts})
+
+    def stream(mountpoint: str, files: int, content: dict[str, object] | None = None) -> StreamInfo:
+        return StreamInfo("fs", mountpoint, "m", 1, 0, "", files, 0, ContentFacts.from_dict(content))
+
+    row = _content_row(stream("/srv", 6, facts))
     assert row == ("content /srv     6 files; largest file 3.0 MiB (/srv/d/big), most hard links 2 (/srv/d/b), "
                    "largest xattr user.note 5 bytes (/srv/small)")  # fmt: skip
-    host = _content_row({"mountpoint": "/", "files": 1, "content": {"largest_file": 1, "most_links": 1}})
+    host = _content_row(stream("/", 1, {"largest_file": 1, "most_links": 1}))
     assert host.endswith("xattr sizes not recorded (host capture)")
-    assert "not recorded (an older imgclone)" in _content_row({"mountpoint": "/", "files": 1})
+    assert "not recorded (an older imgclone)" in _content_row(stream("/", 1))
 
 
 @pytest.mark.parametrize(

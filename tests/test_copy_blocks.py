@@ -13,6 +13,7 @@ import pytest
 from imgclone.capture.common import CaptureOptions
 from imgclone.capture.excludes import ExcludeRules
 from imgclone.copy import blocks as copy_blocks
+from imgclone.copy import blocks_rules
 from imgclone.errors import CommandError
 from imgclone.host.targets import TargetDisk
 from imgclone.model.layout import FsType, Layout, LogicalVolume, Partition
@@ -54,7 +55,7 @@ IMAGE = CaptureOptions(output="-", source="/img/src.qcow2")
 )
 def test_host_refusal_names_what_needs_files(change: dict[str, Any], why: str) -> None:
     opts = RestoreOptions(archive="<stream>", targets=("/img/t.qcow2",), plan=change.get("plan", PlanOptions()))
-    got = copy_blocks.host_refusal(
+    got = blocks_rules.host_refusal(
         opts, change.get("cap", IMAGE), change.get("disks", [NEW]), change.get("keep", False)
     )
     assert got is not None and why in got
@@ -62,7 +63,7 @@ def test_host_refusal_names_what_needs_files(change: dict[str, Any], why: str) -
 
 def test_host_refusal_lets_a_plain_image_copy_go_by_blocks() -> None:
     opts = RestoreOptions(archive="<stream>", targets=("/img/t.qcow2",), plan=PlanOptions(resize=Resize.GROW))
-    assert copy_blocks.host_refusal(opts, IMAGE, [NEW], False) is None
+    assert blocks_rules.host_refusal(opts, IMAGE, [NEW], False) is None
 
 
 @pytest.mark.parametrize(
@@ -70,13 +71,13 @@ def test_host_refusal_lets_a_plain_image_copy_go_by_blocks() -> None:
     [("bios-lvm", 20 * GiB, {}), ("bios-lvm", 8 * GiB, {}), ("bios-lvm", 20 * GiB, {"resize": Resize.EXACT})],
 )
 def test_plans_that_keep_every_block_where_it_is_go_by_blocks(name: str, size: int, opts: dict[str, Any]) -> None:
-    assert copy_blocks.plan_refusal(plan(name, size, **opts)) is None
+    assert blocks_rules.plan_refusal(plan(name, size, **opts)) is None
 
 
 def test_plan_refusal_names_what_blocks_cannot_build() -> None:
-    assert copy_blocks.plan_refusal(plan("gpt-esp-lvm", 40 * GiB)) is None  # the ESP keeps its size
+    assert blocks_rules.plan_refusal(plan("gpt-esp-lvm", 40 * GiB)) is None  # the ESP keeps its size
     btrfs = plan("gpt-esp-lvm", 40 * GiB, convert={"ext4": "btrfs"})
-    assert copy_blocks.plan_refusal(btrfs) == "the plan converts /"
+    assert blocks_rules.plan_refusal(btrfs) == "the plan converts /"
     home = plan("bios-lvm", 20 * GiB)
 
     def as_btrfs(layout: Layout) -> Layout:
@@ -87,28 +88,28 @@ def test_plan_refusal_names_what_blocks_cannot_build() -> None:
 
     src, tgt = as_btrfs(home.source), as_btrfs(home.target)
     assert (
-        copy_blocks.plan_refusal(Plan(src, tgt, (), (), home.target_sizes))
+        blocks_rules.plan_refusal(Plan(src, tgt, (), (), home.target_sizes))
         == "/var (btrfs) would have to grow in place"
     )
     assert "target is smaller" in str(
-        copy_blocks.plan_refusal(plan("bios-lvm", 8 * GiB - 64 * MiB, skip_space_check=True))
+        blocks_rules.plan_refusal(plan("bios-lvm", 8 * GiB - 64 * MiB, skip_space_check=True))
     )
     converted = plan("bios-lvm", 20 * GiB, convert={"xfs": "ext4"})
-    assert copy_blocks.plan_refusal(converted) == "the plan converts /var"
+    assert blocks_rules.plan_refusal(converted) == "the plan converts /var"
     fit = plan("bios-lvm", 20 * GiB, resize=Resize.FIT)
-    assert copy_blocks.plan_refusal(fit) == "the plan moves or retypes partition 2"  # /boot shrank before it
+    assert blocks_rules.plan_refusal(fit) == "the plan moves or retypes partition 2"  # /boot shrank before it
 
 
 def test_a_partition_or_lv_the_capture_leaves_out_goes_by_files() -> None:
     """A copy of blocks would carry along what the layout does not describe; a capture would not."""
     p = plan("bios-lvm", 20 * GiB)
     src = dataclasses.replace(p.source, lvs=(*p.source.lvs, LogicalVolume("lv-rootvg-junk", "junk", "vg-rootvg", GiB)))
-    assert copy_blocks.plan_refusal(dataclasses.replace(p, source=src)) == "LV junk holds nothing the copy captures"
+    assert blocks_rules.plan_refusal(dataclasses.replace(p, source=src)) == "LV junk holds nothing the copy captures"
     spare = Partition("part-sda3", "disk-sda", 3, 9 * GiB, GiB)
     src = dataclasses.replace(p.source, partitions=(*p.source.partitions, spare))
     tgt = dataclasses.replace(p.target, partitions=(*p.target.partitions, dataclasses.replace(spare, id="part-t0-3")))
     assert (
-        copy_blocks.plan_refusal(Plan(src, tgt, (), (), p.target_sizes))
+        blocks_rules.plan_refusal(Plan(src, tgt, (), (), p.target_sizes))
         == "partition 3 holds nothing the copy captures"
     )
 
@@ -116,7 +117,7 @@ def test_a_partition_or_lv_the_capture_leaves_out_goes_by_files() -> None:
 def test_a_moved_partition_goes_by_files() -> None:
     p = plan("bios-lvm", 20 * GiB)
     moved = tuple(dataclasses.replace(x, start=x.start + MiB) if x.number == 2 else x for x in p.target.partitions)
-    got = copy_blocks.plan_refusal(dataclasses.replace(p, target=dataclasses.replace(p.target, partitions=moved)))
+    got = blocks_rules.plan_refusal(dataclasses.replace(p, target=dataclasses.replace(p.target, partitions=moved)))
     assert got == "the plan moves or retypes partition 2"
 
 
@@ -125,12 +126,12 @@ def test_a_pv_partition_trimmed_to_whole_extents_keeps_its_source_size() -> None
     plan they record and print says so."""
     p = plan("bios-lvm", 8 * GiB)
     assert [x.size // MiB for x in p.target.partitions] == [512, 7677]
-    got = copy_blocks.as_copied(p)
+    got = blocks_rules.as_copied(p)
     assert [x.size // MiB for x in got.target.partitions] == [512, 7678]
     assert {r.object: r.target_size // MiB for r in got.rows}["part-t0-2"] == 7678
     assert got.target.lvs == p.target.lvs and got.target.filesystems == p.target.filesystems
     grown = plan("bios-lvm", 20 * GiB)
-    assert copy_blocks.as_copied(grown) is grown
+    assert blocks_rules.as_copied(grown) is grown
 
 
 def test_a_failed_copy_of_the_blocks_leaves_no_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -154,7 +155,7 @@ def test_a_size_below_the_source_disk_goes_by_files_before_anything_is_written(
     monkeypatch.setattr(copy_blocks, "image_info", lambda path: ("qcow2", 3 * GiB))
     monkeypatch.setattr(copy_blocks, "copy_image", lambda *a: pytest.fail("nothing is copied"))
     opts = RestoreOptions(archive="<stream>", targets=("/img/t.qcow2",), plan=PlanOptions(size=2 * GiB))
-    with pytest.raises(copy_blocks.CopyByFiles, match="--size is smaller than the source disk"):
+    with pytest.raises(blocks_rules.CopyByFiles, match="--size is smaller than the source disk"):
         copy_blocks.phase1(opts, IMAGE, NEW, None)  # type: ignore[arg-type]
 
 

@@ -16,20 +16,21 @@ from imgclone.capture.common import CaptureOptions
 from imgclone.cli import copy as copy_cmd
 from imgclone.cli.parser import build_parser
 from imgclone.cli.rules import copy_request
-from imgclone.copy import blocks as copy_blocks
-from imgclone.copy import command
+from imgclone.copy import blocks_rules, command
 from imgclone.errors import ImgcloneError, UsageError
 from imgclone.fs import space
 from imgclone.guest import session
 from imgclone.host import locks
 from imgclone.model import journal as state
 from imgclone.model.layout import Layout
+from imgclone.model.manifest import Manifest, Source
 from imgclone.phases import command as phases_command
 from imgclone.phases.phase import phases_text
 from imgclone.phases.request import RestoreRequest
-from imgclone.phases.restore import RestoreOptions, planning_files
+from imgclone.phases.restore import RestoreOptions
 from imgclone.plan.planner import make_plan
 from imgclone.plan.types import PlanOptions, Resize, Target
+from tests.manifests import manifest_of
 
 DATA = Path(__file__).parent / "data"
 
@@ -61,9 +62,9 @@ class Recorder:
         self.seen: list[tuple[str, bool]] = []
         self.appliances: list[session.Session] = []
 
-    def capture(self, cap: CaptureOptions) -> tuple[dict[str, Any] | None, bool]:
+    def capture(self, cap: CaptureOptions) -> tuple[Manifest | None, bool]:
         self.seen.append(("capture", all(held(t) for t in self.targets)))
-        return {"streams": []}, False
+        return Manifest(Layout(), Source("test"), None), False
 
     def phases(self, req: RestoreRequest, listener: Any, appliance: session.Session, report: bool) -> None:
         self.seen.append((f"-P{phases_text(req.phases)}", all(held(t) for t in req.targets)))
@@ -110,6 +111,11 @@ def test_a_target_locked_by_another_run_stops_the_copy_before_the_capture(tmp_pa
 
 
 # -- file counts: a piped archive's first manifest has no streams, so restore plans with the source's inodes
+def planning_files(doc: dict[str, Any]) -> dict[str, int]:
+    """What restore plans a manifest document's filesystems for (the document without a layout: an empty one)."""
+    return manifest_of(doc).planning_files()
+
+
 def test_planning_files_from_the_streams_else_the_source_inodes() -> None:
     first = {"complete": False, "streams": [], "inodes": {"fs-root": 300_000, "fs-boot": 340}}
     assert planning_files(first) == {"fs-root": 300_000, "fs-boot": 340}
@@ -184,7 +190,7 @@ def test_a_plan_blocks_cannot_build_goes_by_files_or_is_refused(
     flags: tuple[str, ...], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     def phase1(*a: Any) -> Any:
-        raise copy_blocks.CopyByFiles("the plan moves or retypes partition 2")
+        raise blocks_rules.CopyByFiles("the plan moves or retypes partition 2")
 
     files: list[CaptureOptions] = []
     monkeypatch.setattr(command.blocks, "phase1", phase1)

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from imgclone.archive import container as archive
-from imgclone.archive.container import new_manifest
 from imgclone.archive.reader import ArchiveReader
 from imgclone.archive.writer import ArchiveWriter
 from imgclone.copy.stream import CaptureFeed, broken_pipe
 from imgclone.errors import ArchiveError, ImgcloneError
+from tests.manifests import manifest_doc
 
 STREAMS = {"fs-root": os.urandom(5000), "fs-var": b"v" * 300}
 
@@ -30,7 +30,7 @@ class Capture:
     def __call__(self, path: str) -> dict[str, object]:
         w = ArchiveWriter(path)
         try:
-            m = new_manifest(layout={}, source={"kind": "test"})
+            m = manifest_doc(layout={}, source={"kind": "test"})
             w.begin(m, len(self.streams))
             for fs, data in self.streams.items():
                 r, wfd = os.pipe()
@@ -58,12 +58,12 @@ def _feed(fd: int, data: bytes) -> None:
 def read_all(path: str) -> tuple[bool, dict[str, bytes], bool]:
     """(first manifest complete?, the streams' bytes, final manifest complete?) as a restore reads them."""
     with ArchiveReader(path) as r:
-        first = bool(r.manifest["complete"])
+        first = bool(r.doc["complete"])
         got: dict[str, bytes] = {}
         for p in r.parts():
             fs = p.member.removeprefix("streams/").removesuffix(".tar.zst")
             got[fs] = got.get(fs, b"") + p.data.read()
-        return first, got, bool(r.manifest["complete"])
+        return first, got, bool(r.doc["complete"])
 
 
 @pytest.fixture(autouse=True)

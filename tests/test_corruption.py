@@ -25,12 +25,13 @@ from typing import Any
 import pytest
 
 from imgclone.archive import container as archive
-from imgclone.archive.container import StreamInfo, new_manifest
-from imgclone.archive.reader import ArchiveReader, read_manifest
+from imgclone.archive.reader import ArchiveReader, read_manifest_doc
 from imgclone.archive.writer import ArchiveWriter
 from imgclone.cli.main import main
 from imgclone.errors import ArchiveError
+from imgclone.model.manifest import StreamInfo
 from tests.conftest import Captured
+from tests.manifests import manifest_doc
 
 Run = Callable[..., subprocess.CompletedProcess[bytes]]
 
@@ -82,7 +83,7 @@ def make_archive(path: Path, base: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     disk = {"id": "disk-a", "path": "/dev/sda", "size": 4 << 20, "table": "none"}
     layout = {"version": 1, "disks": [disk], "partitions": [], "vgs": [], "lvs": [], "filesystems": filesystems,
               "swaps": []}  # fmt: skip
-    m = new_manifest(layout=layout, source={"kind": "test"}, boot={"firmware": "bios"})
+    m = manifest_doc(layout=layout, source={"kind": "test"}, boot={"firmware": "bios"})
     w = ArchiveWriter(str(path))
     w.begin(m, len(trees))
     streams = []
@@ -160,7 +161,7 @@ def read_all(path: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
             while chunk := p.data.read(4096):
                 chunks.append(chunk)
             data[p.member] = data.get(p.member, b"") + b"".join(chunks)
-        return r.manifest, data
+        return r.doc, data
 
 
 @dataclass
@@ -266,19 +267,19 @@ def test_manifest_edits_that_keep_valid_json_are_found(small_archive: Path, tmp_
     bad = tmp_path / "edited.mksysb"
     bad.write_bytes(data.replace(old, new))
     with pytest.raises(ArchiveError, match="manifest.json is damaged"):
-        read_manifest(bad)
+        read_manifest_doc(bad)
 
 
 def test_archives_from_before_digests_still_read(tmp_path: Path) -> None:
     """imgclone 0.1.0 wrote no manifest digest: such archives are read (and verified by their streams)."""
-    m = new_manifest(layout={}, imgclone_version="0.1.0", complete=True)
+    m = manifest_doc(layout={}, imgclone_version="0.1.0", complete=True)
     data = json.dumps(m).encode()
     p = tmp_path / "old.mksysb"
     with tarfile.open(p, "w") as t:
         ti = tarfile.TarInfo("manifest.json")
         ti.size = len(data)
         t.addfile(ti, io.BytesIO(data))
-    assert read_manifest(p)["imgclone_version"] == "0.1.0"
+    assert read_manifest_doc(p)["imgclone_version"] == "0.1.0"
 
 
 # -- integration: a real capture, and restores from damaged copies -------------------------------------------------

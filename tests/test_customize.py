@@ -11,6 +11,7 @@ import pytest
 
 from fixtures.debs import build_deb
 from imgclone.errors import GuestfsError, ImgcloneError, PhaseStateError, UsageError
+from imgclone.model.journal import Journal
 from imgclone.model.layout import Layout
 from imgclone.phases import customize as cz
 from imgclone.phases.packages import make_request, scan
@@ -38,7 +39,7 @@ def ran(g: FakeGuest) -> list[str]:
 
 
 def _ctx(g: FakeGuest, **opts: Any) -> cz.Customize:
-    ctx = cz.Customize(targets=("t.img",), doc={}, layout=Layout(), opts=cz.CustomizeOptions(**opts))
+    ctx = cz.Customize(targets=("t.img",), journal=Journal(), layout=Layout(), opts=cz.CustomizeOptions(**opts))
     ctx.guest = g
     return ctx
 
@@ -158,10 +159,9 @@ def test_refusals_before_the_appliance(tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_a_woken_alternate_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from imgclone.model import journal as state
-    from imgclone.phases import alternate
 
     monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path))
     path = state.state_path(["t.img"])
     path.write_text('{"targets": [], "layout": {}, "woken": {"mountpoint": "/alt_inst", "pid": 1}}')
     with pytest.raises(PhaseStateError, match="is mounted at /alt_inst .*imgclone alt sleep -d t.img first"):
-        alternate.load(("t.img",))
+        state.load_alternate(("t.img",))

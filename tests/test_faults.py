@@ -37,7 +37,7 @@ from imgclone.errors import ImgcloneError, PhaseStateError
 from imgclone.guest.appliance import Appliance
 from imgclone.guest.steps import step_names
 from imgclone.model import journal as state
-from imgclone.phases import alternate, customize, finalize, restore
+from imgclone.phases import customize, finalize, restore
 from tests.conftest import ROOT, Captured, interruptible
 from tests.loopfs import loop_fs
 from tests.treecmp import file_sha256
@@ -74,7 +74,7 @@ def test_phases_2_and_3_refuse_an_interrupted_phase1(tmp_path: Path, monkeypatch
     path.write_text(json.dumps(doc))
     assert state.interrupted_phase1(state.load([target]))
     with pytest.raises(PhaseStateError, match="did not complete"):
-        alternate.load((target,))
+        state.load_alternate((target,))
     err = ImgcloneError("stream x is damaged")
     state.phase1_failed([target], err, started=False, targets_removed=False)
     assert str(err) == "stream x is damaged", "a run that failed before writing says nothing about the targets"

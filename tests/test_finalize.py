@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
 
+from imgclone.model.journal import Journal
 from imgclone.model.layout import FsType, Layout
 from imgclone.phases.finalize import Finalize, ensure_initramfs
 from tests.fakes import FakeGuest
@@ -24,8 +24,8 @@ def context(root_type: FsType, listing: str = "") -> tuple[Finalize, FakeGuest]:
     layout = Layout.from_dict(SOURCE)
     fss = tuple(dataclasses.replace(f, type=root_type) if f.mountpoint == "/" else f for f in layout.filesystems)
     g = FakeGuest({"ls": ls, "command": lambda argv: listing if argv[0] == "lsinitramfs" else ""})
-    doc: dict[str, Any] = {"source_layout": SOURCE}
-    ctx = Finalize(targets=("t.qcow2",), doc=doc, layout=dataclasses.replace(layout, filesystems=fss))
+    journal = Journal.from_dict({"source_layout": SOURCE})
+    ctx = Finalize(targets=("t.qcow2",), journal=journal, layout=dataclasses.replace(layout, filesystems=fss))
     ctx.guest = g
     return ctx, g
 
@@ -57,6 +57,6 @@ def test_converted_root_without_its_module_regenerates() -> None:
 
 def test_journal_without_source_layout_reads_the_initramfs() -> None:
     ctx, g = context(FsType.EXT4, listing="kernel/fs/ext4/ext4.ko\n")
-    ctx.doc.clear()
+    ctx.journal = Journal()
     ensure_initramfs(ctx)
     assert [c[0] for c in commands(g)] == ["lsinitramfs"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from imgclone.archive.reader import read_manifest
+from imgclone.archive.reader import read_manifest_doc
 from imgclone.check import boottest
 from imgclone.guest.appliance import Appliance
 from imgclone.host import accel
@@ -143,7 +143,7 @@ def test_clone_beside_its_source_renames_the_source_old_on_first_boot(
 ) -> None:
     monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path / "state"))
     source, before, archive = bios_capture
-    (src_vg,) = read_manifest(archive)["layout"]["vgs"]
+    (src_vg,) = read_manifest_doc(archive)["layout"]["vgs"]
     clone = tmp_path / "clone.qcow2"
     t0 = time.monotonic()
     r = imgclone("restore", "-a", str(archive), "-d", str(clone), "--beside-source", "--no-progress", "--json")

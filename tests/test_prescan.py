@@ -16,8 +16,8 @@ from imgclone.capture import excludes, prescan
 from imgclone.capture import host as capture_host
 from imgclone.capture import offline as capture_offline
 from imgclone.model.content import ContentFacts
-from imgclone.phases.restore import planning_content
 from tests.fakes import FakeGuest
+from tests.manifests import manifest_of
 
 GiB = 1 << 30
 
@@ -139,6 +139,11 @@ def test_image_prescan_reads_records_larger_than_one_answer(tmp_path: Path, monk
     facts = capture_offline.prescan_fs(g, "/srv", "/dev/sda2", excludes.ExcludeRules(), tmp_path)
     assert steps(g).count("base64") == 1, "the first filesystem's chunks were removed"
     assert (facts.largest_file, facts.most_links) == (3 * GiB, 1)
+
+
+def planning_content(doc: dict[str, Any]) -> dict[str, ContentFacts | None]:
+    """What restore checks a manifest document's content with (the document without a layout: an empty one)."""
+    return manifest_of(doc).planning_content()
 
 
 def test_a_piped_first_manifest_plans_with_its_prescan() -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from imgclone.archive.reader import read_manifest
+from imgclone.archive.reader import read_manifest_doc
 from imgclone.fs.features import ext_features
 from imgclone.guest.appliance import Appliance
 from imgclone.probe.guest_parsers import xfs_features
@@ -87,7 +87,7 @@ def test_grow_onto_a_larger_qcow2(gpt_lvm_capture: Captured, tmp_path: Path, img
     assert out["phase1"]["uuids"]["fs-root"] == uuids["fs-root"]  # type: ignore[index]
     assert len(list(state_dir.glob("*.json"))) == 1, "Phase 1 state was not recorded"
     # the root LV grew past 512 MiB, where mke2fs would pick 4 KiB blocks: the source's 1 KiB blocks were replayed
-    source = {f["id"]: f["features"] for f in read_manifest(str(archive))["layout"]["filesystems"]}
+    source = {f["id"]: f["features"] for f in read_manifest_doc(str(archive))["layout"]["filesystems"]}
     made = facts["features"]
     assert isinstance(made, dict)
     lvs = out["plan"]["target"]["lvs"]  # type: ignore[index]
@@ -213,7 +213,7 @@ def test_msdos_logical_partitions_round_trip(
     archive = tmp_path / "logical.mksysb"
     r = imgclone("capture", "--mount", *map(str, mounts), "-o", str(archive), "--no-progress")
     assert r.returncode == 0, r.stderr.decode()
-    numbers = sorted(p["number"] for p in read_manifest(str(archive))["layout"]["partitions"])
+    numbers = sorted(p["number"] for p in read_manifest_doc(str(archive))["layout"]["partitions"])
     assert numbers == [1, 2, 3, 5, 6]  # the extended partition is a container, not in the layout
     target = tmp_path / "clone.img"
     restore(imgclone, archive, "-d", str(target))

@@ -132,6 +132,11 @@ def test_journal_names_the_archive(
     monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path))
     monkeypatch.chdir(tmp_path)
     layout = Layout.from_dict(json.loads((DATA / "layout-bios-lvm.json").read_text()))
+    from imgclone.model.manifest import Manifest, Source
+    from imgclone.phases.restore import Restore, RestoreOptions, journal_of
+
     plan = SimpleNamespace(target=layout, source=layout)
-    path = state.save_phase1(["t.img"], [], plan, {}, archive, {})  # type: ignore[arg-type]
+    opts = RestoreOptions(archive=archive, targets=("t.img",))
+    ctx = Restore(targets=opts.targets, opts=opts, manifest=Manifest(layout, Source("test"), None), disks=[], plan=plan)  # type: ignore[arg-type]
+    path = state.save_phase1(["t.img"], journal_of(ctx))
     assert json.loads(path.read_text())["archive"] == recorded.format(cwd=tmp_path)

@@ -13,7 +13,8 @@ from imgclone.errors import ImgcloneError
 from imgclone.host.targets import TargetDisk
 from imgclone.model import journal as state
 from imgclone.model.layout import Layout
-from imgclone.phases.restore import Restore, RestoreOptions, clean_up_failure
+from imgclone.model.manifest import Manifest, Source
+from imgclone.phases.restore import Restore, RestoreOptions, clean_up_failure, journal_of
 from imgclone.plan.planner import make_plan
 from imgclone.plan.types import PlanOptions, Target
 
@@ -29,12 +30,18 @@ def failed_run(tmp_path: Path, *, existing: bool, fail: bool, started: bool = Tr
     disk = TargetDisk(str(target), "image", "raw", 40 * GiB, exists=existing)
     plan = make_plan(layout, [Target(disk.path, disk.size, 512)], PlanOptions())
     opts = RestoreOptions(archive="a.mksysb", targets=(disk.path,), wipe_on_failure=fail)
-    ctx = Restore(targets=opts.targets, opts=opts, manifest={"created": "now"}, disks=[disk], plan=plan)
+    ctx = Restore(
+        targets=opts.targets,
+        opts=opts,
+        manifest=Manifest(Layout(), Source("test"), None, created="now"),
+        disks=[disk],
+        plan=plan,
+    )
     if not existing:
         ctx.created.append(disk)
     if started:
         ctx.timings["record_start"] = 0.0
-        state.save_phase1(opts.targets, ctx.disks, plan, ctx.manifest, opts.archive, {}, started=True)
+        state.save_phase1(opts.targets, journal_of(ctx), started=True)
     return ctx, list(opts.targets)
 
 

@@ -17,10 +17,11 @@ from typing import Any
 import pytest
 
 from imgclone.archive import verify
-from imgclone.archive.container import StreamInfo, new_manifest
-from imgclone.archive.reader import ArchiveReader, read_manifest
+from imgclone.archive.reader import ArchiveReader, read_manifest_doc
 from imgclone.archive.writer import ArchiveWriter
 from imgclone.cli.main import main
+from imgclone.model.manifest import StreamInfo
+from tests.manifests import manifest_doc
 from tests.test_corruption import make_archive
 
 
@@ -61,7 +62,7 @@ def test_parts_read_in_several_chunks(
     monkeypatch.setattr(verify, "CHUNK", 700)
     rc, report = verify_json(str(small), capsys)
     assert rc == 0 and report["ok"], report
-    assert sum(s["bytes"] for s in report["streams"]) == sum(s["bytes"] for s in read_manifest(small)["streams"])
+    assert sum(s["bytes"] for s in report["streams"]) == sum(s["bytes"] for s in read_manifest_doc(small)["streams"])
 
 
 def test_a_file_that_ends_inside_a_part(
@@ -88,7 +89,7 @@ def archive_of(tmp_path: Path, stream: bytes) -> Path:
     """An archive whose one stream is these bytes, with their true digest in the manifest."""
     (tmp_path / "s.zst").write_bytes(stream)
     path = tmp_path / "one.mksysb"
-    m = new_manifest(layout={}, source={"kind": "test"})
+    m = manifest_doc(layout={}, source={"kind": "test"})
     w = ArchiveWriter(str(path))
     w.begin(m, 1)
     with open(tmp_path / "s.zst", "rb") as src:

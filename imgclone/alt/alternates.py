@@ -7,7 +7,6 @@ archive it came from, and where `alt wake` mounted it.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import time
@@ -41,24 +40,6 @@ class TargetInfo:
 
 
 @dataclass(frozen=True)
-class Woken:
-    """The record alt wake leaves: where the alternate is mounted and by which guestmount."""
-
-    mountpoint: str
-    pid: int
-    since: str
-    made_mountpoint: bool = False
-
-    @property
-    def alive(self) -> bool:
-        return guestmount_alive(self.pid)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"mountpoint": self.mountpoint, "pid": self.pid, "since": self.since,
-                "made_mountpoint": self.made_mountpoint}  # fmt: skip
-
-
-@dataclass(frozen=True)
 class Alternate:
     """One alternate as its journal describes it, with the LVM names it has now."""
 
@@ -70,7 +51,7 @@ class Alternate:
     archive: str
     archive_created: str
     uuids: dict[str, str]
-    woken: Woken | None
+    woken: state.Woken | None
 
     @property
     def target_paths(self) -> list[str]:
@@ -115,43 +96,29 @@ class Alternate:
             "phases": dict(sorted(self.phases.items())),
             "archive": self.archive,
             "archive_created": self.archive_created,
-            "woken": None if self.woken is None else {**self.woken.to_dict(), "alive": self.woken.alive},
+            "woken": None
+            if self.woken is None
+            else {**self.woken.to_dict(), "alive": guestmount_alive(self.woken.pid)},
         }
 
 
-def names_now(layout: Layout, finalized: bool) -> Layout:
-    """The recorded (altinst_/alt_) layout under the names the volumes carry now: final ones once Phase 3 ran."""
-    if not finalized:
-        return layout
-    vgs = tuple(dataclasses.replace(v, name=names.final_name(v.name)) for v in layout.vgs)
-    lvs = tuple(dataclasses.replace(lv, name=names.final_name(lv.name)) for lv in layout.lvs)
-    return dataclasses.replace(layout, vgs=vgs, lvs=lvs)
-
-
-def from_journal(path: Path, doc: dict[str, Any]) -> Alternate:
-    """An Alternate from one journal document."""
-    phases = {str(k): str(v.get("completed", "")) for k, v in doc.get("phases", {}).items()}
-    layout = names_now(Layout.from_dict(doc["layout"]), "3" in phases)
-    targets = tuple(TargetInfo(str(t["path"]), str(t.get("kind", "image")), str(t.get("format", "raw")),
-                               int(t.get("size", 0)), os.path.exists(str(t["path"])))
-                    for t in doc["targets"])  # fmt: skip
-    w = doc.get("woken")
-    woken = None
-    if isinstance(w, dict):
-        woken = Woken(str(w["mountpoint"]), int(w["pid"]), str(w.get("since", "")), bool(w.get("made_mountpoint")))
+def from_journal(path: Path, journal: state.Journal) -> Alternate:
+    """An Alternate from one journal."""
+    phases = {k: v.completed for k, v in journal.phases.items()}
+    layout = names.final_layout(journal.built) if "3" in phases else journal.built
+    targets = tuple(TargetInfo(t.path, t.kind, t.format, t.size, os.path.exists(t.path)) for t in journal.targets)
     return Alternate(
-        id=path.stem, journal=str(path), targets=targets, layout=layout, phases=phases,
-        archive=str(doc.get("archive", "")), archive_created=str(doc.get("archive_created") or ""),
-        uuids=dict(doc.get("uuids", {})), woken=woken,
+        id=path.stem, journal=str(path), targets=targets, layout=layout, phases=phases, archive=journal.archive,
+        archive_created=journal.archive_created or "", uuids=dict(journal.uuids), woken=journal.woken,
     )  # fmt: skip
 
 
 def all_alternates() -> list[Alternate]:
     """Every alternate the journals in state.state_dir() know (a journal that does not parse is skipped, said)."""
     out = []
-    for path, doc in state.list_alternates():
+    for path, journal in state.list_alternates():
         try:
-            out.append(from_journal(path, doc))
+            out.append(from_journal(path, journal))
         except (ImgcloneError, KeyError, ValueError, TypeError) as e:
             log.warning("%s: journal skipped: %s", path, e)
     return out
@@ -159,13 +126,13 @@ def all_alternates() -> list[Alternate]:
 
 def find(targets: Sequence[str]) -> Alternate:
     """The alternate built on exactly these targets; PhaseStateError when no journal names them."""
-    doc = state.load(targets)
-    if doc is None:
+    journal = state.load(targets)
+    if journal is None:
         known = all_alternates()
         hint = f"imgclone alt query lists the {len(known)} known" if known else "no alternate is recorded there"
         raise PhaseStateError(f"-d {' '.join(targets)}: no alternate recorded for these targets in "
                               f"{state.state_dir()}", hint)  # fmt: skip
-    return from_journal(state.state_path(targets), doc)
+    return from_journal(state.state_path(targets), journal)
 
 
 def mounted(path: str) -> bool:
@@ -196,7 +163,7 @@ def refuse_woken(alt: Alternate, doing: str) -> None:
     if w is None:
         return
     where = f"{doing}: the alternate on -d {alt.dflag}"
-    if w.alive:
+    if guestmount_alive(w.pid):
         raise PhaseStateError(f"{where} is woken at {w.mountpoint} (guestmount pid {w.pid})",
                               f"imgclone alt sleep -d {alt.dflag} first")  # fmt: skip
     if mounted(w.mountpoint):

@@ -17,7 +17,6 @@ from pathlib import Path
 from imgclone.alt import alternates
 from imgclone.alt.alternates import (
     Alternate,
-    Woken,
     all_alternates,
     find,
     guestmount_alive,
@@ -69,7 +68,7 @@ def check_mountpoint(path: str) -> bool:
     return False
 
 
-def wake(targets: Sequence[str], mountpoint: str = DEFAULT_MOUNTPOINT, runner: Runner = HOST) -> Woken:
+def wake(targets: Sequence[str], mountpoint: str = DEFAULT_MOUNTPOINT, runner: Runner = HOST) -> state.Woken:
     """Mount the alternate's filesystems read-write at mountpoint through guestmount; record it in the journal."""
     alt = find(targets)
     refuse_woken(alt, "wake")
@@ -88,8 +87,8 @@ def wake(targets: Sequence[str], mountpoint: str = DEFAULT_MOUNTPOINT, runner: R
         if make and not alternates.mounted(mountpoint):
             os.rmdir(mountpoint)
         raise
-    woken = Woken(mountpoint, pid, now(), make)
-    state.set_woken(alt.target_paths, woken.to_dict())
+    woken = state.Woken(mountpoint, pid, now(), make)
+    state.set_woken(alt.target_paths, woken)
     return woken
 
 
@@ -111,7 +110,7 @@ def sleep(targets: Sequence[str] | None, runner: Runner = HOST, timeout: float =
     if w is None:
         raise PhaseStateError(f"sleep: the alternate on -d {alt.dflag} is not woken",
                               f"imgclone alt wake -d {alt.dflag} mounts it")  # fmt: skip
-    was_mounted, was_alive = alternates.mounted(w.mountpoint), w.alive
+    was_mounted, was_alive = alternates.mounted(w.mountpoint), guestmount_alive(w.pid)
     if was_mounted:
         res = runner.run(["guestunmount", w.mountpoint], check=False)
         if res.returncode != 0:

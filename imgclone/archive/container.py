@@ -31,15 +31,11 @@ import json
 import re
 import tarfile
 import time
-from dataclasses import dataclass
 from typing import Any
 
-from imgclone import __version__
 from imgclone.errors import ArchiveError
+from imgclone.model.manifest import FORMAT, FORMAT_VERSION, MANIFEST
 
-FORMAT = "imgclone-archive"
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 STREAM_DIR = "streams"
 PART_SIZE = 32 * 1024 * 1024  # writer.py and reader.py read it here when they run: tests make it small
 BLOCK = 512
@@ -53,43 +49,6 @@ DIGEST_SINCE = (0, 2, 0)  # imgclone versions from this one write manifest_sha25
 def stream_member(fs_id: str) -> str:
     """Base member name of a filesystem's stream; parts append .NNNNN."""
     return f"{STREAM_DIR}/{fs_id}.tar.zst"
-
-
-@dataclass(frozen=True)
-class StreamInfo:
-    fs: str
-    mountpoint: str
-    member: str
-    parts: int
-    bytes: int
-    sha256: str
-    files: int
-    data_bytes: int
-    content: dict[str, Any] | None = None  # content.ContentFacts; archives before it have none
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if v is not None}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> StreamInfo:
-        try:
-            return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k != "content"}, content=d.get("content"))
-        except (KeyError, TypeError) as e:
-            raise ArchiveError(f"{MANIFEST}: stream entry {d!r} is incomplete") from e
-
-
-def new_manifest(**fields: Any) -> dict[str, Any]:
-    """A manifest skeleton; capture fills layout, source, boot, excludes and streams."""
-    m: dict[str, Any] = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "imgclone_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "complete": False,
-        "streams": [],
-    }
-    m.update(fields)
-    return m
 
 
 def tar_header(name: str, size: int) -> bytes:

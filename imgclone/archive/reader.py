@@ -18,14 +18,13 @@ from typing import IO, Any, BinaryIO, Protocol
 from imgclone.archive import container
 from imgclone.archive.container import (
     BLOCK,
-    MANIFEST,
     STREAM_DIR,
-    StreamInfo,
     parse_manifest,
     stream_member,
     tar_pad,
 )
 from imgclone.errors import ArchiveError
+from imgclone.model.manifest import MANIFEST, Manifest, StreamInfo
 
 
 class Readable(Protocol):
@@ -68,19 +67,28 @@ class ArchiveReader:
                 self._f.close()
             raise ArchiveError(f"{path}: {_first_header_problem(path)} ({e})") from e
         self._members = [first] if first is not None else []
+        self._typed: tuple[dict[str, Any], Manifest] | None = None
+        self.doc: dict[str, Any] = {}
         try:
             if first is None or first.name != MANIFEST:
                 raise ArchiveError(f"{path}: not an imgclone archive (first member is not {MANIFEST})")
-            self.manifest = parse_manifest(self._read(first), path)
+            self.doc = parse_manifest(self._read(first), path)
             self._check_length(first)
         except ArchiveError:
             self.close()
             raise
 
+    @property
+    def manifest(self) -> Manifest:
+        """The current manifest (the first until parts() meets a later one), as data."""
+        if self._typed is None or self._typed[0] is not self.doc:
+            self._typed = (self.doc, Manifest.from_dict(self.doc))
+        return self._typed[1]
+
     def _check_length(self, first: tarfile.TarInfo) -> None:
         """A file shorter than its complete manifest says is truncated: say so before anything reads the streams
         (a restore would else write its targets first). The bound counts one header a part, no long names."""
-        if not self.manifest.get("complete") or not stat.S_ISREG(os.fstat(self._f.fileno()).st_mode):
+        if not self.doc.get("complete") or not stat.S_ISREG(os.fstat(self._f.fileno()).st_mode):
             return
         size = os.fstat(self._f.fileno()).st_size
         end = first.offset_data + first.size + len(tar_pad(first.size))
@@ -124,7 +132,7 @@ class ArchiveReader:
                 break
             self._members.append(ti)
             if ti.name == MANIFEST:
-                self.manifest = parse_manifest(self._read(ti), self.path)
+                self.doc = parse_manifest(self._read(ti), self.path)
                 continue
             base, _, idx = ti.name.rpartition(".")
             f = self._tar.extractfile(ti)
@@ -172,7 +180,7 @@ class ArchiveReader:
         members = [str(s.get("member")) for s in self._recorded()]
         if members:
             return members
-        layout = self.manifest.get("layout")
+        layout = self.doc.get("layout")
         filesystems = layout.get("filesystems") if isinstance(layout, dict) else None
         if not isinstance(filesystems, list):
             return []
@@ -180,7 +188,7 @@ class ArchiveReader:
 
     def _check_stream(self, s: _Seen) -> None:
         """One stream against a complete manifest (an incomplete one gets its digests only at the end)."""
-        if not self.manifest.get("complete"):
+        if not self.doc.get("complete"):
             return
         s.checked = True
         info = next((i for i in self._recorded() if i.get("member") == s.member), None)
@@ -191,11 +199,11 @@ class ArchiveReader:
                                f"sha256 does not match the {MANIFEST}")  # fmt: skip
 
     def _recorded(self) -> list[dict[str, Any]]:
-        streams = self.manifest.get("streams")
+        streams = self.doc.get("streams")
         return [s for s in streams if isinstance(s, dict)] if isinstance(streams, list) else []
 
     def _check_all(self, seen: dict[str, _Seen]) -> None:
-        if not self.manifest.get("complete"):
+        if not self.doc.get("complete"):
             raise ArchiveError(f"{self.path}: archive is incomplete (capture did not finish)")
         for s in seen.values():
             if not s.checked:
@@ -212,7 +220,7 @@ class ArchiveReader:
 
     def streams(self) -> list[StreamInfo]:
         """The streams the (current) manifest describes."""
-        return [StreamInfo.from_dict(s) for s in self.manifest.get("streams", [])]
+        return [StreamInfo.from_dict(s) for s in self.doc.get("streams", [])]  # verify needs no whole manifest
 
     def close(self) -> None:
         self._tar.close()
@@ -295,12 +303,17 @@ def is_archive(path: str) -> bool:
     return bool(head) and head[:100].rstrip(b"\0") == MANIFEST.encode() and head[257:262] == b"ustar"
 
 
-def read_manifest(path: str | Path) -> dict[str, Any]:
-    """The archive's final manifest (reads to the end only when the first is incomplete)."""
+def read_manifest_doc(path: str | Path) -> dict[str, Any]:
+    """The archive's final manifest as its JSON document (reads to the end only when the first is incomplete)."""
     with ArchiveReader(os.fspath(path)) as r:
-        if not r.manifest.get("complete"):
+        if not r.doc.get("complete"):
             for _ in r.parts():
                 pass
-        if not r.manifest.get("complete"):
+        if not r.doc.get("complete"):
             raise ArchiveError(f"{path}: archive is incomplete (capture did not finish)")
-        return r.manifest
+        return r.doc
+
+
+def read_manifest(path: str | Path) -> Manifest:
+    """The archive's final manifest."""
+    return Manifest.from_dict(read_manifest_doc(path))

@@ -21,11 +21,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from imgclone.archive.container import BLOCK, RECORD, StreamInfo
+from imgclone.archive.container import BLOCK, RECORD
 from imgclone.archive.reader import ArchiveReader, Part
 from imgclone.archive.streams import TAR_LIST, ZSTD_DECOMPRESS_ALL_CORES, ZSTD_TEST
 from imgclone.errors import ArchiveError
 from imgclone.host.run import DEVNULL, PIPE, Pipeline
+from imgclone.model.manifest import StreamInfo
 
 
 @dataclass
@@ -151,7 +152,7 @@ def verify(path: str, deep: bool = False) -> Report:
             if current is not None:
                 found[current.check.member] = current.close()
                 current = None
-            _compare(report, r.streams(), found, bool(r.manifest.get("complete")))
+            _compare(report, r.streams(), found, bool(r.doc.get("complete")))
         except ArchiveError as e:
             report.errors.append(str(e))
             if current is not None:

@@ -13,8 +13,9 @@ from typing import IO, Any
 
 from imgclone import faults
 from imgclone.archive import container
-from imgclone.archive.container import BLOCK, MANIFEST, RECORD, manifest_bytes, stream_member, tar_header, tar_pad
+from imgclone.archive.container import BLOCK, RECORD, manifest_bytes, stream_member, tar_header, tar_pad
 from imgclone.errors import ArchiveError
+from imgclone.model.manifest import MANIFEST
 
 CHUNK = 1024 * 1024  # what a seekable output's writer holds at a time
 

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -21,12 +21,14 @@ from typing import Any
 
 from tqdm import tqdm
 
-from imgclone.archive.container import StreamInfo, new_manifest
 from imgclone.archive.streams import DEFAULT_LEVEL, LEVELS
 from imgclone.archive.writer import ArchiveWriter
 from imgclone.capture import excludes
 from imgclone.errors import ReadErrors, UsageError
+from imgclone.model.boot import BootFacts
+from imgclone.model.content import ContentFacts
 from imgclone.model.layout import Layout
+from imgclone.model.manifest import Excludes, Manifest, Source, StreamInfo
 
 log = logging.getLogger("imgclone")
 
@@ -133,25 +135,27 @@ def progress_bar(total: int, enabled: bool | None) -> Iterator[Any]:
         bar.close()
 
 
-def run_capture(
-    opts: CaptureOptions,
-    prepare: Callable[[Context], dict[str, Any]],
-    stream_all: Callable[[Context], None],
-) -> dict[str, Any]:
+def first_manifest(ctx: Context, source: Source, boot: BootFacts, inodes: Mapping[str, int],
+                   prescan: Mapping[str, ContentFacts | None] | None) -> Manifest:  # fmt: skip
+    """The manifest written before the streams: the layout and the rules the probe found, and what prepare knows."""
+    return Manifest(layout=ctx.layout, source=source, boot=boot, excludes=Excludes.from_dict(ctx.rules.to_dict()),
+                    inodes=dict(inodes), prescan=dict(prescan) if prescan is not None else None)  # fmt: skip
+
+
+def run_capture(opts: CaptureOptions, prepare: Callable[[Context], Manifest],
+                stream_all: Callable[[Context], None]) -> Manifest:  # fmt: skip
     """The common frame: archive writer, workdir, bar; cleanup on any failure."""
     check_options(opts)
     writer = ArchiveWriter(opts.output)
     try:
         with tempfile.TemporaryDirectory(prefix="imgclone-") as tmp:
             ctx = Context(opts=opts, workdir=Path(tmp), writer=writer, bar=None)
-            fields = prepare(ctx)
-            manifest = new_manifest(layout=ctx.layout.to_dict(), excludes=ctx.rules.to_dict(), **fields)
-            writer.begin(manifest, len(ctx.layout.filesystems))
+            first = prepare(ctx)
+            writer.begin(first.to_dict(), len(ctx.layout.filesystems))
             with progress_bar(sum(f.used for f in ctx.layout.filesystems), opts.progress) as ctx.bar:
                 stream_all(ctx)
-            manifest["streams"] = [s.to_dict() for s in ctx.streams]
-            manifest["read_errors"] = len(ctx.read_errors)
-            writer.finish(manifest)
+            manifest = first.finished(tuple(ctx.streams), len(ctx.read_errors))
+            writer.finish(manifest.to_dict())
     except BaseException:
         writer.abort()
         raise

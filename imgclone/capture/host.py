@@ -9,15 +9,14 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
-from imgclone.archive.container import StreamInfo
 from imgclone.archive.streams import TarMessages, host_stream
 from imgclone.capture import excludes, prescan
 from imgclone.capture.common import (
     EXCLUDE_ROOTVG,
     CaptureOptions,
     Context,
+    first_manifest,
     record_read_error,
     run_capture,
     self_excludes,
@@ -26,6 +25,7 @@ from imgclone.errors import CommandError
 from imgclone.host.run import HOST, PIPE, Pipeline
 from imgclone.model import content
 from imgclone.model.layout import Filesystem
+from imgclone.model.manifest import Manifest, Source, StreamInfo
 from imgclone.probe import bootfacts
 from imgclone.probe import host as probe_host
 
@@ -34,11 +34,11 @@ VIEWS = Path("/run/imgclone")
 FIND = ["find", ".", "-xdev", "-printf", content.FIND_PRINTF]  # each name with its type, links and size
 
 
-def capture_host(opts: CaptureOptions) -> dict[str, Any]:
+def capture_host(opts: CaptureOptions) -> Manifest:
     """Capture the running system (or the filesystems at --mount) into opts.output."""
     sources: list[probe_host.Source] = []
 
-    def prepare(ctx: Context) -> dict[str, Any]:
+    def prepare(ctx: Context) -> Manifest:
         if opts.mounts:
             ctx.layout, found = probe_host.probe_mounts(opts.mounts)
             kind = "mounts"
@@ -48,11 +48,9 @@ def capture_host(opts: CaptureOptions) -> dict[str, Any]:
         sources.extend(found)
         ctx.rules = host_rules(opts, ctx.workdir)
         boot = bootfacts.boot_facts_host()
-        source = {"kind": kind, "host": os.uname().nodename, "mounts": [s.mountpoint for s in found]}
-        fields = {"source": source, "boot": boot.to_dict(), "inodes": probe_host.used_inodes(found)}
-        if opts.prescan:
-            fields["prescan"] = {s.fs_id: prescan_fs(s.mountpoint, ctx.rules, ctx.workdir).to_dict() for s in found}
-        return fields
+        source = Source(kind, host=os.uname().nodename, mounts=tuple(s.mountpoint for s in found))
+        prescan = {s.fs_id: prescan_fs(s.mountpoint, ctx.rules, ctx.workdir) for s in found} if opts.prescan else None
+        return first_manifest(ctx, source, boot, probe_host.used_inodes(found), prescan)
 
     def stream_all(ctx: Context) -> None:
         by_id = {s.fs_id: s for s in sources}
@@ -177,7 +175,7 @@ def stream_fs(ctx: Context, fs: Filesystem, directory: str) -> StreamInfo:
     facts = scan.facts()
     return StreamInfo(fs=fs.id, mountpoint=fs.mountpoint, member=member, parts=parts, bytes=size, sha256=sha,
                       files=sel.kept, data_bytes=msgs.total,
-                      content=facts.to_dict() if facts else None)  # fmt: skip
+                      content=facts)  # fmt: skip
 
 
 class _TarStopped(Exception):

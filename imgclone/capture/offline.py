@@ -15,12 +15,11 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
-from imgclone.archive.container import StreamInfo
 from imgclone.archive.streams import zstd_compress
 from imgclone.capture import excludes, prescan
-from imgclone.capture.common import EXCLUDE_ROOTVG, CaptureOptions, Context, check_options, run_capture
+from imgclone.capture.common import EXCLUDE_ROOTVG, CaptureOptions, Context, check_options, first_manifest, run_capture
 from imgclone.errors import ImgcloneError
 from imgclone.guest.appliance import SYSROOT, Appliance
 from imgclone.guest.interface import Guest
@@ -28,6 +27,7 @@ from imgclone.host.images import image_format
 from imgclone.host.run import PIPE, Pipeline
 from imgclone.model import content
 from imgclone.model.layout import Filesystem, Layout
+from imgclone.model.manifest import Manifest, Source, StreamInfo
 from imgclone.probe import bootfacts
 from imgclone.probe import guest as probe_guest
 
@@ -35,7 +35,7 @@ log = logging.getLogger("imgclone")
 RELAY_CHUNK = 1 << 20
 
 
-def capture_offline(opts: CaptureOptions) -> dict[str, Any]:
+def capture_offline(opts: CaptureOptions) -> Manifest:
     """Capture the filesystems of the OS found in opts.source into opts.output."""
     assert opts.source is not None
     check_options(opts)  # usage errors first, before looking at the image
@@ -45,7 +45,7 @@ def capture_offline(opts: CaptureOptions) -> dict[str, Any]:
     g.add_drive(source, readonly=True, format=fmt)
     devices: dict[str, str] = {}
 
-    def prepare(ctx: Context) -> dict[str, Any]:
+    def prepare(ctx: Context) -> Manifest:
         g.launch()
         ctx.layout, found = probe_guest.probe_image(g, [source])
         devices.update({s.fs_id: s.device for s in found})
@@ -54,11 +54,8 @@ def capture_offline(opts: CaptureOptions) -> dict[str, Any]:
         ctx.rules = read_rules(g, ctx.workdir, opts)
         boot = bootfacts.boot_facts_guest(g, ctx.layout)
         g.umount_all()
-        fields = {"source": {"kind": "image", "path": source, "format": fmt}, "boot": boot.to_dict(), "inodes": inodes}
-        if opts.prescan:
-            near = prescan_all(g, ctx.layout, devices, ctx.rules, ctx.workdir)
-            fields["prescan"] = {i: facts.to_dict() for i, facts in near.items()}
-        return fields
+        prescan = prescan_all(g, ctx.layout, devices, ctx.rules, ctx.workdir) if opts.prescan else None
+        return first_manifest(ctx, Source("image", path=source, format=fmt), boot, inodes, prescan)
 
     def stream_all(ctx: Context) -> None:
         for fs in ctx.layout.mount_order():
@@ -190,7 +187,7 @@ def stream_fs(g: Guest, ctx: Context, fs: Filesystem, device: str) -> StreamInfo
     facts = scan.facts()
     return StreamInfo(fs=fs.id, mountpoint=fs.mountpoint, member=member, parts=parts, bytes=size, sha256=sha,
                       files=sel.kept, data_bytes=counted[0],
-                      content=facts.to_dict() if facts else None)  # fmt: skip
+                      content=facts)  # fmt: skip
 
 
 def _relay(r: int, zin: IO[bytes], ctx: Context, counted: list[int], scan: content.TarScan) -> None:

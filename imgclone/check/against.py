@@ -20,7 +20,6 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from typing import Any
 
 from imgclone.archive.reader import ArchiveReader, read_manifest
 from imgclone.archive.streams import ZSTD_DECOMPRESS
@@ -33,7 +32,8 @@ from imgclone.host.images import image_format
 from imgclone.host.run import PIPE, Pipeline
 from imgclone.model import journal as state
 from imgclone.model.layout import Layout
-from imgclone.phases import alternate
+from imgclone.model.manifest import Manifest
+from imgclone.storage import build
 
 log = logging.getLogger("imgclone")
 CHUNK = 2 * 1024 * 1024  # base64 of it stays under libguestfs's 4 MiB message limit
@@ -48,8 +48,8 @@ def verify_against(archive: str, targets: Sequence[str], *, debug: bool = False)
         if not os.path.exists(t):
             raise UsageError(f"--against {t}: no such image or device")
     manifest = read_manifest(archive)
-    doc = state.load(list(targets))
-    drives = [str(t["path"]) for t in doc["targets"]] if doc else list(targets)
+    journal = state.load(list(targets))
+    drives = journal.target_paths if journal else list(targets)
     g = Appliance(trace=debug)
     for path in drives:
         g.add_drive(path, readonly=True, format=image_format(path))
@@ -57,7 +57,7 @@ def verify_against(archive: str, targets: Sequence[str], *, debug: bool = False)
     try:
         records = read_archive(archive)
         launched.wait()
-        return compare_targets(g, manifest, doc, records, archive, list(targets))
+        return compare_targets(g, manifest, journal, records, archive, list(targets))
     finally:
         launched.wait(quiet=True)
         g.close()
@@ -142,14 +142,14 @@ class _StreamRecords:
         return self.records
 
 
-def compare_targets(g: Guest, manifest: dict[str, Any], doc: dict[str, Any] | None,
+def compare_targets(g: Guest, manifest: Manifest, journal: state.Journal | None,
                     records: dict[str, list[FileRecord]], archive: str, targets: list[str]) -> Report:  # fmt: skip
     """Map each archive filesystem to a target device, read it in the appliance, compare."""
     g.vg_activate_all(True)
-    streams = {str(s["fs"]): str(s["mountpoint"]) for s in manifest["streams"]}
-    devices, how = map_filesystems(g, Layout.from_dict(manifest["layout"]), streams, doc)
+    streams = {s.fs: s.mountpoint for s in manifest.streams}
+    devices, how = map_filesystems(g, manifest.layout, streams, journal)
     report = Report(archive=archive, targets=targets, mapping=how)
-    phases = _phases(doc, report, str(manifest.get("created")))
+    phases = _phases(journal, report, manifest.created)
     mountpoints = sorted(streams.values())
     for fs_id, mountpoint in sorted(streams.items(), key=lambda kv: kv[1]):
         device = devices.get(fs_id)
@@ -167,19 +167,20 @@ def compare_targets(g: Guest, manifest: dict[str, Any], doc: dict[str, Any] | No
     return report
 
 
-def _phases(doc: dict[str, Any] | None, report: Report, created: str) -> tuple[str, ...]:
+def _phases(journal: state.Journal | None, report: Report, created: str) -> tuple[str, ...]:
     """The phases whose rules apply: the journal's, else restore's and Phase 3's (what may have run)."""
-    if doc is None:
+    if journal is None:
         report.notes.append("no journal for these targets: the rules of restore (1) and Phase 3 apply")
         return ASSUMED_PHASES
-    done = tuple(sorted(doc.get("phases", {})))
-    if doc.get("archive") == state.BLOCKS:
+    done = tuple(sorted(journal.phases))
+    if journal.archive == state.BLOCKS:
         report.notes.append("the journal says imgclone copy copied these targets' blocks from their source: compared "
                             "with this archive all the same")  # fmt: skip
-    elif doc.get("archive_created") != created:
+    elif journal.archive_created != created:
         report.notes.append(f"the journal says these targets were restored from an archive made at "
-                            f"{doc.get('archive_created')}, not this one")  # fmt: skip
-    actions = doc.get("phases", {}).get("2", {}).get("actions") or []
+                            f"{journal.archive_created}, not this one")  # fmt: skip
+    phase2 = journal.phases.get("2")
+    actions = phase2.actions if phase2 else ()
     if actions:
         report.notes.append(f"Phase 2 customized the clone ({len(actions)} action(s)): what it changed is "
                             "reported as differences; verify after -P1 to check the restore alone")  # fmt: skip
@@ -187,11 +188,11 @@ def _phases(doc: dict[str, Any] | None, report: Report, created: str) -> tuple[s
 
 
 def map_filesystems(g: Guest, layout: Layout, streams: dict[str, str],
-                    doc: dict[str, Any] | None) -> tuple[dict[str, str], str]:  # fmt: skip
+                    journal: state.Journal | None) -> tuple[dict[str, str], str]:  # fmt: skip
     """fs id → appliance device, and how it was found."""
-    if doc is not None:
-        current = alternate.current_layout(doc)
-        devs = alternate.devices(g, current)
+    if journal is not None:
+        current = journal.current_layout()
+        devs = build.devices(g, current)
         return {fs.id: devs.path(fs.device) for fs in current.filesystems if fs.id in streams}, "the journal"
     found: dict[str, str] = {}
     how = []

@@ -6,10 +6,11 @@ import argparse
 import contextlib
 from typing import Any
 
-from imgclone.cli.output import emit, human
+from imgclone.cli.output import emit
 from imgclone.errors import UsageError
 from imgclone.host import locks
 from imgclone.host.targets import split_targets
+from imgclone.units import human
 
 # alt/ and the journal (libguestfs, the planner) are imported where an alt command runs
 

@@ -6,10 +6,12 @@ import argparse
 import sys
 from typing import Any
 
-from imgclone.archive.reader import ArchiveReader, read_manifest
+from imgclone.archive.reader import ArchiveReader, read_manifest_doc
 from imgclone.archive.verify import verify
 from imgclone.cli.capture import stream_row
-from imgclone.cli.output import emit, human
+from imgclone.cli.output import emit
+from imgclone.model.manifest import Manifest, StreamInfo
+from imgclone.units import human
 
 
 def cmd_archive(args: argparse.Namespace) -> int:
@@ -26,15 +28,14 @@ def cmd_archive(args: argparse.Namespace) -> int:
         report = verify(args.archive, deep=args.deep)
         emit(args, report.to_dict(), lambda: _verify_text(report.to_dict()))
         return 0 if report.ok else 1
-    m = read_manifest(args.archive) if args.archive != "-" else _stdin_manifest()
+    doc = read_manifest_doc(args.archive) if args.archive != "-" else _stdin_manifest()
+    m = Manifest.from_dict(doc)  # the text from the data; JSON is the manifest as the archive holds it
     if args.action == "list":
-        emit(args, m["streams"], lambda: "\n".join(stream_row(s) for s in m["streams"]) + "\n")
+        emit(args, doc["streams"], lambda: "\n".join(stream_row(s) for s in m.streams) + "\n")
     elif getattr(args, "layout", False):
-        from imgclone.model.layout import Layout
-
-        sys.stdout.write(Layout.from_dict(m["layout"]).to_json())
+        sys.stdout.write(m.layout.to_json())
     else:
-        emit(args, m, lambda: _show_text(m))
+        emit(args, doc, lambda: _show_text(m))
     return 0
 
 
@@ -42,7 +43,7 @@ def _stdin_manifest() -> dict[str, Any]:
     with ArchiveReader("-") as r:
         for _ in r.parts():
             pass
-        return r.manifest
+        return r.doc
 
 
 def _verify_text(r: dict[str, Any]) -> str:
@@ -57,17 +58,13 @@ def _verify_text(r: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _show_text(m: dict[str, Any]) -> str:
-    from imgclone.model.layout import Layout
-
-    layout = Layout.from_dict(m["layout"])
-    src = m.get("source", {})
-    boot = m.get("boot", {})
-    lines = [f"archive format {m['format_version']}, imgclone {m['imgclone_version']}, created {m['created']}",
-             f"source: {src.get('kind')} {src.get('path') or src.get('host', '')}",
-             f"boot: firmware {boot.get('firmware')}, bootloader {boot.get('bootloader')}, "
-             f"root {boot.get('root_device')}",
-             f"  cmdline: {boot.get('cmdline', '')}"]  # fmt: skip
+def _show_text(m: Manifest) -> str:
+    layout, src, boot = m.layout, m.source, m.boot
+    lines = [f"archive format {m.format_version}, imgclone {m.imgclone_version}, created {m.created}",
+             f"source: {src.kind} {src.path or src.host}",
+             f"boot: firmware {boot.firmware if boot else None}, bootloader {boot.bootloader if boot else None}, "
+             f"root {boot.root_device if boot else None}",
+             f"  cmdline: {boot.cmdline if boot else ''}"]  # fmt: skip
     for d in layout.disks:
         lines.append(f"disk {d.id}: {d.path} {human(d.size)} table {d.table}")
         for p in (p for p in layout.partitions if p.disk == d.id):
@@ -82,18 +79,15 @@ def _show_text(m: dict[str, Any]) -> str:
                      f"uuid {fs.uuid} label {fs.label!r}")  # fmt: skip
     for sw in layout.swaps:
         lines.append(f"swap {sw.id} on {sw.device}: {human(sw.size)}")
-    lines += [_content_row(s) for s in m.get("streams", [])]
-    ex = m.get("excludes", {})
-    lines.append(f"excludes: {len(ex.get('patterns', []))} pattern(s) from {', '.join(ex.get('sources', [])) or '-'}")
+    lines += [_content_row(s) for s in m.streams]
+    lines.append(f"excludes: {len(m.excludes.patterns)} pattern(s) from {', '.join(m.excludes.sources) or '-'}")
     return "\n".join(lines) + "\n"
 
 
-def _content_row(s: dict[str, Any]) -> str:
+def _content_row(s: StreamInfo) -> str:
     """What a stream's content needs of a target filesystem (the restore checks it against the target's limits)."""
-    from imgclone.model.content import ContentFacts
-
-    head = f"content {s['mountpoint']:<8} {s['files']} files"
-    c = ContentFacts.from_dict(s.get("content"))
+    head = f"content {s.mountpoint:<8} {s.files} files"
+    c = s.content
     if c is None:
         return f"{head}; largest file, hard links, xattrs: not recorded (an older imgclone)"
     xattr = (f"largest xattr {c.largest_xattr_name} {c.largest_xattr} bytes ({c.largest_xattr_path})"

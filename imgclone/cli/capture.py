@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from typing import Any
 
-from imgclone.cli.output import emit, human
+from imgclone.cli.output import emit
 from imgclone.errors import UsageError
+from imgclone.model.manifest import Manifest, StreamInfo
+from imgclone.units import human
 
 
 def cmd_capture(args: argparse.Namespace) -> int:
@@ -34,20 +35,20 @@ def cmd_capture(args: argparse.Namespace) -> int:
     elapsed = time.monotonic() - t0
     if args.output == "-":
         return 0
-    summary = {"archive": args.output, "seconds": round(elapsed, 1), "streams": manifest["streams"],
-               "read_errors": manifest.get("read_errors", 0)}  # fmt: skip
+    summary = {"archive": args.output, "seconds": round(elapsed, 1), "streams": [s.to_dict() for s in manifest.streams],
+               "read_errors": manifest.read_errors or 0}  # fmt: skip
     emit(args, summary, lambda: _capture_text(manifest, args.output, elapsed))
     return 0
 
 
-def _capture_text(m: dict[str, Any], path: str, elapsed: float) -> str:
-    lines = [f"captured {len(m['streams'])} filesystem(s) into {path} in {elapsed:.1f} s"]
-    lines += [stream_row(s) for s in m["streams"]]
-    total = sum(s["bytes"] for s in m["streams"])
+def _capture_text(m: Manifest, path: str, elapsed: float) -> str:
+    lines = [f"captured {len(m.streams)} filesystem(s) into {path} in {elapsed:.1f} s"]
+    lines += [stream_row(s) for s in m.streams]
+    total = m.stream_bytes()
     lines.append(f"archive: {human(os.path.getsize(path))} ({human(total)} of streams)")
     return "\n".join(lines) + "\n"
 
 
-def stream_row(s: dict[str, Any]) -> str:
-    data = human(s["data_bytes"]) if s.get("data_bytes") else "?"
-    return f"  {s['mountpoint']:<16} {s['fs']:<18} {s['files']:>9} files  {data:>10} → {human(s['bytes']):>10} zstd"
+def stream_row(s: StreamInfo) -> str:
+    data = human(s.data_bytes) if s.data_bytes else "?"
+    return f"  {s.mountpoint:<16} {s.fs:<18} {s.files:>9} files  {data:>10} → {human(s.bytes):>10} zstd"

@@ -9,15 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 
-def human(n: float) -> str:
-    """1536 → '1.5 KiB'."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
 def emit(args: argparse.Namespace, data: Any, text: Callable[[], str]) -> None:
     """Print JSON with --json, else the human text."""
     if args.json:

@@ -25,6 +25,8 @@ EPILOG = textwrap.dedent("""\
                  IMGCLONE_ACCEL=kvm|tcg (force the QEMU accelerator),
                  IMGCLONE_LAUNCH_TIMEOUT=S (a libguestfs appliance that has not started
                  by then is stopped; default 180 s under KVM, then TCG is tried, 900 s under TCG)
+                 IMGCLONE_INITRAMFS=appliance (Phase 3 runs the clone's update-initramfs inside the
+                 appliance, isolated but minutes under TCG, instead of in a chroot on this host)
     """)
 
 

@@ -12,9 +12,10 @@ import os
 import sys
 from typing import Any
 
-from imgclone.cli.output import human, say
+from imgclone.cli.output import say
 from imgclone.copy.command import Captured, CopyOutcome, CopyPlanned, CopyWay
 from imgclone.phases.command import BootOrder, Customized, Finalized, Planned, Restored
+from imgclone.units import human
 
 FILES_NOTE = "FILES: inodes in use on the source filesystem, at most what its files need on the clone\n"
 

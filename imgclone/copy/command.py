@@ -18,10 +18,10 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from imgclone.capture.common import CaptureOptions, ErrMode
-from imgclone.copy import blocks
+from imgclone.copy import blocks, blocks_rules
 from imgclone.copy.stream import CaptureFeed
 from imgclone.errors import ReadErrors, UsageError
 from imgclone.guest import session
@@ -30,6 +30,7 @@ from imgclone.host import locks, targets
 from imgclone.model import journal as state
 from imgclone.model.content import ContentFacts
 from imgclone.model.layout import Layout
+from imgclone.model.manifest import Manifest
 from imgclone.phases import command
 from imgclone.phases.command import Listener, Outcome
 from imgclone.phases.phase import Phase
@@ -114,14 +115,14 @@ def by_blocks(req: CopyRequest, disks: list[targets.TargetDisk], listener: CopyL
     if req.by == "files":
         return False
     opts = req.phases.restore
-    why = blocks.host_refusal(opts, req.capture, disks, keep_archive=bool(req.keep))
+    why = blocks_rules.host_refusal(opts, req.capture, disks, keep_archive=bool(req.keep))
     try:
         if why is not None:
             log.debug("Phase 1 copies by files: %s", why)
-            raise blocks.CopyByFiles(why)
+            raise blocks_rules.CopyByFiles(why)
         blocks_phases(req, dataclasses.replace(opts, archive_name=state.BLOCKS), disks[0], listener)
         return True
-    except blocks.CopyByFiles as e:
+    except blocks_rules.CopyByFiles as e:
         if req.by == "blocks":
             raise UsageError(f"--by blocks: {e}", "give --by files, or leave --by out") from e
         if why is None:
@@ -141,7 +142,7 @@ def blocks_phases(req: CopyRequest, opts: RestoreOptions, disk: targets.TargetDi
             command.run_held(rest, listener, shared)
 
 
-def capture(cap: CaptureOptions) -> tuple[dict[str, Any] | None, bool]:
+def capture(cap: CaptureOptions) -> tuple[Manifest | None, bool]:
     """Phase 1's capture: its manifest, and True when files could not be read and ALT_BAK_ERR_REPORT says go on."""
     try:
         if cap.source:
@@ -158,7 +159,7 @@ def capture(cap: CaptureOptions) -> tuple[dict[str, Any] | None, bool]:
         return None, True
 
 
-Capture = Callable[[CaptureOptions], tuple[dict[str, Any] | None, bool]]
+Capture = Callable[[CaptureOptions], tuple[Manifest | None, bool]]
 Phases = Callable[[RestoreRequest, Listener, session.Session, bool], None]
 
 
@@ -178,7 +179,7 @@ def copy_phases(req: CopyRequest, listener: CopyListener, capture_into: Capture 
         assert feed.result is not None
         manifest, report_errors = feed.result
         if manifest is not None:  # under ALT_BAK_ERR_REPORT the warning said what was captured
-            listener(Captured(len(manifest["streams"]), sum(int(s["bytes"]) for s in manifest["streams"])))
+            listener(Captured(len(manifest.streams), manifest.stream_bytes()))
         rest = req.phases.only(Phase.CUSTOMIZE, Phase.FINALIZE)
         if rest.phases:
             phases(rest, listener, shared, report_errors)
@@ -187,16 +188,16 @@ def copy_phases(req: CopyRequest, listener: CopyListener, capture_into: Capture 
 
 def dry_run(req: CopyRequest, listener: CopyListener) -> None:
     """The plan from the source's layout and inode counts (and, converting, its files near a type's limits), probed
-    without capturing anything; by blocks when the copy would go by blocks (blocks.dry_plan)."""
+    without capturing anything; by blocks when the copy would go by blocks (blocks_rules.dry_plan)."""
     disks = resolve(req)
     opts = req.phases.restore
     source, inodes, content = probe_source(req.capture)
     plan_opts = dataclasses.replace(opts.plan, files=inodes, content=content)
     plan, why = None, "--by files"
     if req.by != "files":
-        why = blocks.host_refusal(opts, req.capture, disks, keep_archive=bool(req.keep)) or ""
+        why = blocks_rules.host_refusal(opts, req.capture, disks, keep_archive=bool(req.keep)) or ""
         if not why:
-            plan, why = blocks.dry_plan(source, disks[0], plan_opts)
+            plan, why = blocks_rules.dry_plan(source, disks[0], plan_opts)
         if plan is None and req.by == "blocks":
             raise UsageError(f"--by blocks: {why}", "give --by files, or leave --by out")
     if plan is None:

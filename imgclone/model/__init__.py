@@ -1,1 +1,2 @@
-"""The data: the storage layout, LVM names, what a filesystem's content needs, the alternate's journal."""
+"""The data: the storage layout, LVM names, partition types, boot facts, content facts, an archive's manifest, an
+alternate's journal (frozen dataclasses with versioned JSON)."""

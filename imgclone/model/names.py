@@ -10,6 +10,7 @@ either doubled, must also fit in 127 characters (DM_NAME_LEN 128).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterable
 
@@ -154,3 +155,16 @@ def check_limit(limit: int) -> None:
     low = len(ALT_LV_PREFIX) + 1
     if not low <= limit <= NAME_MAX:
         raise UsageError(f"--lv-name-limit {limit}: give {low} to {NAME_MAX}")
+
+
+def final_layout(alt: Layout) -> Layout:
+    """The layout with the alt prefixes removed (what Phase 3 renames to)."""
+    vgs = tuple(dataclasses.replace(v, name=final_name(v.name)) for v in alt.vgs)
+    lvs = tuple(dataclasses.replace(lv, name=final_name(lv.name)) for lv in alt.lvs)
+    return dataclasses.replace(alt, vgs=vgs, lvs=lvs)
+
+
+def deferred_layout(alt: Layout) -> Layout:
+    """Final LV names in VGs still called altinst_<vg> (renamed on the clone's first boot: phases/oldvg.py)."""
+    lvs = tuple(dataclasses.replace(lv, name=final_name(lv.name)) for lv in alt.lvs)
+    return dataclasses.replace(alt, lvs=lvs)

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
 
 from imgclone.errors import ImgcloneError
 from imgclone.host.run import HOST, Runner
+from imgclone.model.journal import Journal
 from imgclone.model.layout import Layout, PartFlag
 
 LOADER = "\\EFI\\BOOT\\BOOTX64.EFI"
@@ -25,20 +25,20 @@ def host_firmware() -> str:
     return "uefi" if os.path.isdir("/sys/firmware/efi") else "bios"
 
 
-def set_boot_order(doc: dict[str, Any], *, runner: Runner = HOST, firmware: str | None = None) -> list[str]:
+def set_boot_order(journal: Journal, *, runner: Runner = HOST, firmware: str | None = None) -> list[str]:
     """Make the clone the next boot when it is a disk of this host; return what was done or what to do."""
-    devices = [t["path"] for t in doc["targets"] if t["kind"] == "device"]
+    devices = [t.path for t in journal.targets if t.kind == "device"]
     if not devices:
         return ["boot order: the targets are images, nothing to set (imgclone boot-test boots them)"]
     disk = devices[0]
     host = firmware or host_firmware()
-    clone = str(doc.get("boot", {}).get("firmware") or "bios")
+    clone = journal.firmware
     if host == "bios":
         return [f"boot order: this host boots with BIOS; choose {disk} in its boot menu to boot the clone"]
     if "uefi" not in clone:
         return [f"boot order: the clone boots with BIOS but this host with UEFI; choose {disk} in the firmware's "
                 "legacy (CSM) boot menu"]  # fmt: skip
-    esp = _esp_number(Layout.from_dict(doc["layout"]))
+    esp = _esp_number(journal.built)
     label = f"imgclone clone on {os.path.basename(disk)}"
     for old in entries(runner.run(["efibootmgr"]).text, label):
         runner.run(["efibootmgr", "--quiet", "--bootnum", old, "--delete-bootnum"])

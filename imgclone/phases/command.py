@@ -15,7 +15,7 @@ from imgclone.guest import session
 from imgclone.host import locks
 from imgclone.host.targets import TargetDisk
 from imgclone.model import journal as state
-from imgclone.phases import alternate, bootorder
+from imgclone.phases import bootorder
 from imgclone.phases.customize import customize
 from imgclone.phases.finalize import finalize
 from imgclone.phases.phase import Phase
@@ -110,8 +110,8 @@ def run_customize(req: RestoreRequest, shared: session.Session) -> Customized:
     if req.customize.requested:
         cus = customize(req.targets, req.customize, debug=req.debug, shared=shared)
         return Customized(cus.actions, cus.notes, cus.timings)
-    alternate.load(req.targets)
-    state.mark_phase(req.targets, "2", {"timings": {}, "actions": [], "notes": [NO_CUSTOMIZATION]})
+    state.load_alternate(req.targets)
+    state.mark_phase(req.targets, "2", state.PhaseRecord(state.now(), notes=(NO_CUSTOMIZATION,)))
     return Customized([], [], {}, requested=False)
 
 
@@ -122,7 +122,7 @@ def set_boot_order(req: RestoreRequest, listener: Listener, read_errors: bool) -
     elif read_errors:
         lines = ["boot order: not set, files could not be read (ALT_BAK_ERR_REPORT)"]
     else:
-        lines = bootorder.set_boot_order(state.load(req.targets) or {"targets": []})
+        lines = bootorder.set_boot_order(state.load(req.targets) or state.Journal())
     rebooting = req.boot.reboot and not read_errors
     listener(BootOrder(lines, rebooting))
     if rebooting:

@@ -20,7 +20,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from imgclone.errors import CommandError, GuestfsError, ImgcloneError, UsageError
 from imgclone.guest import session
@@ -29,7 +28,7 @@ from imgclone.guest.steps import Context, run_phase, steps
 from imgclone.host.run import HOST
 from imgclone.model import journal as state
 from imgclone.model.layout import Layout
-from imgclone.phases import alternate, clonefiles, packages
+from imgclone.phases import clonefiles, packages
 from imgclone.phases.phase import Phase
 from imgclone.storage import build
 
@@ -66,7 +65,7 @@ class CustomizeOptions:
 class Customize(Context):
     """One Phase 2 run: the alternate's journal, its current names, the options, the packages found."""
 
-    doc: dict[str, Any]
+    journal: state.Journal
     layout: Layout
     opts: CustomizeOptions
     available: dict[str, packages.Package] = field(default_factory=dict)
@@ -74,8 +73,8 @@ class Customize(Context):
 
 def prepare(targets: tuple[str, ...], opts: CustomizeOptions) -> Customize:
     """Every refusal of Phase 2, before the appliance starts."""
-    doc = alternate.load(targets)
-    ctx = Customize(targets=targets, doc=doc, layout=alternate.current_layout(doc), opts=opts)
+    journal = state.load_alternate(targets)
+    ctx = Customize(targets=targets, journal=journal, layout=journal.current_layout(), opts=opts)
     if opts.packages:
         ctx.available = packages.scan(opts.packages.directory)
         packages.select(opts.packages, ctx.available, {})  # names missing from the directory
@@ -99,8 +98,8 @@ def customize(targets: tuple[str, ...], opts: CustomizeOptions, *, debug: bool =
               shared: session.Session | None = None) -> Customize:  # fmt: skip
     """Run Phase 2 on the targets of an earlier Phase 1 (in the `shared` appliance when the command shares one)."""
     ctx = prepare(targets, opts)
-    run_phase(Phase.CUSTOMIZE.value, ctx, STEPS, session.opened(alternate.drives(ctx.doc), shared, debug=debug))
-    state.mark_phase(targets, "2", {"timings": ctx.timings, "actions": ctx.actions, "notes": ctx.notes})
+    run_phase(Phase.CUSTOMIZE.value, ctx, STEPS, session.opened(ctx.journal.drives, shared, debug=debug))
+    state.mark_phase(targets, "2", state.PhaseRecord(state.now(), ctx.timings, tuple(ctx.actions), tuple(ctx.notes)))
     return ctx
 
 
@@ -108,7 +107,7 @@ def mount_clone(ctx: Customize) -> None:
     g = ctx.g
     if ctx.layout.vgs:
         g.vg_activate(True, [vg.name for vg in ctx.layout.vgs])
-    build.mount_tree(g, alternate.devices(g, ctx.layout))
+    build.mount_tree(g, build.devices(g, ctx.layout))
 
 
 def replace_resolv_conf(ctx: Customize) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
 
 from imgclone.errors import ImgcloneError
 from imgclone.guest import session
@@ -20,7 +19,7 @@ from imgclone.guest.steps import Context, run_phase, steps
 from imgclone.model import journal as state
 from imgclone.model import names
 from imgclone.model.layout import Layout, PartFlag, TableType
-from imgclone.phases import alternate, oldvg
+from imgclone.phases import initramfs, oldvg
 from imgclone.phases.phase import Phase
 from imgclone.storage import build
 
@@ -31,7 +30,7 @@ log = logging.getLogger("imgclone")
 class Finalize(Context):
     """One Phase 3 run: the alternate's journal and the names Phase 3 gives its volumes."""
 
-    doc: dict[str, Any]
+    journal: state.Journal
     layout: Layout  # the names Phase 3 gives: final, or altinst_<vg> kept with deferred_vgs
     skip_checks: bool = False
     deferred_vgs: dict[str, str] = field(default_factory=dict)  # altinst_<vg> → <vg>, renamed on first boot
@@ -41,16 +40,16 @@ class Finalize(Context):
     def devices(self) -> build.Devices:
         """Layout ids → the appliance's device names (its drives are the journal's targets, in order)."""
         if self.devs is None:
-            self.devs = alternate.devices(self.g, self.layout)
+            self.devs = build.devices(self.g, self.layout)
         return self.devs
 
 
 def load(targets: tuple[str, ...]) -> Finalize:
     """Phase 1 must have run on exactly these targets."""
-    doc = alternate.load(targets)
-    if "3" in doc.get("phases", {}):
+    journal = state.load_alternate(targets)
+    if "3" in journal.phases:
         log.info("Phase 3 already ran on these targets; running it again")
-    return Finalize(targets=targets, doc=doc, layout=alternate.final_layout(Layout.from_dict(doc["layout"])))
+    return Finalize(targets=targets, journal=journal, layout=names.final_layout(journal.built))
 
 
 def finalize(targets: tuple[str, ...], *, skip_checks: bool = False, beside_source: bool = False,
@@ -59,18 +58,18 @@ def finalize(targets: tuple[str, ...], *, skip_checks: bool = False, beside_sour
     ctx = load(targets)
     ctx.skip_checks = skip_checks
     if beside_source or _meets_host_vg(ctx):
-        alt = Layout.from_dict(ctx.doc["layout"])
+        alt = ctx.journal.built
         ctx.deferred_vgs = {vg.name: names.final_name(vg.name) for vg in alt.vgs}
-        ctx.layout = alternate.deferred_layout(alt)
-    run_phase(Phase.FINALIZE.value, ctx, STEPS, session.opened(alternate.drives(ctx.doc), shared, debug=debug))
-    state.mark_phase(targets, "3", {"timings": ctx.timings, "actions": ctx.actions,
-                                    "deferred_vgs": ctx.deferred_vgs})  # fmt: skip
+        ctx.layout = names.deferred_layout(alt)
+    run_phase(Phase.FINALIZE.value, ctx, STEPS, session.opened(ctx.journal.drives, shared, debug=debug))
+    state.mark_phase(targets, "3", state.PhaseRecord(state.now(), ctx.timings, tuple(ctx.actions),
+                                                     deferred_vgs=ctx.deferred_vgs))  # fmt: skip
     return ctx
 
 
 def _meets_host_vg(ctx: Finalize) -> bool:
     """A clone on a disk of this host whose VG name this host uses already: the rename waits for its first boot."""
-    if not any(t["kind"] == "device" for t in ctx.doc["targets"]):
+    if not any(t.kind == "device" for t in ctx.journal.targets):
         return False
     clash = oldvg.host_vg_names() & {vg.name for vg in ctx.layout.vgs}
     if clash:
@@ -107,7 +106,7 @@ def mount_clone(ctx: Finalize) -> None:
 
 def firmware(ctx: Finalize) -> str:
     """bios, uefi or uefi+bios: what the source booted with."""
-    return str(ctx.doc.get("boot", {}).get("firmware") or "bios")
+    return ctx.journal.firmware
 
 
 def check_bootable(ctx: Finalize) -> None:
@@ -140,8 +139,9 @@ def install_vg_rename(ctx: Finalize) -> None:
     g.mkdir_p(oldvg.SCRIPT.rsplit("/", 1)[0])
     g.write(oldvg.SCRIPT, oldvg.script_text(uuids).encode())
     g.chmod(0o755, oldvg.SCRIPT)
-    log.info("regenerating the clone's initramfs with %s (minutes under TCG)", oldvg.SCRIPT)
-    g.command(["update-initramfs", "-u", "-k", "all"])
+    log.info("regenerating the clone's initramfs with %s", oldvg.SCRIPT)
+    place = initramfs.regenerate(g, None)
+    log.info("the clone's update-initramfs ran %s", "on this host" if place == "host" else "in the appliance")
     for alt, final in ctx.deferred_vgs.items():
         ctx.actions.append(f"kept volume group {alt}: on its first boot the clone renames it {final}, and the "
                            f"source's {final} old_{final}")  # fmt: skip
@@ -154,11 +154,10 @@ def root_as_source(ctx: Finalize) -> bool:
     The source booted with the initramfs the clone carries, so it holds what such a root needs; reading it
     (lsinitramfs unpacks it all: 30–50 s under TCG) would only confirm that.
     """
-    src_doc = ctx.doc.get("source_layout")
+    source = ctx.journal.source_layout
     root = ctx.layout.filesystem_at("/")
-    if not src_doc or root is None:
+    if source is None or root is None:
         return False
-    source = Layout.from_dict(src_doc)
     src_root = source.filesystem_at("/")
     if src_root is None:
         return False
@@ -180,8 +179,8 @@ def ensure_initramfs(ctx: Finalize) -> None:
         listing = g.command(["lsinitramfs", f"/boot/{initrd}"])
         if module and f"/{module}" not in listing:
             version = initrd.removeprefix("initrd.img-")
-            log.info("initramfs %s lacks %s: regenerating it (minutes under TCG)", initrd, module)
-            g.command(["update-initramfs", "-u", "-k", version])
+            log.info("initramfs %s lacks %s: regenerating it", initrd, module)
+            initramfs.regenerate(g, [version])
             ctx.actions.append(f"regenerated /boot/{initrd} for {root.type}")
 
 

@@ -14,7 +14,6 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from imgclone.alt import cleanup as alt_cleanup
 from imgclone.archive.reader import ArchiveReader, read_manifest
@@ -24,8 +23,7 @@ from imgclone.guest.interface import Guest
 from imgclone.guest.steps import Context, run_phase, steps
 from imgclone.host import targets
 from imgclone.model import journal as state
-from imgclone.model.content import ContentFacts
-from imgclone.model.layout import Layout
+from imgclone.model.manifest import Manifest
 from imgclone.phases import extract, fixups, stream_guard
 from imgclone.phases.phase import Phase
 from imgclone.plan.planner import make_plan
@@ -55,7 +53,7 @@ class Restore(Context):
     """One Phase 1 run: its plan, its targets, what it made."""
 
     opts: RestoreOptions
-    manifest: dict[str, Any]
+    manifest: Manifest
     disks: list[targets.TargetDisk]
     plan: Plan
     devs: build.Devices | None = None
@@ -83,32 +81,25 @@ def plan_restore(opts: RestoreOptions, reader: ArchiveReader) -> Restore:
     """The plan from the archive's first manifest: complete in an archive file; in a pipe (stdin, imgclone copy) it
     has the layout and no streams yet, which restore checks against the final manifest at the end."""
     manifest = reader.manifest
-    if not manifest.get("complete") and os.path.isfile(opts.archive):
+    if not manifest.complete and os.path.isfile(opts.archive):
         manifest = read_manifest(opts.archive)  # a piped archive saved to a file: its last manifest has file counts
-    source = Layout.from_dict(manifest["layout"])
+    source = manifest.layout
     protected = targets.running_root_disks()
     disks = targets.resolve(list(opts.targets), force=opts.force, protected=protected)
-    plan_opts = dataclasses.replace(opts.plan, files=planning_files(manifest),  # inodes a shrunk fs must still hold
-                                    content=planning_content(manifest))  # fmt: skip
+    plan_opts = dataclasses.replace(opts.plan, files=manifest.planning_files(),  # inodes a shrunk fs must still hold
+                                    content=manifest.planning_content())  # fmt: skip
     plan = make_plan(source, [Target(d.path, d.size, d.sector_size) for d in disks], plan_opts)
     return Restore(targets=opts.targets, opts=opts, manifest=manifest, disks=disks, plan=plan, reader=reader)
 
 
-def planning_files(manifest: dict[str, Any]) -> dict[str, int]:
-    """fs id → files to plan for: the streams' own counts, or in the first manifest of a piped archive (no streams
-    yet) the source's inodes in use when the capture began, an upper bound (older archives have none)."""
-    if manifest["streams"]:
-        return {str(s["fs"]): int(s["files"]) for s in manifest["streams"]}
-    return {str(fs): int(n) for fs, n in manifest.get("inodes", {}).items()}
-
-
-def planning_content(manifest: dict[str, Any]) -> dict[str, ContentFacts | None]:
-    """fs id → what its content needs of a target type (None: its stream records nothing). A piped archive's first
-    manifest has no streams yet: its `prescan` (copy with a conversion: the files near a type's limits) when it has
-    one, else nothing is known."""
-    if not manifest["streams"]:
-        return {str(fs): ContentFacts.from_dict(d) for fs, d in manifest.get("prescan", {}).items()}
-    return {str(s["fs"]): ContentFacts.from_dict(s.get("content")) for s in manifest["streams"]}
+def journal_of(ctx: Restore) -> state.Journal:
+    """What the journal records of this Phase 1: the targets, the layout built (its UUIDs so far), the archive."""
+    return state.Journal(
+        targets=tuple(state.TargetRecord(d.path, d.kind, d.format, d.size) for d in ctx.disks),
+        layout=ctx.plan.target, source_layout=ctx.plan.source, uuids=dict(ctx.uuids),
+        archive=state.archive_name(ctx.opts.archive_name or ctx.opts.archive),
+        archive_created=ctx.manifest.created or None, boot=ctx.manifest.boot,
+    )  # fmt: skip
 
 
 def restore(opts: RestoreOptions, shared: session.Session | None = None) -> Restore:
@@ -135,8 +126,7 @@ def build_clone(ctx: Restore, shared: session.Session | None = None) -> None:
     except BaseException as e:
         clean_up_failure(ctx, e)
         raise
-    state.save_phase1(ctx.opts.targets, ctx.disks, ctx.plan, ctx.manifest, opts.archive_name or opts.archive,
-                      ctx.uuids)  # fmt: skip
+    state.save_phase1(ctx.opts.targets, journal_of(ctx))
 
 
 def clean_up_failure(ctx: Restore, error: BaseException, wipe: Callable[[Sequence[str]], object] | None = None) -> None:
@@ -185,8 +175,7 @@ def check_targets(ctx: Restore) -> None:
 def record_start(ctx: Restore) -> None:
     """Journal the alternate before the first write (state.save_phase1 started=True)."""
     opts = ctx.opts
-    state.save_phase1(opts.targets, ctx.disks, ctx.plan, ctx.manifest, opts.archive_name or opts.archive, {},
-                      started=True)  # fmt: skip
+    state.save_phase1(opts.targets, journal_of(ctx), started=True)
 
 
 def partition(ctx: Restore) -> None:
@@ -211,8 +200,8 @@ def extract_streams(ctx: Restore) -> None:
     rd = reader(ctx)
     extract.extract_all(
         ctx.g, rd, {fs.id: ctx.devices.path(fs.device) for fs in fss}, {fs.id: fs.mountpoint for fs in fss},
-        stream_guard.guards(ctx.plan, planning_content(ctx.manifest)),
-        total=sum(int(s["bytes"]) for s in ctx.manifest["streams"]) or None,  # None: still being captured
+        stream_guard.guards(ctx.plan, ctx.manifest.planning_content()),
+        total=ctx.manifest.stream_bytes() or None,  # None: still being captured
         verbose=ctx.opts.verbose, progress=ctx.opts.progress,
     )  # fmt: skip
     ctx.manifest = rd.manifest  # the final one, with the streams (parts() checked them against it)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from imgclone.errors import GuestfsError
 from imgclone.guest.interface import Guest
 from imgclone.host.run import HOST, Runner
+from imgclone.model.boot import BootFacts
 from imgclone.model.layout import Layout, PartFlag, TableType
 from imgclone.probe.guest_parsers import parse_fstab
 
@@ -22,18 +22,6 @@ GRUB_CFGS = ("/boot/grub/grub.cfg", "/boot/grub2/grub.cfg")
 GRUB_BIOS_DIRS = ("/boot/grub/i386-pc", "/boot/grub2/i386-pc")
 SYSTEMD_BOOT_CONFS = ("/boot/efi/loader/loader.conf", "/efi/loader/loader.conf", "/boot/loader/loader.conf")
 LINUX_COMMANDS = ("linux", "linuxefi", "linux16")
-
-
-@dataclass(frozen=True)
-class BootFacts:
-    firmware: str  # "bios", "uefi", or "uefi+bios" when boot loaders for both are installed
-    bootloader: str  # "grub2", "systemd-boot" or "none"
-    cmdline: str  # kernel parameters the boot loader configuration passes
-    root_device: str  # as the system names it: fstab's spec for "/" (guest), findmnt's source (host)
-
-    def to_dict(self) -> dict[str, str]:
-        """The facts as a JSON-ready dict."""
-        return asdict(self)
 
 
 # -- pure helpers --------------------------------------------------------------------------------

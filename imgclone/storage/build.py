@@ -166,3 +166,9 @@ def mount_tree(g: Guest, devs: Devices) -> list[Filesystem]:
             g.mkdir_p(fs.mountpoint)
         g.mount(devs.path(fs.device), fs.mountpoint)
     return order
+
+
+def devices(g: Guest, layout: Layout) -> Devices:
+    """Layout ids → appliance device names, the layout's disks being the appliance's drives in the order added."""
+    listed = g.list_devices()
+    return Devices(layout, {d.id: listed[i] for i, d in enumerate(layout.disks)})
