@@ -3,7 +3,9 @@
 Under pytest-xdist (`make test` runs two workers) each worker is a session of its own: a session fixture would run
 once per worker. The captures of the fixture images (a minute or three each under TCG) are made once per run
 instead, whatever the number of workers, by shared(): the first worker to need one makes it, under a file lock in
-the directory every worker of the run shares, and leaves a record there that the others read.
+the directory every worker of the run shares, and leaves a record there that the others read. Every test also gets
+a journal directory and a lock directory of its own (IMGCLONE_STATE_DIR, IMGCLONE_LOCK_DIR), so that two tests
+running at once never see each other's alternates or locks, nor those of this host.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -57,6 +59,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         for item in items:
             if item.get_closest_marker("integration"):
                 item.add_marker(pytest.mark.skip(reason="integration tests need root (loop devices, mounts)"))
+
+
+@pytest.fixture(autouse=True)
+def own_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A journal directory and a lock directory of the test's own (a test may set its own instead): tests running
+    at once must not see each other's alternates (`alt query` lists all of a directory) nor this host's. Outside
+    tmp_path, which tests list; set apart from the `monkeypatch` fixture, which a test may undo()."""
+    own = tmp_path_factory.mktemp("own-state")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("IMGCLONE_STATE_DIR", str(own / "state"))
+        mp.setenv("IMGCLONE_LOCK_DIR", str(own / "locks"))
+        yield own
+
+
+def own_tmpdir(path: Path) -> dict[str, str]:
+    """The environment for a run whose temporary files go to `path` (made here): a test that checks that a run
+    leaves none looks there only, not at /tmp, where the runs of other tests (and of other sessions) come and go.
+    libguestfs keeps its appliance cache where it was (it follows TMPDIR otherwise, and would build another)."""
+    path.mkdir(exist_ok=True)
+    cachedir = os.environ.get("LIBGUESTFS_CACHEDIR") or os.environ.get("TMPDIR") or "/var/tmp"
+    return {"TMPDIR": str(path), "LIBGUESTFS_CACHEDIR": cachedir}
 
 
 # -- made once per run, whatever the number of xdist workers ----------------------------------------------------------

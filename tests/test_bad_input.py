@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -188,9 +189,11 @@ def pv(env: Env) -> None:
 
 
 def vg(env: Env) -> None:
-    """A VG on {dev}, without LVM metadata backups on the host; removed again before the loop is detached."""
-    sh("vgcreate", "-q", "-A", "n", "badinput_vg", env.subs["dev"])
-    env.stack.callback(subprocess.run, ["vgremove", "-q", "-ff", "-y", "-A", "n", "badinput_vg"], check=False)
+    """A VG on {dev}, without LVM metadata backups on the host; removed again before the loop is detached. Its name
+    is the case's own: VG names are the host's, and another run of these tests may make one at the same time."""
+    name = f"badinput_{uuid.uuid4().hex[:8]}"
+    sh("vgcreate", "-q", "-A", "n", name, env.subs["dev"])
+    env.stack.callback(subprocess.run, ["vgremove", "-q", "-ff", "-y", "-A", "n", name], check=False)
 
 
 def ext4_image(name: str) -> Setup:

@@ -38,7 +38,7 @@ from imgclone.guest.appliance import Appliance
 from imgclone.guest.steps import step_names
 from imgclone.model import journal as state
 from imgclone.phases import alternate, customize, finalize, restore
-from tests.conftest import ROOT, Captured, FixtureCapture, interruptible
+from tests.conftest import ROOT, Captured, FixtureCapture, interruptible, own_tmpdir
 from tests.loopfs import loop_fs
 from tests.treecmp import file_sha256
 
@@ -249,11 +249,12 @@ def ctrl_c_during_the_script(target: Path, tmp_path: Path, env: dict[str, str],
     script.write_text(f"#!/bin/sh\ntouch {started}\nsleep 300\n")
     script.chmod(0o755)
     alt = tmp_path / "alt_inst_int"
-    temps = set(glob.glob("/tmp/imgclone-*"))
+    tmp = own_tmpdir(tmp_path / "tmp")  # its temp files, apart from those of other tests' runs
+    temps = set(glob.glob(f"{tmp['TMPDIR']}/imgclone-*"))
     argv = [sys.executable, "-m", "imgclone", "restore", "-d", str(target), "-P2", "-s", str(script), "--alt-inst",
             str(alt)]  # fmt: skip
-    p = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         start_new_session=True, preexec_fn=interruptible)  # fmt: skip
+    p = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env, **tmp}, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, start_new_session=True, preexec_fn=interruptible)  # fmt: skip
     deadline = time.monotonic() + 600
     while not started.exists():
         assert p.poll() is None, f"Phase 2 ended before its script ran: {p.communicate()[1].decode()}"
@@ -268,7 +269,7 @@ def ctrl_c_during_the_script(target: Path, tmp_path: Path, env: dict[str, str],
     assert str(alt) not in Path("/proc/mounts").read_text(), "the FUSE mount at --alt-inst is left"
     assert not alt.exists(), "the --alt-inst directory made for the run is left"
     gone = assert_nothing_left(env[MARK], target)
-    assert set(glob.glob("/tmp/imgclone-*")) == temps, "temp files were left behind"
+    assert set(glob.glob(f"{tmp['TMPDIR']}/imgclone-*")) == temps, "temp files were left behind"
     report(figures, f"Ctrl-C during the -s script: exit 130 after {took:.1f} s, FUSE mount and --alt-inst gone, "
            f"nothing left after {gone:.1f} s")  # fmt: skip
 
