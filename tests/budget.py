@@ -138,7 +138,7 @@ class Budget:
         counted = parse_log(log.read_text(errors="replace") if log.exists() else "")
         for name, b in counted.items():
             mine = self.files[name]
-            mine.appliances, mine.boots, mine.fixtures = b.appliances, b.boots, b.fixtures
+            mine.appliances, mine.boots, mine.fixtures, mine.shared = b.appliances, b.boots, b.fixtures, b.shared
         if self.workers and self.figures:  # without xdist the tests printed them as they ran
             terminalreporter.section("figures")
             for line in self.figures:
