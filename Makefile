@@ -26,17 +26,23 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
+# JOBS: pytest-xdist workers (`make test JOBS=1` runs in one process, as before). worksteal: a worker that runs out of
+# tests takes half of what the other has queued, so the long integration tests never leave one waiting; tests/conftest.py
+# makes the fixture captures once per run, not once per worker, and puts the integration tests first.
+JOBS  ?= 2
+XDIST := $(if $(filter-out 0 1,$(JOBS)),-n $(JOBS) --dist worksteal)
+
 test: setup
-	$(PY) -m pytest -v -m 'not long' --durations=40
+	$(PY) -m pytest -v -m 'not long' --durations=40 $(XDIST)
 
 # integration tests that would push `make test` past CI's 90 minutes (today: the fault chains at every step,
 # two clones booted beside their source, one of them through UEFI BootNext, the two-disk VG boot, the ext3 -T boot;
 # over an hour here)
 test-long: setup
-	$(PY) -m pytest -v -m long
+	$(PY) -m pytest -v -m long $(XDIST)
 
 unit: setup
-	$(PY) -m pytest -m 'not integration'
+	$(PY) -m pytest -m 'not integration' $(XDIST)
 
 lint: setup
 	$(PY) -m ruff check imgclone tests bench && $(PY) -m ruff format --check imgclone tests bench && $(PY) -m mypy

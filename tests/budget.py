@@ -6,8 +6,12 @@ the real QEMU (same pid, so imgclone's watchdog still sees its appliance). The w
 kernel is libguestfs's, under .guestfs-*) from a boot (any other -drive or -kernel); libguestfs's capability
 queries (-help, -device ?, -qmp) are not counted. Each line carries PYTEST_CURRENT_TEST, which every test's
 processes inherit, so launches land on the test that caused them (a session fixture's on the first test that used
-it). fixtures/cache.py adds a line for each fixture it builds. Under pytest-xdist the controller makes the wrapper
-before the workers start; they inherit its environment and append to the same log.
+it). fixtures/cache.py adds a line for each fixture it builds, tests/conftest.py's shared() one for each thing it
+makes once for the run (the captures of the fixtures). Under pytest-xdist the controller makes the wrapper before the
+workers start; they inherit its environment and append to the same log, and their reports reach the controller's
+hooks here: the table is the whole run's, its last row says how many workers ran it, in how long (wall). Lines of
+figures that tests print for the docs (conftest's `figures`) are lost in a worker's output: under xdist they are
+printed here at the end, from the reports.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -46,6 +51,7 @@ class FileBudget:
     appliances: int = 0
     boots: int = 0
     fixtures: list[str] = field(default_factory=list)
+    shared: list[str] = field(default_factory=list)
 
 
 def _file_of(nodeid: str) -> str:
@@ -67,13 +73,17 @@ def parse_log(text: str) -> dict[str, FileBudget]:
             budget.boots += 1
         elif kind == "fixture" and len(parts) > 2:
             budget.fixtures.append(parts[2])
+        elif kind == "shared" and len(parts) > 2:
+            budget.shared.append(parts[2])
     return files
 
 
-def table(files: dict[str, FileBudget], wall: float) -> list[str]:
-    """The budget as printed: one row per file, slowest first, then the totals."""
+def table(files: dict[str, FileBudget], wall: float, workers: int = 0) -> list[str]:
+    """The budget as printed: one row per file, slowest first, then the totals (workers: xdist's, 0 without),
+    then what was made once for the run."""
     rows = sorted(files.items(), key=lambda kv: -kv[1].seconds)
-    last = f"all (test time; wall {wall:.0f} s)"
+    how = f"{workers} workers" if workers else "no xdist"
+    last = f"all (test time; wall {wall:.0f} s, {how})"
     width = max([len(last), *(len(name) for name, _ in rows)])
     out = [f"{'file':<{width}} {'seconds':>8} {'tests':>5} {'appl.':>5} {'boots':>5}  fixtures built"]
     for name, b in rows:
@@ -86,6 +96,9 @@ def table(files: dict[str, FileBudget], wall: float) -> list[str]:
     )  # fmt: skip
     out.append(f"{last:<{width}} {total.seconds:8.1f} {total.tests:5d} "
                f"{total.appliances:5d} {total.boots:5d}  {len(total.fixtures)} built")  # fmt: skip
+    made = [s for b in files.values() for s in b.shared]
+    if made:
+        out.append(f"made once for the run: {', '.join(made)}")
     return out
 
 
@@ -94,6 +107,8 @@ class Budget:
         self.start = time.monotonic()
         self.files: dict[str, FileBudget] = defaultdict(FileBudget)
         self.own_dir: str | None = None
+        self.workers: set[str] = set()
+        self.figures: list[str] = []
         if not os.environ.get(LOG_ENV) and os.path.exists(REAL_QEMU):
             self.own_dir = tempfile.mkdtemp(prefix="imgclone-budget-")
             wrapper = Path(self.own_dir) / "qemu-system-x86_64"
@@ -108,6 +123,13 @@ class Budget:
         budget.seconds += report.duration
         if report.when == "call" or (report.when == "setup" and report.skipped):
             budget.tests += 1
+        if report.when == "teardown":  # the teardown report carries every line the test added
+            self.figures += [str(v) for k, v in report.user_properties if k == "figures"]
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodeready(self, node: Any) -> None:
+        """pytest-xdist: a worker is up."""
+        self.workers.add(str(node.gateway.id))
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         if self.own_dir is None or not self.files:
@@ -116,9 +138,13 @@ class Budget:
         counted = parse_log(log.read_text(errors="replace") if log.exists() else "")
         for name, b in counted.items():
             mine = self.files[name]
-            mine.appliances, mine.boots, mine.fixtures = b.appliances, b.boots, b.fixtures
+            mine.appliances, mine.boots, mine.fixtures, mine.shared = b.appliances, b.boots, b.fixtures, b.shared
+        if self.workers and self.figures:  # without xdist the tests printed them as they ran
+            terminalreporter.section("figures")
+            for line in self.figures:
+                terminalreporter.write_line(line)
         terminalreporter.section("budget")
-        for line in table(self.files, time.monotonic() - self.start):
+        for line in table(self.files, time.monotonic() - self.start, len(self.workers)):
             terminalreporter.write_line(line)
 
     def pytest_unconfigure(self) -> None:

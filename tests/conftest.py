@@ -1,18 +1,42 @@
-"""Shared fixtures: the imgclone command as a subprocess, and integration prerequisites."""
+"""Shared fixtures: the imgclone command as a subprocess, integration prerequisites, and what a run shares.
+
+Under pytest-xdist (`make test` runs two workers) each worker is a session of its own: a session fixture would run
+once per worker. The captures of the fixture images (a minute or three each under TCG) are made once per run
+instead, whatever the number of workers, by shared(): the first worker to need one makes it, under a file lock in
+the directory every worker of the run shares, and leaves a record there that the others read. Every test also gets
+a journal directory and a lock directory of its own (IMGCLONE_STATE_DIR, IMGCLONE_LOCK_DIR), so that two tests
+running at once never see each other's alternates or locks, nor those of this host.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pickle
+import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
 
 import pytest
 
 pytest_plugins = ["tests.budget"]
 ROOT = Path(__file__).resolve().parent.parent
 Captured = tuple[Path, Path, str, subprocess.CompletedProcess[bytes]]
+T = TypeVar("T")
+
+
+class FixtureCapture(NamedTuple):
+    """A bootable fixture image captured once per run: the image, its sha256 before, the archive, the run, its time."""
+
+    source: Path
+    before: str
+    archive: Path
+    run: subprocess.CompletedProcess[bytes]
+    seconds: float
 
 
 def _run_imgclone(*args: str, input: bytes | None = None, env: dict[str, str] | None = None,
@@ -30,44 +54,163 @@ def imgclone() -> Callable[..., subprocess.CompletedProcess[bytes]]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Integration tests need root (loop devices, mounts); without it they fail loudly, never skip silently."""
+    """Integration tests need root (loop devices, mounts); without it they fail loudly, never skip silently.
+
+    Under xdist the integration tests come first: the workers start on the long tests, and the unit tests (a minute
+    or two in all) fill the gaps at the end, when one worker would otherwise wait for the other's last long test.
+    Every worker sorts the same way, as xdist requires."""
     if os.geteuid() != 0:
         for item in items:
             if item.get_closest_marker("integration"):
                 item.add_marker(pytest.mark.skip(reason="integration tests need root (loop devices, mounts)"))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: item.get_closest_marker("integration") is None)  # stable: file order kept
+
+
+@pytest.fixture(autouse=True)
+def own_state(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A journal directory and a lock directory of the test's own (a test may set its own instead): tests running
+    at once must not see each other's alternates (`alt query` lists all of a directory) nor this host's. Outside
+    tmp_path, which tests list; set apart from the `monkeypatch` fixture, which a test may undo()."""
+    own = tmp_path_factory.mktemp("own-state")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("IMGCLONE_STATE_DIR", str(own / "state"))
+        mp.setenv("IMGCLONE_LOCK_DIR", str(own / "locks"))
+        yield own
+
+
+def own_tmpdir(path: Path) -> dict[str, str]:
+    """The environment for a run whose temporary files go to `path` (made here): a test that checks that a run
+    leaves none looks there only, not at /tmp, where the runs of other tests (and of other sessions) come and go.
+    libguestfs keeps its appliance cache where it was (it follows TMPDIR otherwise, and would build another)."""
+    path.mkdir(exist_ok=True)
+    cachedir = os.environ.get("LIBGUESTFS_CACHEDIR") or os.environ.get("TMPDIR") or "/var/tmp"
+    return {"TMPDIR": str(path), "LIBGUESTFS_CACHEDIR": cachedir}
+
+
+# -- made once per run, whatever the number of xdist workers ----------------------------------------------------------
+
+
+def shared_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The directory all workers of this run share: the parent of a worker's basetemp, or the basetemp itself
+    without xdist (the pattern of pytest-xdist's documentation)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def shared(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], T]) -> T:
+    """make(directory) once per run: the first worker to ask runs it, under a lock, in shared_dir()/name, and
+    pickles what it returns next to it; a worker asking later (or waiting meanwhile) reads that record. A make()
+    that failed is not run again: the others fail with its message."""
+    root = shared_dir(tmp_path_factory)
+    record, work = root / f"{name}.pickle", root / name
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "this session")
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if record.exists():
+            kept: dict[str, Any] = pickle.loads(record.read_bytes())
+            if "error" in kept:
+                pytest.fail(f"{name} failed in {kept['worker']}: {kept['error']}", pytrace=False)
+            value: T = kept["value"]
+            return value
+        shutil.rmtree(work, ignore_errors=True)  # what a worker killed while making it left
+        work.mkdir()
+        t0 = time.monotonic()
+        try:
+            value = make(work)
+        except (Exception, pytest.fail.Exception) as e:
+            _write_record(record, {"error": f"{type(e).__name__}: {e}", "worker": worker})
+            raise
+        _write_record(record, {"value": value, "worker": worker})
+        _note_shared(name, time.monotonic() - t0, worker)
+        return value
+
+
+def _write_record(record: Path, doc: dict[str, Any]) -> None:
+    partial = record.with_name(record.name + ".partial")
+    partial.write_bytes(pickle.dumps(doc))
+    partial.rename(record)
+
+
+def _note_shared(name: str, seconds: float, worker: str) -> None:
+    """One line in the suite's budget log (tests/budget.py): what was made once for the run, where, how long."""
+    log = os.environ.get("IMGCLONE_BUDGET_LOG")
+    if log:
+        test = os.environ.get("PYTEST_CURRENT_TEST", "outside a test")
+        with open(log, "a") as f:
+            f.write(f"shared\t{test}\t{name} {seconds:.0f} s ({worker})\n")
 
 
 @pytest.fixture(scope="session")
-def gpt_lvm_capture(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[Path, Path, str, subprocess.CompletedProcess[bytes]]:
-    """The GPT + LVM test image captured offline once per session: (image, archive, image sha256, the run)."""
-    from fixtures.small_image import gpt_lvm_image
-    from tests.treecmp import file_sha256
+def gpt_lvm_capture(tmp_path_factory: pytest.TempPathFactory) -> Captured:
+    """The GPT + LVM test image captured offline once per run: (image, archive, image sha256, the run)."""
 
-    image = gpt_lvm_image()
-    before = file_sha256(image)
-    work = tmp_path_factory.mktemp("offline")
-    extra = work / "exclude.list"
-    extra.write_text("^./home/u/file with space$\n")
-    out = work / "img.mksysb"
-    r = _run_imgclone("capture", str(image), "-o", str(out), "-e", str(extra), "--json")
-    assert r.returncode == 0, r.stderr.decode()
-    return image, out, before, r
+    def make(work: Path) -> Captured:
+        from fixtures.small_image import gpt_lvm_image
+        from tests.treecmp import file_sha256
+
+        image = gpt_lvm_image()
+        before = file_sha256(image)
+        extra = work / "exclude.list"
+        extra.write_text("^./home/u/file with space$\n")
+        out = work / "img.mksysb"
+        r = _run_imgclone("capture", str(image), "-o", str(out), "-e", str(extra), "--json")
+        assert r.returncode == 0, r.stderr.decode()
+        return image, out, before, r
+
+    return shared(tmp_path_factory, "gpt-lvm-capture", make)
+
+
+def _capture_fixture(tmp_path_factory: pytest.TempPathFactory, name: str) -> FixtureCapture:
+    """Bootable fixture `name` (fixtures/build.py) captured once per run (--json: its summary on stdout)."""
+
+    def make(work: Path) -> FixtureCapture:
+        from fixtures.build import fixture_path
+        from tests.treecmp import file_sha256
+
+        source = fixture_path(name)
+        before = file_sha256(source)
+        archive = work / f"{name}.mksysb"
+        t0 = time.monotonic()
+        r = _run_imgclone("capture", str(source), "-o", str(archive), "--no-progress", "--json")
+        assert r.returncode == 0, r.stderr.decode()[-4000:]
+        return FixtureCapture(source, before, archive, r, time.monotonic() - t0)
+
+    return shared(tmp_path_factory, f"{name}-capture", make)
 
 
 @pytest.fixture(scope="session")
-def bios_capture(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, Path]:
-    """The bootable BIOS fixture captured once per session: (fixture image, its sha256 before, the archive)."""
-    from fixtures.build import fixture_path
-    from tests.treecmp import file_sha256
+def bios_capture(tmp_path_factory: pytest.TempPathFactory) -> FixtureCapture:
+    """The bootable BIOS fixture captured once per run."""
+    return _capture_fixture(tmp_path_factory, "bios")
 
-    source = fixture_path("bios")
-    before = file_sha256(source)
-    archive = tmp_path_factory.mktemp("bios") / "bios.mksysb"
-    r = _run_imgclone("capture", str(source), "-o", str(archive), "--no-progress")
-    assert r.returncode == 0, r.stderr.decode()
-    return source, before, archive
+
+@pytest.fixture(scope="session")
+def uefi_capture(tmp_path_factory: pytest.TempPathFactory) -> FixtureCapture:
+    """The bootable UEFI fixture captured once per run."""
+    return _capture_fixture(tmp_path_factory, "uefi")
+
+
+@pytest.fixture(scope="session")
+def ext3_capture(tmp_path_factory: pytest.TempPathFactory) -> FixtureCapture:
+    """The bootable ext3 fixture captured once per run."""
+    return _capture_fixture(tmp_path_factory, "ext3")
+
+
+# -- what tests print for the docs --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def figures(request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]) -> Callable[[str], None]:
+    """say(line): a line of figures for the docs, printed even without -s; under xdist (whose workers' output goes
+    nowhere) tests/budget.py prints the lines at the end of the run instead, from the test reports."""
+
+    def say(line: str) -> None:
+        request.node.user_properties.append(("figures", line))
+        with capsys.disabled():
+            print(f"\n{line}", flush=True)
+
+    return say
 
 
 def interruptible() -> None:

@@ -45,3 +45,24 @@ def test_choice_is_remembered(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert len(runner.calls) == 1, "the probe ran twice: the answer was not remembered"
     accel.remember("tcg")
     assert accel.choose(runner) == "tcg"
+
+
+def test_the_choice_is_replaced_whole_or_not_at_all(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs at once (a test suite's workers) read the cache while another writes it: a write that does not finish
+    leaves the previous choice as it was, and no file of its own behind."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(accel, "_probe_kernel", lambda: "/boot/vmlinuz-test")
+    accel.remember("kvm")
+    cache = tmp_path / "imgclone" / "accel.json"
+    before = cache.read_text()
+
+    def interrupted(src: object, dst: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr(accel.os, "replace", interrupted)
+        accel.remember("tcg")
+    assert cache.read_text() == before
+    assert [p.name for p in cache.parent.iterdir()] == ["accel.json"]
+    accel.remember("tcg")
+    assert '"accel": "tcg"' in cache.read_text() and [p.name for p in cache.parent.iterdir()] == ["accel.json"]

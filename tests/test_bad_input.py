@@ -21,7 +21,8 @@ import shutil
 import subprocess
 import sys
 import tarfile
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ import pytest
 
 from imgclone.archive import container as arc
 from imgclone.archive.reader import read_manifest_doc
+from tests.conftest import shared
 from tests.loopfs import sh
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,9 +189,11 @@ def pv(env: Env) -> None:
 
 
 def vg(env: Env) -> None:
-    """A VG on {dev}, without LVM metadata backups on the host; removed again before the loop is detached."""
-    sh("vgcreate", "-q", "-A", "n", "badinput_vg", env.subs["dev"])
-    env.stack.callback(subprocess.run, ["vgremove", "-q", "-ff", "-y", "-A", "n", "badinput_vg"], check=False)
+    """A VG on {dev}, without LVM metadata backups on the host; removed again before the loop is detached. Its name
+    is the case's own: VG names are the host's, and another run of these tests may make one at the same time."""
+    name = f"badinput_{uuid.uuid4().hex[:8]}"
+    sh("vgcreate", "-q", "-A", "n", name, env.subs["dev"])
+    env.stack.callback(subprocess.run, ["vgremove", "-q", "-ff", "-y", "-A", "n", name], check=False)
 
 
 def ext4_image(name: str) -> Setup:
@@ -456,9 +460,13 @@ def root_disk_head() -> str:
 
 
 @pytest.fixture(scope="module")
-def source_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One archive for the module: 6 MiB of random data on a loop-mounted ext4, captured with --mount."""
-    work = tmp_path_factory.mktemp("badinput-src")
+def source_archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One archive for the module, made once per run (conftest's shared(): the cases run on every xdist worker):
+    6 MiB of random data on a loop-mounted ext4, captured with --mount."""
+    return shared(tmp_path_factory, "badinput-archive", _make_source_archive)
+
+
+def _make_source_archive(work: Path) -> Path:
     backing, mnt = work / "fs.img", work / "mnt"
     sh("truncate", "-s", "64M", str(backing))
     sh("mkfs.ext4", "-q", "-F", str(backing))
@@ -477,7 +485,7 @@ def source_archive(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             subprocess.run(["umount", str(mnt)], check=False)
     finally:
         subprocess.run(["losetup", "-d", dev], check=False)
-    yield out
+    return out
 
 
 def _fill(s: str, subs: dict[str, str]) -> str:

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.build import fixture_path
 from imgclone.check import boottest
 from imgclone.errors import CommandError
 from imgclone.guest.appliance import Appliance
@@ -32,6 +31,7 @@ from imgclone.host import accel
 from imgclone.host.run import Argv, Result
 from imgclone.model import journal as state
 from imgclone.phases import bootorder
+from tests.conftest import FixtureCapture
 from tests.test_oldvg import _install_marker, _vgs
 from tests.treecmp import file_sha256
 
@@ -138,20 +138,17 @@ def _prepare_host(overlay: Path, debs: list[Path]) -> None:
 
 
 def test_uefi_host_boots_its_clone_next_through_bootnext(
-    tmp_path: Path, imgclone: Run, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, imgclone: Run, monkeypatch: pytest.MonkeyPatch, uefi_capture: FixtureCapture
 ) -> None:
     monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path / "state"))
-    source = fixture_path("uefi")
-    before = file_sha256(source)
+    source, before, archive, _, captured = uefi_capture  # made once per run (conftest), with test_e2e_more.py
     debs = _debs(tmp_path / "debs")
-    archive, clone = tmp_path / "uefi.mksysb", tmp_path / "clone.qcow2"
+    clone = tmp_path / "clone.qcow2"
     t0 = time.monotonic()
-    r = imgclone("capture", str(source), "-o", str(archive), "--no-progress")
-    assert r.returncode == 0, r.stderr.decode()[-4000:]
     r = imgclone("restore", "-a", str(archive), "-d", str(clone), "--beside-source", "--no-progress", "--json")
     assert r.returncode == 0, r.stderr.decode()[-4000:]
     assert "the targets are images, nothing to set" in json.loads(r.stdout)["boot_order"][0]
-    cloned = time.monotonic() - t0
+    cloned = captured + time.monotonic() - t0
     doc = state.load((str(clone),))
     assert doc is not None and "uefi" in doc.firmware, doc and doc.boot
     booted, after = boot_host_then_clone(tmp_path, source, clone, doc, debs)

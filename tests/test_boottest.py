@@ -288,7 +288,8 @@ def test_install_unit_needs_systemd() -> None:
         boottest.install_unit(boot_guest("msdos", {}, b"", {}), "a.qcow2")
 
 
-# -- real boots ------------------------------------------------------------------------------------
+# -- real boots (--timeout 600, as the other tests' boots: under xdist two TCG guests share the machine's cores, and a
+# boot that takes two minutes alone can come near boot-test's default of 300 s) -------------------------------------
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -306,7 +307,8 @@ def bios_image() -> Path:
 def test_boot_bios_fixture(imgclone: Run, bios_image: Path, tmp_path: Path) -> None:
     before = _sha256(bios_image)
     kept = tmp_path / "serial.log"
-    r = imgclone("boot-test", str(bios_image), "--json", "--expect", "Reached target", "--keep-log", str(kept))
+    r = imgclone("boot-test", str(bios_image), "--json", "--expect", "Reached target", "--keep-log", str(kept),
+                 "--timeout", "600")  # fmt: skip
     assert r.returncode == 0, r.stderr.decode()[-3000:]
     out = json.loads(r.stdout)
     assert out["ok"] and out["firmware"] == "bios" and out["expect_found"] is True
@@ -321,11 +323,11 @@ def test_boot_bios_fixture(imgclone: Run, bios_image: Path, tmp_path: Path) -> N
 def test_boot_ext3_fixture_expect_missing_fails(imgclone: Run) -> None:
     """Also the ext3 fixture boots: the marker comes, the expected text never does, QEMU powers off → exit 1."""
     image = fixture_path("ext3")
-    r = imgclone("boot-test", str(image), "--expect", "THIS TEXT NEVER APPEARS", "--timeout", "240")
+    r = imgclone("boot-test", str(image), "--expect", "THIS TEXT NEVER APPEARS", "--timeout", "600")
     assert r.returncode == 1
     out = r.stdout.decode()
     assert "FAILED" in out and "'IMGCLONE-BOOT-OK imgclone-fixture " in out and "not the expected text" in out
-    assert "qemu exited (code 0)" in out  # the guest powered off after the marker: no need to wait 240 s
+    assert "qemu exited (code 0)" in out  # the guest powered off after the marker: no need to wait 600 s
     tail = [line for line in r.stderr.decode().splitlines() if line.startswith("  | ")]
     assert 0 < len(tail) <= 30
     assert any("reboot: Power down" in line for line in tail)
@@ -334,7 +336,7 @@ def test_boot_ext3_fixture_expect_missing_fails(imgclone: Run) -> None:
 @pytest.mark.integration
 def test_boot_uefi_fixture_detected(imgclone: Run) -> None:
     image = fixture_path("uefi")
-    r = imgclone("boot-test", str(image), "--json")
+    r = imgclone("boot-test", str(image), "--json", "--timeout", "600")
     assert r.returncode == 0, r.stderr.decode()[-3000:]
     out = json.loads(r.stdout)
     assert out["ok"] and out["firmware"] == "uefi"

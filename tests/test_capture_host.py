@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tarfile
 from collections.abc import Callable, Iterator
@@ -109,17 +110,23 @@ def test_capture_to_stdout_is_a_valid_archive(source: Path, tmp_path: Path, imgc
     assert v.returncode == 0, v.stdout.decode()
 
 
-def _mounts() -> list[str]:
-    return sorted(line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines())
+def _mounts(of: Path) -> list[str]:
+    """The mount points of the filesystem mounted at `of` (the read-only views a capture makes are bind mounts of
+    it): only these, as other tests mount and unmount theirs meanwhile."""
+    dev = os.stat(of).st_dev
+    number = f"{os.major(dev)}:{os.minor(dev)}"
+    lines = [line.split() for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    return sorted(fields[4] for fields in lines if fields[2] == number)
 
 
 def test_capture_to_a_device_and_no_mount_left_behind(source: Path, imgclone: Run) -> None:
-    before = _mounts()
+    before = _mounts(source)
+    assert before == [str(source)]
     r = imgclone("capture", "--mount", str(source), "-o", "/dev/null")
     assert r.returncode == 0, r.stderr.decode()
     assert not Path("/dev/null.partial").exists()
     assert Path("/dev/null").is_char_device()
-    assert _mounts() == before, "the read-only view was not unmounted"
+    assert _mounts(source) == before, "the read-only view was not unmounted"
 
 
 def test_a_file_the_converted_type_cannot_hold_is_refused_by_name(tmp_path: Path, imgclone: Run) -> None:

@@ -15,6 +15,7 @@ import pytest
 
 from imgclone.guest.appliance import Appliance
 from imgclone.model.journal import state_path
+from tests.conftest import own_tmpdir
 from tests.treecmp import file_sha256
 
 pytestmark = pytest.mark.integration
@@ -67,8 +68,8 @@ def test_alt_disk_copy_of_an_image_phases_1_and_2(tmp_path: Path, monkeypatch: p
     script = tmp_path / "host.sh"
     script.write_text(HOST_SCRIPT)
     script.chmod(0o755)
-    (tmp_path / "tmp").mkdir()
-    env = dict(os.environ, IMGCLONE_STATE_DIR=str(tmp_path / "state"), TMPDIR=str(tmp_path / "tmp"))
+    # TMPDIR of its own (libguestfs's temp files too); libguestfs's appliance cache stays where it was
+    env = dict(os.environ, IMGCLONE_STATE_DIR=str(tmp_path / "state"), **own_tmpdir(tmp_path / "tmp"))
     clone = tmp_path / "clone.qcow2"
     alias = Path(sys.executable).parent / "alt_disk_copy"
     seen: set[str] = set()

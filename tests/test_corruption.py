@@ -228,16 +228,16 @@ def test_small_archive_is_sound(small_archive: Path, capsys: pytest.CaptureFixtu
         assert sum(1 for n in t.getnames() if n.startswith("streams/fs-root")) >= 3, "several parts per stream"
 
 
-def test_sweep_file_archive(small_archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sweep_file_archive(small_archive: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                            figures: Callable[[str], None]) -> None:  # fmt: skip
     tally, misses = sweep(small_archive, tmp_path, FILE_FLIPS, capsys)
-    with capsys.disabled():
-        print("\n" + tally.line(f"file archive ({small_archive.stat().st_size} bytes)"))
+    figures(tally.line(f"file archive ({small_archive.stat().st_size} bytes)"))
     assert misses == [], "\n".join(misses)
     assert tally.cases >= FILE_FLIPS
 
 
 def test_sweep_piped_archive(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], figures: Callable[[str], None]
 ) -> None:
     """Written to a pipe: a first (incomplete) manifest, the streams, the final manifest at the end."""
     path = tmp_path / "piped.mksysb"
@@ -249,8 +249,7 @@ def test_sweep_piped_archive(
         names = t.getnames()
     assert names[0] == names[-1] == "manifest.json"
     tally, misses = sweep(path, tmp_path, PIPE_FLIPS, capsys)
-    with capsys.disabled():
-        print("\n" + tally.line(f"piped archive ({path.stat().st_size} bytes)"))
+    figures(tally.line(f"piped archive ({path.stat().st_size} bytes)"))
     assert misses == [], "\n".join(misses)
 
 
@@ -286,12 +285,12 @@ def test_archives_from_before_digests_still_read(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-def test_sweep_real_capture(gpt_lvm_capture: Captured, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sweep_real_capture(gpt_lvm_capture: Captured, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                            figures: Callable[[str], None]) -> None:  # fmt: skip
     """The same sweep over the archive of the GPT + LVM image (captured through the appliance)."""
     _, archive_path, _, _ = gpt_lvm_capture
     tally, misses = sweep(archive_path, tmp_path, FILE_FLIPS, capsys)
-    with capsys.disabled():
-        print("\n" + tally.line(f"gpt_lvm capture ({archive_path.stat().st_size} bytes)"))
+    figures(tally.line(f"gpt_lvm capture ({archive_path.stat().st_size} bytes)"))
     assert misses == [], "\n".join(misses)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from fixtures.debs import build_deb
+from tests.conftest import FixtureCapture
 from tests.treecmp import file_sha256
 
 pytestmark = pytest.mark.integration
@@ -42,9 +43,9 @@ def _script(path: Path, text: str) -> str:
 
 
 def test_bios_clone_customized_and_converted_boots(tmp_path: Path, imgclone: Run, monkeypatch: pytest.MonkeyPatch,
-                                                    bios_capture: tuple[Path, str, Path]) -> None:  # fmt: skip
+                                                    bios_capture: FixtureCapture) -> None:  # fmt: skip
     monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path / "state"))
-    source, before, archive = bios_capture
+    source, before, archive, _, _ = bios_capture
     clone = tmp_path / "clone.qcow2"
     pkgs = tmp_path / "pkgs"
     pkgs.mkdir()

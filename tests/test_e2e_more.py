@@ -6,8 +6,9 @@
 
 After each clone, `imgclone archive verify --against` compares every file with the archive (one appliance).
 
-Each test captures its fixture once (the BIOS capture is the session fixture shared with test_e2e.py), works in
-tmp_path, and checks that the fixture image is unchanged. The two-disk boot and the ext3 one are marked `long` (`make
+Each test takes the archive of its fixture from a capture made once per run (conftest's bios_capture, shared with
+test_e2e.py and others, uefi_capture, shared with test_bootnext.py, ext3_capture), works in tmp_path, and checks that
+the fixture image is unchanged. The two-disk boot and the ext3 one are marked `long` (`make
 test-long`): CI's make test keeps test_restore.py's two-disk restore, checked through libguestfs, and
 test_restore_fidelity.py's -T restore of an ext3 filesystem, but not these boots.
 Under TCG here each takes several minutes (capture ≈ 2.5 min, restore 3-8 min, boot ≈ 2 min).
@@ -23,8 +24,8 @@ from typing import Any
 
 import pytest
 
-from fixtures.build import fixture_path
 from imgclone.guest.appliance import Appliance
+from tests.conftest import FixtureCapture
 from tests.treecmp import file_sha256
 
 pytestmark = pytest.mark.integration
@@ -37,13 +38,11 @@ def _ok(r: subprocess.CompletedProcess[bytes]) -> dict[str, Any]:
     return dict(json.loads(r.stdout))
 
 
-def _capture(imgclone: Run, name: str, tmp_path: Path) -> tuple[Path, str, Path]:
-    """(fixture image, its sha256 before anything ran, the archive captured from it)."""
-    source = fixture_path(name)
-    before = file_sha256(source)
-    archive = tmp_path / f"{name}.mksysb"
-    _ok(imgclone("capture", str(source), "-o", str(archive), "--no-progress", "--json"))
-    return source, before, archive
+def _capture(captured: FixtureCapture) -> tuple[Path, str, Path]:
+    """(fixture image, its sha256 before anything ran, the archive captured from it); the capture's run (--json)
+    succeeded with its summary on stdout."""
+    _ok(captured.run)
+    return captured.source, captured.before, captured.archive
 
 
 def _boot(imgclone: Run, *args: str) -> dict[str, Any]:
@@ -71,9 +70,10 @@ def _image_info(path: Path) -> dict[str, Any]:
     return dict(json.loads(out.stdout))
 
 
-def test_uefi_clone_to_raw_image_boots(tmp_path: Path, imgclone: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_uefi_clone_to_raw_image_boots(tmp_path: Path, imgclone: Run, monkeypatch: pytest.MonkeyPatch,
+                                      uefi_capture: FixtureCapture) -> None:  # fmt: skip
     monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path / "state"))
-    source, before, archive = _capture(imgclone, "uefi", tmp_path)
+    source, before, archive = _capture(uefi_capture)
     clone = tmp_path / "clone.raw"
 
     result = _ok(imgclone("restore", "-a", str(archive), "-d", str(clone), "--size", "3G", "--no-progress", "--json"))
@@ -105,9 +105,10 @@ def _root_fs_and_fstab(image: Path) -> tuple[str, str]:
 
 
 @pytest.mark.long  # about 9 min; CI's make test took 85 of its 90 minutes (test_restore_fidelity converts ext3 with -T)
-def test_ext3_upgraded_to_ext4_boots(tmp_path: Path, imgclone: Run, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ext3_upgraded_to_ext4_boots(tmp_path: Path, imgclone: Run, monkeypatch: pytest.MonkeyPatch,
+                                     ext3_capture: FixtureCapture) -> None:  # fmt: skip
     monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path / "state"))
-    source, before, archive = _capture(imgclone, "ext3", tmp_path)
+    source, before, archive = _capture(ext3_capture)
     clone = tmp_path / "clone.qcow2"
 
     r = imgclone("restore", "-a", str(archive), "-d", str(clone), "-T", "--no-progress", "--json")
@@ -143,11 +144,11 @@ def _pv_use(a: Path, b: Path) -> dict[str, tuple[int, int]]:
 
 @pytest.mark.long  # about 8 min; CI's make test came within 11 of its 90 minutes: `make test-long`
 def test_vg_across_two_disks_boots(tmp_path: Path, imgclone: Run, monkeypatch: pytest.MonkeyPatch,
-                                   bios_capture: tuple[Path, str, Path]) -> None:  # fmt: skip
+                                   bios_capture: FixtureCapture) -> None:  # fmt: skip
     """--size 1500M: /boot (256 MiB) and a 1.2 GiB PV on the first image cannot hold root (1.5 GiB) + var + swap,
     so the planner's second PV, the whole second image, takes the rest and root spans both disks."""
     monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path / "state"))
-    source, before, archive = bios_capture  # shared with test_e2e.py
+    source, before, archive = _capture(bios_capture)  # shared with test_e2e.py
     a, b = tmp_path / "a.qcow2", tmp_path / "b.qcow2"
 
     result = _ok(imgclone("restore", "-a", str(archive), "-d", f"{a} {b}", "--size", "1500M", "--no-progress",
@@ -198,13 +199,13 @@ def _holds(image: Path, text: bytes) -> bool:
 
 
 def test_image_copied_by_blocks_is_a_clone_beside_its_source_and_boots(
-    tmp_path: Path, imgclone: Run, monkeypatch: pytest.MonkeyPatch, bios_capture: tuple[Path, str, Path]
+    tmp_path: Path, imgclone: Run, monkeypatch: pytest.MonkeyPatch, bios_capture: FixtureCapture
 ) -> None:
     """copy --by blocks: the fixture's blocks copied on the host, then grown, renamed and renewed in one appliance.
     Every file is as the archive of the same fixture holds it (the image's exclude rule included), no UUID or id is
     the source's, and the clone boots."""
     monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path / "state"))
-    source, before, archive = bios_capture
+    source, before, archive = _capture(bios_capture)
     clone = tmp_path / "clone.qcow2"
     out = _ok(imgclone("copy", "--source", str(source), "-d", str(clone), "--size", "4G", "--by", "blocks",
                        "--no-progress", "--json"))  # fmt: skip

@@ -38,11 +38,12 @@ from imgclone.guest.appliance import Appliance
 from imgclone.guest.steps import step_names
 from imgclone.model import journal as state
 from imgclone.phases import customize, finalize, restore
-from tests.conftest import ROOT, Captured, interruptible
+from tests.conftest import ROOT, Captured, FixtureCapture, interruptible, own_tmpdir
 from tests.loopfs import loop_fs
 from tests.treecmp import file_sha256
 
 Run = Callable[..., subprocess.CompletedProcess[bytes]]
+Say = Callable[[str], None]
 MARK = "IMGCLONE_TEST_FAULT_RUN"  # every process a run starts inherits it: how leftovers are found
 KILLED = (-signal.SIGKILL, 128 + signal.SIGKILL)
 
@@ -152,10 +153,9 @@ def qemu_img_check(image: Path) -> int:
     return r.returncode
 
 
-def report(capsys: pytest.CaptureFixture[str], line: str) -> None:
-    """A line of figures, printed even without -s."""
-    with capsys.disabled():
-        print(f"\nFAULT {line}", flush=True)
+def report(figures: Say, line: str) -> None:
+    """A line of figures, printed even without -s (and under xdist at the end of the run: conftest's figures)."""
+    figures(f"FAULT {line}")
 
 
 @pytest.fixture
@@ -200,7 +200,7 @@ def rerun_following_advice(imgclone: Run, argv: list[str], env: dict[str, str], 
 
 
 def kill_at_every_step(imgclone: Run, argv: list[str], env: dict[str, str], target: Path, phase: str,
-                       steps: list[str], capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+                       steps: list[str], figures: Say) -> None:  # fmt: skip
     """Kill the phase at each step in turn, each run starting from what the last kill left (following the advice
     the run gives), with the checks of the module docstring after every kill; then the phase without a fault."""
     state_dir = Path(os.environ["IMGCLONE_STATE_DIR"])
@@ -216,14 +216,14 @@ def kill_at_every_step(imgclone: Run, argv: list[str], env: dict[str, str], targ
             r2 = imgclone("restore", "-d", str(target), "-P2", "-R", "/etc/resolv.conf", env=env)
             assert r2.returncode == 1 and "Phase 1" in one_line(r2), "Phase 2 must refuse a killed Phase 1"
         how = " after " + " + ".join(followed) if followed else ""
-        report(capsys, f"phase {phase} step {step}: killed {killed_after:.0f} s into the run{how}, "
+        report(figures, f"phase {phase} step {step}: killed {killed_after:.0f} s into the run{how}, "
                f"nothing left after {gone:.1f} s")  # fmt: skip
     t0 = time.monotonic()
     r, followed = rerun_following_advice(imgclone, argv, env, target)
     assert r.returncode == 0, r.stderr.decode()
     assert completed(state_dir, phase)
     how = " after " + " + ".join(followed) if followed else ""
-    report(capsys, f"phase {phase}: the same command without a fault succeeded in {time.monotonic() - t0:.0f} s{how}")
+    report(figures, f"phase {phase}: the same command without a fault succeeded in {time.monotonic() - t0:.0f} s{how}")
 
 
 FIRSTBOOT = "#!/bin/sh\necho IMGCLONE-FIRSTBOOT\n"
@@ -241,7 +241,7 @@ def phase2_args(tmp_path: Path) -> list[str]:
 
 
 def ctrl_c_during_the_script(target: Path, tmp_path: Path, env: dict[str, str],
-                             capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+                             figures: Say) -> None:  # fmt: skip
     """Ctrl-C (SIGINT to the whole foreground group, as a terminal sends it) while the -s script runs with the clone
     exported at /alt_inst by FUSE: exit 130, one line, the FUSE mount gone, nothing of the run left, no temp files."""
     started = tmp_path / "script-started"
@@ -249,11 +249,12 @@ def ctrl_c_during_the_script(target: Path, tmp_path: Path, env: dict[str, str],
     script.write_text(f"#!/bin/sh\ntouch {started}\nsleep 300\n")
     script.chmod(0o755)
     alt = tmp_path / "alt_inst_int"
-    temps = set(glob.glob("/tmp/imgclone-*"))
+    tmp = own_tmpdir(tmp_path / "tmp")  # its temp files, apart from those of other tests' runs
+    temps = set(glob.glob(f"{tmp['TMPDIR']}/imgclone-*"))
     argv = [sys.executable, "-m", "imgclone", "restore", "-d", str(target), "-P2", "-s", str(script), "--alt-inst",
             str(alt)]  # fmt: skip
-    p = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         start_new_session=True, preexec_fn=interruptible)  # fmt: skip
+    p = subprocess.Popen(argv, cwd=ROOT, env={**os.environ, **env, **tmp}, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, start_new_session=True, preexec_fn=interruptible)  # fmt: skip
     deadline = time.monotonic() + 600
     while not started.exists():
         assert p.poll() is None, f"Phase 2 ended before its script ran: {p.communicate()[1].decode()}"
@@ -268,8 +269,8 @@ def ctrl_c_during_the_script(target: Path, tmp_path: Path, env: dict[str, str],
     assert str(alt) not in Path("/proc/mounts").read_text(), "the FUSE mount at --alt-inst is left"
     assert not alt.exists(), "the --alt-inst directory made for the run is left"
     gone = assert_nothing_left(env[MARK], target)
-    assert set(glob.glob("/tmp/imgclone-*")) == temps, "temp files were left behind"
-    report(capsys, f"Ctrl-C during the -s script: exit 130 after {took:.1f} s, FUSE mount and --alt-inst gone, "
+    assert set(glob.glob(f"{tmp['TMPDIR']}/imgclone-*")) == temps, "temp files were left behind"
+    report(figures, f"Ctrl-C during the -s script: exit 130 after {took:.1f} s, FUSE mount and --alt-inst gone, "
            f"nothing left after {gone:.1f} s")  # fmt: skip
 
 
@@ -287,7 +288,7 @@ SAMPLE2 = ["mount_clone", "run_script", "unmount"]
      pytest.param(PHASE1, PHASE2, id="every", marks=pytest.mark.long)],  # about 14 min
 )  # fmt: skip
 def test_phases_1_and_2_killed_at_steps(
-    gpt_lvm_capture: Captured, tmp_path: Path, imgclone: Run, env: dict[str, str], capsys: pytest.CaptureFixture[str],
+    gpt_lvm_capture: Captured, tmp_path: Path, imgclone: Run, env: dict[str, str], figures: Say,
     steps1: list[str], steps2: list[str],
 ) -> None:  # fmt: skip
     """Phase 1 of the GPT + LVM test image killed at each of steps1, then Phase 2 (every flag that image can take)
@@ -297,13 +298,13 @@ def test_phases_1_and_2_killed_at_steps(
     archive_sha = file_sha256(archive)
     target = tmp_path / "clone.qcow2"
     p1 = ["restore", "-a", str(archive), "-d", str(target), "-P1", "--no-progress"]
-    kill_at_every_step(imgclone, p1, env, target, "1", steps1, capsys)
+    kill_at_every_step(imgclone, p1, env, target, "1", steps1, figures)
     assert file_sha256(image) == image_sha and file_sha256(archive) == archive_sha
 
     p2 = ["restore", "-d", str(target), "-P2", *phase2_args(tmp_path)]
-    kill_at_every_step(imgclone, p2, env, target, "2", steps2, capsys)
+    kill_at_every_step(imgclone, p2, env, target, "2", steps2, figures)
     assert not (tmp_path / "alt_inst").exists(), "the -s mount point made for the run is removed"
-    ctrl_c_during_the_script(target, tmp_path, env, capsys)
+    ctrl_c_during_the_script(target, tmp_path, env, figures)
     mounts = [("/dev/altinst_rootvg/alt_root", "/")]
     resolv, s_file, grub = read_files(target, mounts, "/etc/resolv.conf", "/etc/imgclone-s-test", "/etc/default/grub")
     assert resolv == b"nameserver 192.0.2.53\n"
@@ -317,24 +318,24 @@ def test_phases_1_and_2_killed_at_steps(
 @pytest.mark.integration
 @pytest.mark.long  # ~13 min: `make test-long`, not in make test (CI's 90 minutes)
 def test_phase3_killed_at_every_step_and_the_clone_boots(
-    bios_capture: tuple[Path, str, Path],
+    bios_capture: FixtureCapture,
     tmp_path: Path,
     imgclone: Run,
     env: dict[str, str],
-    capsys: pytest.CaptureFixture[str],
+    figures: Say,
 ) -> None:
     """Phase 3 needs a clone that can run grub-install and update-grub: the BIOS Debian fixture, restored with -P1."""
-    source, source_sha, archive = bios_capture
+    source, source_sha, archive, _, _ = bios_capture
     target = tmp_path / "clone.qcow2"
     r = imgclone("restore", "-a", str(archive), "-d", str(target), "-P1", "--no-progress", env=env)
     assert r.returncode == 0, r.stderr.decode()
     p3 = ["restore", "-d", str(target), "-P3", "--no-progress"]
-    kill_at_every_step(imgclone, p3, env, target, "3", PHASE3, capsys)
+    kill_at_every_step(imgclone, p3, env, target, "3", PHASE3, figures)
     t0 = time.monotonic()
     b = imgclone("boot-test", str(target), "--timeout", "600", env=env)
     assert b.returncode == 0, (b.stdout + b.stderr).decode()
     assert file_sha256(source) == source_sha, "the BIOS fixture changed"
-    report(capsys, f"phase 3: after {len(PHASE3)} kills and a run to the end, the clone booted "
+    report(figures, f"phase 3: after {len(PHASE3)} kills and a run to the end, the clone booted "
            f"(boot-test {time.monotonic() - t0:.0f} s)")  # fmt: skip
 
 
@@ -343,7 +344,7 @@ def test_phase3_killed_at_every_step_and_the_clone_boots(
 
 @pytest.mark.integration
 def test_capture_killed_between_streams(
-    gpt_lvm_capture: Captured, tmp_path: Path, imgclone: Run, env: dict[str, str], capsys: pytest.CaptureFixture[str]
+    gpt_lvm_capture: Captured, tmp_path: Path, imgclone: Run, env: dict[str, str], figures: Say
 ) -> None:
     image, _, image_sha, _ = gpt_lvm_capture
     out = tmp_path / "a.mksysb"
@@ -362,7 +363,7 @@ def test_capture_killed_between_streams(
     assert v.returncode == 0, v.stdout.decode()
     assert file_sha256(image) == image_sha
     report(
-        capsys,
+        figures,
         f"capture between streams: killed after {killed_after:.0f} s, nothing left after {gone:.1f} s, "
         f"{'a .partial file was left and the next capture replaced it' if left_partial else 'no file left'}",
     )
@@ -388,7 +389,7 @@ def fill(directory: Path, leave: int) -> Path:
 
 @pytest.mark.integration
 def test_disk_full_while_writing_the_archive(
-    gpt_lvm_capture: Captured, tmp_path: Path, imgclone: Run, env: dict[str, str], capsys: pytest.CaptureFixture[str]
+    gpt_lvm_capture: Captured, tmp_path: Path, imgclone: Run, env: dict[str, str], figures: Say
 ) -> None:
     image, archive, image_sha, _ = gpt_lvm_capture
     needed = archive.stat().st_size
@@ -404,4 +405,4 @@ def test_disk_full_while_writing_the_archive(
         assert sorted(p.name for p in mnt.iterdir()) == before, "the partial archive must be removed"
         assert_nothing_left(env[MARK])
     assert file_sha256(image) == image_sha
-    report(capsys, f"disk full: filled, then {freed} bytes freed for a {needed}-byte archive: exit 1, {line!r}")
+    report(figures, f"disk full: filled, then {freed} bytes freed for a {needed}-byte archive: exit 1, {line!r}")

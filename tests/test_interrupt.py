@@ -1,4 +1,9 @@
-"""Ctrl-C: exit 130, the appliance shut down, no partial archive, no temp files left."""
+"""Ctrl-C: exit 130, the appliance shut down, no partial archive, no temp files left.
+
+Each run gets a TMPDIR of its own (conftest's own_tmpdir), where its temp files would be left: /tmp has those of
+other tests' runs, coming and going. What a run does on the host is told apart from what other tests do meanwhile by
+a marker in its environment, which every process it starts inherits (as in test_faults.py).
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,17 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from fixtures.small_image import gpt_lvm_image
-from tests.conftest import ROOT, Captured, interruptible
+from tests.conftest import ROOT, Captured, interruptible, own_tmpdir
 
 pytestmark = pytest.mark.integration
+MARK = "IMGCLONE_TEST_RUN"  # every process a run starts inherits it: how the run's processes are found
 
 
 def _children(pid: int) -> list[str]:
@@ -26,17 +33,21 @@ def _children(pid: int) -> list[str]:
 
 def test_ctrl_c_during_offline_capture(tmp_path: Path) -> None:
     image = gpt_lvm_image()
-    out = tmp_path / "a.mksysb"
-    before = set(glob.glob("/tmp/imgclone-*"))
+    work = tmp_path / "work"
+    work.mkdir()
+    out = work / "a.mksysb"
+    tmp = own_tmpdir(tmp_path / "tmp")
+    before = set(glob.glob(f"{tmp['TMPDIR']}/imgclone-*"))
     p = subprocess.Popen([sys.executable, "-m", "imgclone", "capture", str(image), "-o", str(out)], cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=interruptible)  # fmt: skip
+                         env={**os.environ, **tmp}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         preexec_fn=interruptible)  # fmt: skip
     time.sleep(4)  # inside the appliance launch
     p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=180)
     assert p.returncode == 130, err.decode()
     assert b"interrupted" in err and b"Traceback" not in err
-    assert list(tmp_path.iterdir()) == [], "a partial archive was left behind"
-    assert set(glob.glob("/tmp/imgclone-*")) == before, "temp files were left behind"
+    assert list(work.iterdir()) == [], "a partial archive was left behind"
+    assert set(glob.glob(f"{tmp['TMPDIR']}/imgclone-*")) == before, "temp files were left behind"
     assert _children(p.pid) == []
 
 
@@ -68,8 +79,9 @@ def test_ctrl_c_during_restore(gpt_lvm_capture: Captured, tmp_path: Path, monkey
     _, archive, _, _ = gpt_lvm_capture
     state_dir = tmp_path / "state"
     target = tmp_path / "clone.qcow2"
-    before = set(glob.glob("/tmp/imgclone-*"))
-    env = {"IMGCLONE_STATE_DIR": str(state_dir)}
+    tmp = own_tmpdir(tmp_path / "tmp")
+    before = set(glob.glob(f"{tmp['TMPDIR']}/imgclone-*"))
+    env = {"IMGCLONE_STATE_DIR": str(state_dir), **tmp}
     rc, err = _ctrl_c(["restore", "-a", str(archive), "-d", str(target), "-P1", "--no-progress"],
                       lambda: any(state_dir.glob("*.json")), env)  # fmt: skip
     assert rc == 130, err
@@ -81,29 +93,62 @@ def test_ctrl_c_during_restore(gpt_lvm_capture: Captured, tmp_path: Path, monkey
         time.sleep(0.5)
     assert not target.exists(), "the image the interrupted restore created is left"
     assert not list(state_dir.glob("*.json")), "the journal of a removed image is left"
-    assert set(glob.glob("/tmp/imgclone-*")) == before, "temp files were left behind"
+    assert set(glob.glob(f"{tmp['TMPDIR']}/imgclone-*")) == before, "temp files were left behind"
 
 
-def _openers(image: Path) -> set[tuple[str, int]]:
-    """(command name, access mode) of every open file description of the image, in any process."""
-    found = set()
+def _run_pids(mark: str) -> list[str]:
+    """The processes of the run marked `mark` (imgclone, QEMU, and whatever else it started)."""
+    needle = f"{MARK}={mark}".encode()
+    found = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                if os.readlink(f"/proc/{pid}/fd/{fd}") == str(image):
-                    flags = Path(f"/proc/{pid}/fdinfo/{fd}").read_text().split("flags:")[1].split()[0]
-                    found.add((Path(f"/proc/{pid}/comm").read_text().strip(), int(flags, 8) & os.O_ACCMODE))
+            if needle in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0"):
+                found.append(pid)
         except OSError:
             continue
     return found
 
 
-def _of_the_image(mount: str, image: Path) -> bool:
-    """A mount of the image: its path, an nbd or FUSE (guestmount) mount, or a loop device backed by it (other
-    engineers' and tests' unrelated mounts may come and go meanwhile)."""
+def _open_files(pid: str) -> list[tuple[str, str]]:
+    """(fd, what it is open on) of one process; [] once it is gone."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return []
+    found = []
+    for fd in fds:
+        try:
+            found.append((fd, os.readlink(f"/proc/{pid}/fd/{fd}")))
+        except OSError:
+            continue
+    return found
+
+
+def _openers(image: Path, pids: list[str]) -> set[tuple[str, int]]:
+    """(command name, access mode) of every open file description of the image in these processes (the run's:
+    other tests' processes may open the same image meanwhile)."""
+    found = set()
+    for pid in pids:
+        for fd, target in _open_files(pid):
+            if target == str(image):
+                try:
+                    flags = Path(f"/proc/{pid}/fdinfo/{fd}").read_text().split("flags:")[1].split()[0]
+                    found.add((Path(f"/proc/{pid}/comm").read_text().strip(), int(flags, 8) & os.O_ACCMODE))
+                except OSError:
+                    continue
+    return found
+
+
+def _of_the_image(mount: str, image: Path, pids: list[str]) -> bool:
+    """A mount of the image: its path, a loop device backed by it, or an nbd or FUSE (guestmount) mount that a
+    process of the run serves (it holds the nbd device or /dev/fuse open). Other engineers' and tests' unrelated
+    mounts, FUSE and nbd ones included, may come and go meanwhile."""
     source, _, fstype = mount.split()[:3]
-    if str(image) in mount or source.startswith("/dev/nbd") or fstype.startswith("fuse"):
+    if str(image) in mount:
         return True
+    if source.startswith("/dev/nbd") or fstype.startswith("fuse"):
+        device = source if source.startswith("/dev/nbd") else "/dev/fuse"
+        return any(target == device for pid in pids for _, target in _open_files(pid))
     backing = Path(f"/sys/block/{source.removeprefix('/dev/')}/loop/backing_file")
     return source.startswith("/dev/loop") and backing.exists() and backing.read_text().strip() == str(image)
 
@@ -114,16 +159,19 @@ def test_offline_capture_never_mounts_the_image_on_the_host(tmp_path: Path) -> N
     image = gpt_lvm_image()
     out = tmp_path / "a.mksysb"
     mounts = Path("/proc/mounts").read_text().splitlines()
+    mark = uuid.uuid4().hex
     p = subprocess.Popen([sys.executable, "-m", "imgclone", "capture", str(image), "-o", str(out), "--no-progress"],
-                         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+                         cwd=ROOT, env={**os.environ, MARK: mark}, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)  # fmt: skip
     seen: set[tuple[str, int]] = set()
     samples = 0
     while p.poll() is None:
         samples += 1
+        pids = _run_pids(mark)
         new = [m for m in Path("/proc/mounts").read_text().splitlines() if m not in mounts]
-        assert not [m for m in new if _of_the_image(m, image)], f"the image is mounted on the host: {new}"
+        assert not [m for m in new if _of_the_image(m, image, pids)], f"the image is mounted on the host: {new}"
         assert str(image) not in subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
-        seen |= _openers(image)
+        seen |= _openers(image, pids)
         time.sleep(0.2)
     _, err = p.communicate()
     assert p.returncode == 0, err.decode()

@@ -16,6 +16,7 @@ from imgclone.check import boottest
 from imgclone.guest.appliance import Appliance
 from imgclone.host import accel
 from imgclone.phases.oldvg import dm_name, final_root_names, host_vg_names, lvm_uuid, script_text
+from tests.conftest import FixtureCapture
 from tests.fakes import FakeRunner, fail
 from tests.treecmp import file_sha256
 
@@ -139,10 +140,10 @@ def _install_marker(overlay: Path) -> None:
 @pytest.mark.integration
 @pytest.mark.long  # a clone, an initramfs made under TCG and a boot: `make test-long`, not in CI's make test
 def test_clone_beside_its_source_renames_the_source_old_on_first_boot(
-    tmp_path: Path, imgclone: Run, monkeypatch: pytest.MonkeyPatch, bios_capture: tuple[Path, str, Path]
+    tmp_path: Path, imgclone: Run, monkeypatch: pytest.MonkeyPatch, bios_capture: FixtureCapture
 ) -> None:
     monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path / "state"))
-    source, before, archive = bios_capture
+    source, before, archive, _, _ = bios_capture
     (src_vg,) = read_manifest_doc(archive)["layout"]["vgs"]
     clone = tmp_path / "clone.qcow2"
     t0 = time.monotonic()

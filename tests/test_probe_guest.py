@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +43,7 @@ from imgclone.probe.guest_parsers import (
     split_mapper_name,
     xfs_features,
 )
+from tests.conftest import shared
 from tests.fakes import FakeGuest, FakeRunner, fail
 
 MiB = 1024 * 1024
@@ -460,18 +460,23 @@ def gpt_lvm_image() -> Path:
 
 
 @pytest.fixture(scope="module")
-def probed(gpt_lvm_image: Path) -> Iterator[dict[str, Any]]:
-    before = _sha256(gpt_lvm_image)
-    g = Appliance()
-    g.add_drive(str(gpt_lvm_image), readonly=True, format="qcow2")
-    with g:
-        layout, sources = probe_image(g, [str(gpt_lvm_image)])
-        mounted_after_probe = g.mounts()
-        mount_sources(g, sources)
-        facts = boot_facts_guest(g, layout)
-        g.umount_all()
-    yield {"layout": layout, "sources": sources, "facts": facts, "sha_before": before,
-           "mounted_after_probe": mounted_after_probe}  # fmt: skip
+def probed(gpt_lvm_image: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One appliance's probe of the image, once per run (conftest's shared(): the tests may run on two workers)."""
+
+    def probe(_: Path) -> dict[str, Any]:
+        before = _sha256(gpt_lvm_image)
+        g = Appliance()
+        g.add_drive(str(gpt_lvm_image), readonly=True, format="qcow2")
+        with g:
+            layout, sources = probe_image(g, [str(gpt_lvm_image)])
+            mounted_after_probe = g.mounts()
+            mount_sources(g, sources)
+            facts = boot_facts_guest(g, layout)
+            g.umount_all()
+        return {"layout": layout, "sources": sources, "facts": facts, "sha_before": before,
+                "mounted_after_probe": mounted_after_probe}  # fmt: skip
+
+    return shared(tmp_path_factory, "gpt-lvm-probe", probe)
 
 
 @pytest.mark.integration

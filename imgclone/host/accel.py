@@ -84,13 +84,20 @@ def choose(runner: Runner = HOST) -> str:
 
 
 def remember(accel: str, key: str | None = None) -> None:
-    """Store the choice (also used when a KVM launch failed despite the probe)."""
+    """Store the choice (also used when a KVM launch failed despite the probe).
+
+    Written to a file of this process's own, then renamed over the cache: imgclone runs at the same time (a test
+    suite's workers) read it while another writes, and must find the old choice or the new one, never half a file
+    (which reads as no choice: the probe again, up to PROBE_TIMEOUT)."""
     kernel = _probe_kernel() or ""
     cache = cache_dir() / "accel.json"
+    partial = cache.with_name(f".{cache.name}.{os.getpid()}")
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps({"accel": accel, "key": key or _cache_key(kernel)}) + "\n")
+        partial.write_text(json.dumps({"accel": accel, "key": key or _cache_key(kernel)}) + "\n")
+        os.replace(partial, cache)
     except OSError as e:
+        partial.unlink(missing_ok=True)
         log.debug("cannot remember accelerator in %s: %s", cache, e)
 
 
