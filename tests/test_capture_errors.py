@@ -67,7 +67,7 @@ def test_vanished_file(mounted: Path, tmp_path: Path, monkeypatch: pytest.Monkey
     out = tmp_path / "a.mksysb"
     opts = CaptureOptions(output=str(out), mounts=(str(mounted),), err_mode=mode, progress=False)
     if mode is ErrMode.CONTINUE:
-        m = capture_host.capture_host(opts)
+        m = capture_host.capture_host(opts).to_dict()
         assert m["read_errors"] == 1 and read_manifest_doc(out)["complete"]
     elif mode is ErrMode.REPORT:
         with pytest.raises(ReadErrors, match="1 file"):

@@ -161,7 +161,7 @@ def test_a_prescan_finds_the_big_files_the_rules_keep(tmp_path: Path) -> None:
                 f.truncate(size)
         opts = CaptureOptions(output=str(tmp_path / "a.mksysb"), mounts=(str(mnt),), exclude_list=str(rules),
                               progress=False, prescan=True)  # fmt: skip
-        manifest = capture_host(opts)
+        manifest = capture_host(opts).to_dict()
     [(fs_id, found)] = manifest["prescan"].items()
     assert found == {
         "largest_file": 3 << 30,
