@@ -9,7 +9,7 @@ STAMP := $(VENV)/.setup-done
 # the anchor of bench/capture.py (savedir) and bench/partition.py (restfs); no test needs it
 BENCH_PACKAGES := fsarchiver
 
-.PHONY: setup test test-long unit lint demo bench clean fixtures
+.PHONY: setup test unit lint demo bench clean fixtures
 setup: $(STAMP)
 
 # Idempotent and quick when done: apt runs only when a package is missing, pip only when
@@ -26,20 +26,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
-# JOBS: pytest-xdist workers (`make test JOBS=1` runs in one process, as before). worksteal: a worker that runs out of
-# tests takes half of what the other has queued, so the long integration tests never leave one waiting; tests/conftest.py
-# makes the fixture captures once per run, not once per worker, and puts the integration tests first.
+# Every test, unit and integration (docs/testing.md has the budget). JOBS: pytest-xdist workers (`make test JOBS=1`
+# runs in one process). worksteal: each worker starts with half the tests, in the order tests/conftest.py gives them
+# (the longest first, alternately to each worker), and one that runs out takes half of what the other has left;
+# the fixture captures are made once per run, not once per worker.
 JOBS  ?= 2
 XDIST := $(if $(filter-out 0 1,$(JOBS)),-n $(JOBS) --dist worksteal)
 
 test: setup
-	$(PY) -m pytest -v -m 'not long' --durations=40 $(XDIST)
-
-# integration tests that would push `make test` past CI's 90 minutes (today: the fault chains at every step,
-# two clones booted beside their source, one of them through UEFI BootNext, the two-disk VG boot, the ext3 -T boot;
-# over an hour here)
-test-long: setup
-	$(PY) -m pytest -v -m long $(XDIST)
+	$(PY) -m pytest -v --durations=40 $(XDIST)
 
 unit: setup
 	$(PY) -m pytest -m 'not integration' $(XDIST)

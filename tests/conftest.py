@@ -53,18 +53,66 @@ def imgclone() -> Callable[..., subprocess.CompletedProcess[bytes]]:
     return _run_imgclone
 
 
+# Seconds each of the longest tests took in a whole run on two workers (2026-12-07, this machine, warm fixtures): the
+# order the workers take them in. A test not named here counts as INTEGRATION_SECONDS (an integration test) or 0.
+EXPECTED_SECONDS = {
+    "tests/test_faults.py::test_phases_1_and_2_killed_at_every_step": 734,
+    "tests/test_bootnext.py::test_uefi_host_boots_its_clone_next_through_bootnext": 590,
+    "tests/test_e2e.py::test_bios_clone_customized_and_converted_boots": 420,
+    "tests/test_oldvg.py::test_clone_beside_its_source_renames_the_source_old_on_first_boot": 360,
+    "tests/test_faults.py::test_phase3_killed_at_every_step_and_the_clone_boots": 355,
+    "tests/test_e2e_more.py::test_uefi_clone_to_raw_image_boots": 327,
+    "tests/test_e2e_more.py::test_vg_across_two_disks_boots": 297,
+    "tests/test_e2e_more.py::test_image_copied_by_blocks_is_a_clone_beside_its_source_and_boots": 261,
+    "tests/test_e2e_more.py::test_ext3_upgraded_to_ext4_boots": 257,
+    "tests/test_altop.py::test_query_wake_write_sleep_wipe_and_restore_again": 176,
+    "tests/test_corruption.py::test_restore_from_a_damaged_archive_fails_and_says_so[stream-data-True]": 112,
+    "tests/test_copy.py::test_copy_keeps_the_archive_when_asked": 106,
+    "tests/test_copy.py::test_copy_refuses_a_conversion_its_content_cannot_survive": 101,
+    "tests/test_boottest.py::test_boot_bios_fixture": 99,
+    "tests/test_copy.py::test_alt_disk_copy_of_an_image_phases_1_and_2": 99,
+    "tests/test_restore.py::test_vg_spans_two_qcow2_targets": 95,
+    "tests/test_boottest.py::test_boot_ext3_fixture_expect_missing_fails": 89,
+    "tests/test_restore.py::test_loop_device_as_a_physical_disk": 86,
+    "tests/test_restore.py::test_grow_onto_a_larger_qcow2": 81,
+    "tests/test_restore.py::test_fit_onto_a_small_raw_with_xfs": 78,
+    "tests/test_faults.py::test_capture_killed_between_streams": 75,
+    "tests/test_boottest.py::test_boot_uefi_fixture_detected": 75,
+    "tests/test_corruption.py::test_restore_failure_under_alt_bak_err_fail_wipes_an_existing_target": 67,
+}
+INTEGRATION_SECONDS = 30
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Two workers on two cores: each appliance and boot-test VM gets one vCPU (IMGCLONE_VCPUS=1; imgclone's own
+    default under TCG is two, for one run alone). Measured on the restore, copy and boot tests, two workers, here:
+    571 s with two vCPUs, 521 s with one (docs/testing.md)."""
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+        os.environ.setdefault("IMGCLONE_VCPUS", "1")
+
+
+def expected_seconds(item: pytest.Item) -> int:
+    if item.nodeid in EXPECTED_SECONDS:
+        return EXPECTED_SECONDS[item.nodeid]
+    return INTEGRATION_SECONDS if item.get_closest_marker("integration") else 0
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Integration tests need root (loop devices, mounts); without it they fail loudly, never skip silently.
 
-    Under xdist the integration tests come first: the workers start on the long tests, and the unit tests (a minute
-    or two in all) fill the gaps at the end, when one worker would otherwise wait for the other's last long test.
+    Under xdist (worksteal), each of the N workers starts with one contiguous Nth of the list and takes from the end
+    of another's when it runs out: so the tests are sorted longest first (expected_seconds) and dealt out in turn,
+    the list being the first worker's share, then the second's. Each worker starts on a long test, the unit tests
+    fill the gaps at the end, and the long ones are never left for the end of one worker while the other waits.
     Every worker sorts the same way, as xdist requires."""
     if os.geteuid() != 0:
         for item in items:
             if item.get_closest_marker("integration"):
                 item.add_marker(pytest.mark.skip(reason="integration tests need root (loop devices, mounts)"))
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        items.sort(key=lambda item: item.get_closest_marker("integration") is None)  # stable: file order kept
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if os.environ.get("PYTEST_XDIST_WORKER") and workers > 1:
+        ordered = sorted(items, key=expected_seconds, reverse=True)  # stable: file order among equals
+        items[:] = [item for share in range(workers) for item in ordered[share::workers]]
 
 
 @pytest.fixture(autouse=True)

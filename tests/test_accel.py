@@ -66,3 +66,14 @@ def test_the_choice_is_replaced_whole_or_not_at_all(tmp_path: Path, monkeypatch:
     assert [p.name for p in cache.parent.iterdir()] == ["accel.json"]
     accel.remember("tcg")
     assert '"accel": "tcg"' in cache.read_text() and [p.name for p in cache.parent.iterdir()] == ["accel.json"]
+
+
+def test_vcpus_two_under_tcg_one_under_kvm_or_as_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(accel.VCPUS_ENV, raising=False)
+    assert (accel.vcpus("tcg"), accel.vcpus("kvm")) == (2, 1)
+    monkeypatch.setenv(accel.VCPUS_ENV, "1")
+    assert (accel.vcpus("tcg"), accel.vcpus("kvm")) == (1, 1)
+    for bad in ("0", "two", "65"):
+        monkeypatch.setenv(accel.VCPUS_ENV, bad)
+        with pytest.raises(UsageError, match=f"IMGCLONE_VCPUS={bad}: expected a number of vCPUs from 1 to 64"):
+            accel.vcpus("tcg")

@@ -1,4 +1,4 @@
-"""The boot order for real (make test-long): a UEFI host sets BootNext to a clone on its second disk and reboots
+"""The boot order for real: a UEFI host sets BootNext to a clone on its second disk and reboots
 into it, as `imgclone copy` then `-r` would on a physical machine.
 
 The "host" is a QEMU guest with OVMF: the UEFI fixture (on an overlay) with efibootmgr installed, and its second
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from imgclone.archive.reader import read_manifest_doc
 from imgclone.check import boottest
 from imgclone.errors import CommandError
 from imgclone.guest.appliance import Appliance
@@ -35,7 +36,7 @@ from tests.conftest import FixtureCapture
 from tests.test_oldvg import _install_marker, _vgs
 from tests.treecmp import file_sha256
 
-pytestmark = [pytest.mark.integration, pytest.mark.long]
+pytestmark = pytest.mark.integration
 Run = Callable[..., subprocess.CompletedProcess[bytes]]
 
 # efibootmgr and the libraries the fixture lacks, from Debian (bookworm, as the fixture)
@@ -138,27 +139,37 @@ def _prepare_host(overlay: Path, debs: list[Path]) -> None:
 
 
 def test_uefi_host_boots_its_clone_next_through_bootnext(
-    tmp_path: Path, imgclone: Run, monkeypatch: pytest.MonkeyPatch, uefi_capture: FixtureCapture
+    tmp_path: Path,
+    imgclone: Run,
+    monkeypatch: pytest.MonkeyPatch,
+    uefi_capture: FixtureCapture,
+    figures: Callable[[str], None],
 ) -> None:
     monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path / "state"))
     source, before, archive, _, captured = uefi_capture  # made once per run (conftest), with test_e2e_more.py
     debs = _debs(tmp_path / "debs")
     clone = tmp_path / "clone.qcow2"
     t0 = time.monotonic()
+    (src_vg,) = read_manifest_doc(archive)["layout"]["vgs"]
     r = imgclone("restore", "-a", str(archive), "-d", str(clone), "--beside-source", "--no-progress", "--json")
     assert r.returncode == 0, r.stderr.decode()[-4000:]
-    assert "the targets are images, nothing to set" in json.loads(r.stdout)["boot_order"][0]
+    result = json.loads(r.stdout)
+    assert "the targets are images, nothing to set" in result["boot_order"][0]
+    actions = result["phase3"]["actions"]
+    assert any(a.startswith("kept volume group altinst_rootvg: on its first boot") for a in actions), actions
     cloned = captured + time.monotonic() - t0
     doc = state.load((str(clone),))
     assert doc is not None and "uefi" in doc.firmware, doc and doc.boot
-    booted, after = boot_host_then_clone(tmp_path, source, clone, doc, debs)
+    booted, after = boot_host_then_clone(tmp_path, source, clone, doc, debs, src_vg["uuid"])
     assert file_sha256(source) == before, "the source fixture was modified"
-    print(f"\nclone (capture, all phases) {cloned:.0f} s, host up {booted:.0f} s, "
-          f"BootNext to the clone's poweroff {after:.0f} s")  # fmt: skip
+    p3 = result["phase3"]["timings"]
+    figures(f"bootnext: clone (capture, all phases) {cloned:.0f} s (Phase 3 {sum(p3.values()):.0f} s, its initramfs "
+            f"{p3.get('install_vg_rename', 0):.0f} s), host up {booted:.0f} s, BootNext to the clone's poweroff "
+            f"{after:.0f} s")  # fmt: skip
 
 
-def boot_host_then_clone(tmp_path: Path, source: Path, clone: Path, doc: state.Journal, debs: list[Path]
-                         ) -> tuple[float, float]:  # fmt: skip
+def boot_host_then_clone(tmp_path: Path, source: Path, clone: Path, doc: state.Journal, debs: list[Path],
+                         src_vg_uuid: str) -> tuple[float, float]:  # fmt: skip
     """Boot the host (an overlay of source) with the clone as its second disk; set_boot_order() and reboot() in it;
     the clone must be what boots next. Returns (seconds until the host answered, seconds from there to the end)."""
     on_host, on_clone = tmp_path / "host.qcow2", tmp_path / "clone-boot.qcow2"
@@ -209,7 +220,12 @@ def boot_host_then_clone(tmp_path: Path, source: Path, clone: Path, doc: state.J
     assert first and "imgclone" not in first[0], first
     assert f'BdsDxe: starting Boot{entry} "imgclone clone on vdb"' in text, boottest.log_tail(text)
     assert boottest.scan_log(text, None).marker_line, boottest.log_tail(text)
+    # the clone's first boot beside its source (AIX's old_rootvg rule, phases/oldvg.py): its initramfs renamed the
+    # host's VG old_rootvg and its own altinst_rootvg rootvg, and said so on the console
+    assert f"imgclone: volume group rootvg ({src_vg_uuid}) renamed old_rootvg" in text, boottest.log_tail(text)
     assert "imgclone: volume group altinst_rootvg renamed rootvg" in text, boottest.log_tail(text)
-    assert set(_vgs(on_host)) == {"old_rootvg"}
+    assert _vgs(on_host) == {"old_rootvg": src_vg_uuid}
+    (own,) = _vgs(on_clone).items()
+    assert own[0] == "rootvg" and own[1] != src_vg_uuid, own
     print(f"\n{lines[0]}\n{listing}")
     return booted, time.monotonic() - t1 - booted

@@ -77,8 +77,15 @@ def test_bios_clone_customized_and_converted_boots(tmp_path: Path, imgclone: Run
     assert "the targets are images, nothing to set" in result["boot_order"][0]
     assert not (tmp_path / "alt_inst").exists(), "the -s mount point this run made is gone"
 
+    # the boot also proves boot-test itself: BIOS found, --expect, --keep-log, and the image never written
     expect = "IMGCLONE-FIRSTBOOT pkg=1.2-3 say=hello-from-deb s=written by -s nameserver 192.0.2.53 mid=33"
-    r = imgclone("boot-test", str(clone), "--timeout", "600", "--expect", expect, "--json")
+    kept, unbooted = tmp_path / "serial.log", file_sha256(clone)
+    r = imgclone("boot-test", str(clone), "--timeout", "600", "--expect", expect, "--keep-log", str(kept), "--json")
     boot = json.loads(r.stdout)
     assert r.returncode == 0 and boot["ok"] and boot["expect_found"], r.stderr.decode()
+    assert boot["firmware"] == "bios" and boot["marker_line"].startswith("IMGCLONE-BOOT-OK ")
+    log = kept.read_text(errors="replace")
+    assert boot["log"] == str(kept) and "IMGCLONE-BOOT-OK" in log
+    assert "Mounted var.mount" in log.replace("\x1b[0;1;39m", "").replace("\x1b[0m", ""), "the clone's XFS /var"
+    assert file_sha256(clone) == unbooted, "boot-test changed the image"
     assert file_sha256(source) == before, "the source fixture was modified"

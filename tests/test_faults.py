@@ -274,26 +274,13 @@ def ctrl_c_during_the_script(target: Path, tmp_path: Path, env: dict[str, str],
            f"nothing left after {gone:.1f} s")  # fmt: skip
 
 
-# make test's share of the Phase 1 + 2 chains (CI's 90 minutes): a step before any VG exists (the advice is
-# --force), one in the middle of the data, the last; Phase 2's first, the -s script, the last.
-# Every step: make test-long.
-SAMPLE1 = ["partition", "extract_streams", "unmount"]
-SAMPLE2 = ["mount_clone", "run_script", "unmount"]
-
-
 @pytest.mark.integration
-@pytest.mark.parametrize(
-    ("steps1", "steps2"),
-    [pytest.param(SAMPLE1, SAMPLE2, id="sample"),
-     pytest.param(PHASE1, PHASE2, id="every", marks=pytest.mark.long)],  # about 14 min
-)  # fmt: skip
-def test_phases_1_and_2_killed_at_steps(
-    gpt_lvm_capture: Captured, tmp_path: Path, imgclone: Run, env: dict[str, str], figures: Say,
-    steps1: list[str], steps2: list[str],
-) -> None:  # fmt: skip
-    """Phase 1 of the GPT + LVM test image killed at each of steps1, then Phase 2 (every flag that image can take)
-    killed at each of steps2 on the alternate the Phase 1 chain ended with."""
-    assert set(SAMPLE1) <= set(PHASE1) and set(SAMPLE2) <= set(PHASE2), "a sampled step was renamed"
+def test_phases_1_and_2_killed_at_every_step(
+    gpt_lvm_capture: Captured, tmp_path: Path, imgclone: Run, env: dict[str, str], figures: Say
+) -> None:
+    """Phase 1 of the GPT + LVM test image killed at each of its steps, then Phase 2 (every flag that image can take)
+    killed at each of its steps on the alternate the Phase 1 chain ended with."""
+    steps1, steps2 = PHASE1, PHASE2
     image, archive, image_sha, _ = gpt_lvm_capture
     archive_sha = file_sha256(archive)
     target = tmp_path / "clone.qcow2"
@@ -316,7 +303,6 @@ def test_phases_1_and_2_killed_at_steps(
 
 
 @pytest.mark.integration
-@pytest.mark.long  # ~13 min: `make test-long`, not in make test (CI's 90 minutes)
 def test_phase3_killed_at_every_step_and_the_clone_boots(
     bios_capture: FixtureCapture,
     tmp_path: Path,

@@ -25,7 +25,7 @@ def test_tricky_tree_survives_restore(
     tmp_path: Path, imgclone: Run, monkeypatch: pytest.MonkeyPatch, fstype: str, flags: list[str], restored: str
 ) -> None:
     """-T: ext3 becomes ext4 on the way (as JFS to JFS2), with every file as it was (test_e2e_more.py boots such a
-    clone, under `make test-long`)."""
+    clone)."""
     monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path / "state"))
     archive = tmp_path / "tricky.mksysb"
     with loop_fs(tmp_path, fstype, 320, name="src") as mnt:

@@ -154,7 +154,8 @@ def qemu_argv(
 ) -> list[str]:
     """The QEMU command: no display, serial console to a file, no reboot, the overlays as virtio disks."""
     argv = ["qemu-system-x86_64", "-name", "imgclone-boot-test", *accel.qemu_accel_args(accel_name),
-            "-m", "1024", "-smp", "2", "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+            "-m", "1024", "-smp", str(accel.vcpus(accel_name)), "-nodefaults", "-no-user-config", "-display", "none",
+            "-no-reboot",
             "-serial", f"file:{os.fspath(serial_log)}",
             "-drive", f"file={os.fspath(overlay)},format=qcow2,if=virtio,cache=unsafe"]  # fmt: skip
     for disk in extra:

@@ -27,6 +27,7 @@ EPILOG = textwrap.dedent("""\
                  by then is stopped; default 180 s under KVM, then TCG is tried, 900 s under TCG)
                  IMGCLONE_INITRAMFS=appliance (Phase 3 runs the clone's update-initramfs inside the
                  appliance, isolated but minutes under TCG, instead of in a chroot on this host)
+                 IMGCLONE_VCPUS=N (vCPUs of each appliance and boot-test VM; default 2 under TCG)
     """)
 
 

@@ -160,7 +160,7 @@ class Appliance(Calls):
             g.set_trace(1)
         if accel_name == "tcg":
             g.set_backend_settings(["force_tcg"])
-        g.set_smp(2 if accel_name == "tcg" else 1)
+        g.set_smp(accel.vcpus(accel_name))
         for path, opts in self._drives:
             g.add_drive_opts(path, **opts)
         return g

@@ -22,6 +22,7 @@ from imgclone.host.run import HOST, Runner
 log = logging.getLogger("imgclone")
 
 ENV = "IMGCLONE_ACCEL"
+VCPUS_ENV = "IMGCLONE_VCPUS"
 PROBE_TIMEOUT = 20.0
 QEMU = "/usr/bin/qemu-system-x86_64"
 
@@ -99,6 +100,18 @@ def remember(accel: str, key: str | None = None) -> None:
     except OSError as e:
         partial.unlink(missing_ok=True)
         log.debug("cannot remember accelerator in %s: %s", cache, e)
+
+
+def vcpus(accel: str) -> int:
+    """vCPUs of an appliance or a boot-test VM: under TCG two (QEMU's multi-threaded TCG runs one host thread each,
+    so one guest uses two cores), under KVM one; IMGCLONE_VCPUS=N sets it (a host running several at once, as the
+    test suite on two workers does, gains from one each)."""
+    value = os.environ.get(VCPUS_ENV)
+    if value:
+        if not value.isdigit() or not 1 <= int(value) <= 64:
+            raise UsageError(f"{VCPUS_ENV}={value}: expected a number of vCPUs from 1 to 64")
+        return int(value)
+    return 2 if accel == "tcg" else 1
 
 
 def qemu_accel_args(accel: str) -> list[str]:

@@ -56,8 +56,11 @@ def where(g: Guest) -> str:
     if asked != "auto":
         return asked
     machine = clone_machine(g)
-    if os.geteuid() != 0 or machine != platform.machine():
-        log.debug("the clone's initramfs is made in the appliance: %s", "not root" if os.geteuid() else machine)
+    why = ("not root" if os.geteuid() != 0 else f"the clone is built for {machine or 'a machine not known'}"
+           if machine != platform.machine() else "no unshare or chroot here"
+           if not (shutil.which("unshare") and shutil.which("chroot")) else "")  # fmt: skip
+    if why:
+        log.debug("the clone's initramfs is made in the appliance: %s", why)
         return "appliance"
     return "host"
 
