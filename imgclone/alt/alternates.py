@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,23 +19,9 @@ from imgclone.fs.mounttab import unescape
 from imgclone.model import journal as state
 from imgclone.model import names
 from imgclone.model.layout import Layout, LogicalVolume, Partition
+from imgclone.model.manifest import now as now  # wake's record: the same timestamps as the journal's
 
 log = logging.getLogger("imgclone")
-
-
-def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-
-
-@dataclass(frozen=True)
-class TargetInfo:
-    """One recorded target and whether it is still there."""
-
-    path: str
-    kind: str
-    format: str
-    size: int
-    exists: bool
 
 
 @dataclass(frozen=True)
@@ -45,7 +30,8 @@ class Alternate:
 
     id: str
     journal: str
-    targets: tuple[TargetInfo, ...]
+    targets: tuple[state.TargetRecord, ...]
+    missing: frozenset[str]  # the targets' paths that were not there when the journal was read
     layout: Layout  # altinst_<vg>/alt_<lv> until Phase 3 ran, <vg>/<lv> after
     phases: dict[str, str]  # phase → completion time
     archive: str
@@ -81,7 +67,13 @@ class Alternate:
             "id": self.id,
             "journal": self.journal,
             "targets": [
-                {"path": t.path, "kind": t.kind, "format": t.format, "size": t.size, "exists": t.exists}
+                {
+                    "path": t.path,
+                    "kind": t.kind,
+                    "format": t.format,
+                    "size": t.size,
+                    "exists": t.path not in self.missing,
+                }
                 for t in self.targets
             ],
             "vgs": [
@@ -106,10 +98,11 @@ def from_journal(path: Path, journal: state.Journal) -> Alternate:
     """An Alternate from one journal."""
     phases = {k: v.completed for k, v in journal.phases.items()}
     layout = names.final_layout(journal.built) if "3" in phases else journal.built
-    targets = tuple(TargetInfo(t.path, t.kind, t.format, t.size, os.path.exists(t.path)) for t in journal.targets)
+    missing = frozenset(t.path for t in journal.targets if not os.path.exists(t.path))
     return Alternate(
-        id=path.stem, journal=str(path), targets=targets, layout=layout, phases=phases, archive=journal.archive,
-        archive_created=journal.archive_created or "", uuids=dict(journal.uuids), woken=journal.woken,
+        id=path.stem, journal=str(path), targets=journal.targets, missing=missing, layout=layout, phases=phases,
+        archive=journal.archive, archive_created=journal.archive_created or "", uuids=dict(journal.uuids),
+        woken=journal.woken,
     )  # fmt: skip
 
 
@@ -174,7 +167,7 @@ def refuse_woken(alt: Alternate, doing: str) -> None:
 
 
 def refuse_missing(alt: Alternate, doing: str) -> None:
-    missing = [t.path for t in alt.targets if not t.exists]
+    missing = [t.path for t in alt.targets if t.path in alt.missing]
     if missing:
         raise PhaseStateError(f"{doing}: target(s) {', '.join(missing)} no longer exist",
                               "imgclone alt cleanup -d ... forgets the alternate")  # fmt: skip

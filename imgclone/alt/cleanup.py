@@ -51,7 +51,7 @@ def cleanup(targets: Sequence[str], *, wipe: bool = False, debug: bool = False,
         actions += wipe_targets(alt, make_guest() if make_guest else Appliance(trace=debug))
     else:
         vgs = ", ".join(vg.name for vg in alt.layout.vgs)
-        if vgs and any(t.exists for t in alt.targets):
+        if vgs and len(alt.missing) < len(alt.targets):
             actions.append(f"the targets still hold {vgs} (restore refuses them; --wipe would have blanked them)")
     state.remove(alt.target_paths)
     actions.append(f"forgot the alternate on -d {alt.dflag} (removed {alt.journal})")
