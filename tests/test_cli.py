@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -91,3 +92,15 @@ def test_common_flags_count_before_and_after_the_command(argv: list[str], debug:
 
     args = build_parser().parse_args(argv)
     assert (args.debug, args.json, args.verbose) == (debug, json, False)
+
+
+def test_a_reader_that_goes_away_ends_it_quietly(imgclone: Run) -> None:
+    """`imgclone ... | head`: the reader closes the pipe; imgclone stops as a tool killed by SIGPIPE would
+    (141), with no traceback (argparse's help was one)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        r = imgclone("copy", "--help", stdout=write_end)
+    finally:
+        os.close(write_end)
+    assert (r.returncode, r.stderr.decode()) == (141, "")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from imgclone.errors import LayoutError
+from imgclone.fs import features as fsfeatures
 from imgclone.fs import limits, space
 from imgclone.model.content import ContentFacts
 from imgclone.model.layout import Disk, Filesystem, FsType, Layout, Partition
@@ -139,7 +140,7 @@ def test_no_allowed_conversion_holds_fewer_subdirectories(old: str, new: str, re
     """Why the capture records no subdirectory counts: each conversion the planner allows, from a source with or
     without ext features recorded (an ext4 made without dir_nlink holds 64 998), gives a target that holds as many
     subdirectories in one directory as the source did, or xfs's 2^31 - 3 (the one case left unchecked)."""
-    feats = {"ext_features": list(recorded)} if recorded is not None and old in space.EXT_TYPES else {}
+    feats = {"ext_features": list(recorded)} if recorded is not None and old in fsfeatures.EXT_TYPES else {}
     src = source(old, **feats)
     [made] = planned(src, None, convert={old: new}).target.filesystems
     assert made.type == new

@@ -1,7 +1,8 @@
 """The entry points: `imgclone`, and AIX's alt_disk_copy, alt_disk_mksysb and alt_rootvg_op; exit codes.
 
 main() parses, sets up logging, runs the subcommand and turns its outcome into the exit code: 0 success, 1
-failure, 2 usage or layout error, 130 interrupted; an ImgcloneError is one line on stderr (a traceback with -D).
+failure, 2 usage or layout error, 130 interrupted, 141 the reader of stdout went away (`imgclone ... | head`,
+silently, as a tool killed by SIGPIPE); an ImgcloneError is one line on stderr (a traceback with -D).
 Each subcommand's module is imported when it runs: `archive verify` does not pay for the planner, libguestfs
 or tqdm.
 """
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import select
 import signal
 import sys
 from collections.abc import Sequence
@@ -49,8 +52,29 @@ def dispatch(args: argparse.Namespace) -> int:
     return cmd_copy(args)
 
 
+def stdout_gone() -> bool:
+    """stdout is a pipe whose reader has closed it (poll reports an error on the writing end)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & select.POLLERR for _, events in poller.poll(0))
+    except (OSError, ValueError):
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run imgclone; exit 0, 1 (failure), 2 (usage) or 130 (interrupted)."""
+    """Run imgclone; exit 0, 1 (failure), 2 (usage), 130 (interrupted) or 141 (stdout's reader went away)."""
+    try:
+        run(argv)
+    except BrokenPipeError:
+        if not stdout_gone():
+            raise  # a pipe of imgclone's own broke: a failure to show, not a reader that had enough
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        sys.exit(128 + signal.SIGPIPE)
+
+
+def run(argv: Sequence[str] | None) -> None:
+    """main() without the stdout reader's going away."""
     args = build_parser().parse_args(argv)
     logsetup.setup(debug=args.debug, quiet=args.json)
     signal.signal(signal.SIGTERM, signal.default_int_handler)

@@ -20,7 +20,8 @@ EPILOG = textwrap.dedent("""\
       imgclone archive verify host.mksysb --against clone.qcow2  every file of the archive against a restored clone
       imgclone boot-test vm.qcow2 --json                        boot it in QEMU on a throw-away overlay
 
-    exit codes: 0 success, 1 runtime failure, 2 usage or layout error, 130 interrupted
+    exit codes: 0 success, 1 runtime failure, 2 usage or layout error, 130 interrupted,
+                141 the reader of stdout went away (`... | head`)
     environment: ALT_BAK_ERR_REPORT=1, ALT_BAK_ERR_FAIL=1 (files that cannot be read),
                  IMGCLONE_ACCEL=kvm|tcg (force the QEMU accelerator),
                  IMGCLONE_LAUNCH_TIMEOUT=S (a libguestfs appliance that has not started

@@ -70,7 +70,7 @@ def _ext_max_file(bs: int, extents: bool, huge: bool) -> int:
 
 def max_file_bytes(fs: Filesystem) -> int:
     """The largest file the target filesystem holds."""
-    if fs.type in space.EXT_TYPES:
+    if fs.type in fsfeatures.EXT_TYPES:
         feats = ext_features(fs)
         return _ext_max_file(ext_block_size(fs), "extent" in feats, "huge_file" in feats)
     return (1 << 32) - 1 if fs.type == "vfat" else EIB8
@@ -78,7 +78,7 @@ def max_file_bytes(fs: Filesystem) -> int:
 
 def max_xattr_bytes(fs: Filesystem) -> int:
     """The largest extended attribute (name plus value) the target filesystem holds."""
-    if fs.type in space.EXT_TYPES and "ea_inode" not in ext_features(fs):
+    if fs.type in fsfeatures.EXT_TYPES and "ea_inode" not in ext_features(fs):
         return ext_block_size(fs) - EXT_XATTR_OVERHEAD
     return BTRFS_XATTR if fs.type == "btrfs" else VFS_XATTR
 
@@ -91,7 +91,7 @@ def max_subdirs(fs: Filesystem) -> int:
     gives a type that holds at least as many as the source's, or 2^31 - 3 (xfs, from a type that does not count
     them: ext4 with dir_nlink, btrfs); tests/test_limits.py checks each pair. A filesystem that keeps its type keeps
     its features. So only a directory of over two billion subdirectories, converted to xfs, is not checked."""
-    if fs.type in space.EXT_TYPES:
+    if fs.type in fsfeatures.EXT_TYPES:
         if fs.type == "ext4" and "dir_nlink" in ext_features(fs):
             return EIB8
         return LINKS[str(fs.type)] - 2
@@ -99,7 +99,7 @@ def max_subdirs(fs: Filesystem) -> int:
 
 
 def _what(fs: Filesystem) -> str:
-    if fs.type not in space.EXT_TYPES:
+    if fs.type not in fsfeatures.EXT_TYPES:
         return str(fs.type)
     extents = "" if "extent" in ext_features(fs) else ", no extents"
     return f"{fs.type} ({ext_block_size(fs) // 1024} KiB blocks{extents})"
@@ -108,7 +108,7 @@ def _what(fs: Filesystem) -> str:
 def _instead(fs: Filesystem, old: str, thing: str) -> str:
     """What to do instead, in the order most likely wanted."""
     ways = [f"keep it {old} (leave out --convert {old}={fs.type})"] if old != fs.type else []
-    if fs.type in space.EXT_TYPES and not fs.features.get("block_size") and fs.size < 512 * MiB:
+    if fs.type in fsfeatures.EXT_TYPES and not fs.features.get("block_size") and fs.size < 512 * MiB:
         ways.append("give it 512 MiB or more (mke2fs picks 1 KiB blocks below)")
     if fs.type in ("ext2", "ext3"):
         ways.append("convert it to ext4 (-T)")

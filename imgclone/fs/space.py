@@ -31,7 +31,6 @@ from imgclone.fs import features as fsfeatures
 from imgclone.model.layout import Filesystem, FsType, Layout
 from imgclone.units import MiB, TiB
 
-EXT_TYPES = frozenset({"ext2", "ext3", "ext4"})
 EXT_INODE_SIZE = 256
 XFS_INODE_SIZE = 512  # dynamic: a file converted from ext costs an inode chunk slot on xfs
 BTRFS_PER_FILE = 1024  # inode item, inode ref and two dir items (~500 B), metadata DUP
@@ -135,7 +134,7 @@ def overhead_bytes(fstype: str, size: int, *, block_size: int = 0, inode_size: i
     block_size, inode_size: an ext filesystem made with these (fsfeatures: the source's), else mke2fs's defaults.
     """
     fstype = _known(fstype)
-    if fstype in EXT_TYPES:
+    if fstype in fsfeatures.EXT_TYPES:
         return _ext_overhead(fstype, size, block_size, inode_size)
     if fstype == "xfs":
         return _xfs_overhead(size)
@@ -168,7 +167,7 @@ def required_bytes(
     """
     geo = {"block_size": block_size, "inode_size": inode_size}
     data = used + int(used * margin) + files * per_file_bytes(fstype)
-    inodes = int(files * (1 + margin)) if fstype in EXT_TYPES else 0
+    inodes = int(files * (1 + margin)) if fstype in fsfeatures.EXT_TYPES else 0
 
     def ok(size: int) -> bool:
         return data + overhead_bytes(fstype, size, **geo) <= size and (not inodes or ext_inodes(size, **geo) >= inodes)
@@ -191,7 +190,7 @@ def required_bytes(
 
 def fits(fstype: str, size: int, used: int, *, files: int = 0, block_size: int = 0, inode_size: int = 0) -> bool:
     """Whether used bytes (and files, as for required_bytes) fit a fresh fstype filesystem of size bytes."""
-    if fstype in EXT_TYPES and files > ext_inodes(size, block_size, inode_size):
+    if fstype in fsfeatures.EXT_TYPES and files > ext_inodes(size, block_size, inode_size):
         return False
     overhead = overhead_bytes(fstype, size, block_size=block_size, inode_size=inode_size)
     return used + files * per_file_bytes(fstype) + overhead <= size
@@ -233,7 +232,7 @@ def portable_options(options: str) -> tuple[str, list[str]]:
 
 def files_cost(old: str, new: str, files: int) -> int:
     """Files that count on new: ext inodes always; xfs/btrfs inodes only when ext's `used` did not hold them."""
-    return files if new in EXT_TYPES or (old in EXT_TYPES and new in ("xfs", "btrfs")) else 0
+    return files if new in fsfeatures.EXT_TYPES or (old in fsfeatures.EXT_TYPES and new in ("xfs", "btrfs")) else 0
 
 
 # -- checking a target layout -------------------------------------------------------------------------------------
@@ -243,8 +242,8 @@ def space_problems(target: Layout, old_types: Mapping[str, str], files: Mapping[
     for fs in target.filesystems:
         what, n = f"filesystem {fs.mountpoint} ({fs.id})", files_cost(old_types[fs.id], fs.type, files.get(fs.id, 0))
         geo = fsfeatures.ext_sizes(fs.features)
-        inodes = ext_inodes(fs.size, **geo) if fs.type in EXT_TYPES else 0
-        if fs.type in EXT_TYPES and n > inodes:
+        inodes = ext_inodes(fs.size, **geo) if fs.type in fsfeatures.EXT_TYPES else 0
+        if fs.type in fsfeatures.EXT_TYPES and n > inodes:
             out.append(f"{what}: {n} files need as many inodes, {fs.type} on {fs.size // MiB} MiB has {inodes}")
         needs = fs.used + n * per_file_bytes(fs.type) + overhead_bytes(fs.type, fs.size, **geo)
         if needs > fs.size:
@@ -279,7 +278,7 @@ def convert_filesystem(fs: Filesystem, new: str, device: str, size: int) -> tupl
     label = fit_label(new, fs.label)
     if label != fs.label:
         warnings.append(f"{what}: label {fs.label!r} is too long for {new}; it becomes {label!r}")
-    options, dropped = (fs.options, []) if {fs.type, new} <= EXT_TYPES else portable_options(fs.options)
+    options, dropped = (fs.options, []) if {fs.type, new} <= fsfeatures.EXT_TYPES else portable_options(fs.options)
     if dropped:
         warnings.append(f"{what}: mount option(s) {','.join(dropped)} do not apply to {new}; dropped")
     if fs.mountpoint == "/boot" and new == "btrfs":

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from imgclone.fs.space import EXT_TYPES, portable_options
+from imgclone.fs.features import EXT_TYPES
+from imgclone.fs.space import portable_options
 from imgclone.guest.interface import Guest
 from imgclone.model.layout import Filesystem, Layout, Partition, Swap
 
