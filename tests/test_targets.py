@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from imgclone.errors import UsageError
-from imgclone.host import targets
+from imgclone.host import images, targets
 from tests.fakes import FakeRunner
 
 
@@ -127,3 +128,13 @@ def test_blkid_signature_without_udev() -> None:
     fake = FakeRunner({("lsblk",): lsblk(), ("blkid",): "TYPE=LVM2_member\n"})
     with pytest.raises(UsageError, match="LVM physical volume"):
         targets._device("/dev/loop7", fake, False, {})
+
+
+def test_an_image_to_read_gets_format_and_size_from_qemu_img(tmp_path: Path) -> None:
+    """A source or a clone to verify: qemu-img names the format (a vmdk is refused, not read as raw)."""
+    for name, fmt in (("a.qcow2", "qcow2"), ("b.img", "raw"), ("c.vmdk", "vmdk")):
+        subprocess.run(["qemu-img", "create", "-q", "-f", fmt, str(tmp_path / name), "64M"], check=True)
+    assert images.image_info(str(tmp_path / "a.qcow2")) == ("qcow2", 64 << 20)
+    assert images.image_info(str(tmp_path / "b.img")) == ("raw", 64 << 20)
+    with pytest.raises(UsageError, match="c.vmdk: image format vmdk is not supported"):
+        images.image_info(str(tmp_path / "c.vmdk"))

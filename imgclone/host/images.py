@@ -6,12 +6,10 @@ or vdi read as raw would look like a disk without partitions. raw and qcow2 are 
 
 from __future__ import annotations
 
-import json
 import os
 
 from imgclone.errors import UsageError
 from imgclone.host import targets
-from imgclone.host.run import HOST
 
 
 def image_format(path: str) -> str:
@@ -25,8 +23,7 @@ def image_info(path: str) -> tuple[str, int]:
     if not os.path.exists(path):
         raise UsageError(f"{path}: no such image or device")
     targets.check_source(path)
-    info = json.loads(HOST.run(["qemu-img", "info", "--output=json", path]).text)
-    fmt = str(info.get("format", "raw"))
+    fmt, size = targets.qemu_info(path)
     if fmt not in targets.IMAGE_FORMATS:
         raise UsageError(f"{path}: image format {fmt} is not supported", "convert it: qemu-img convert -O qcow2")
-    return fmt, int(info["virtual-size"])
+    return fmt, size

@@ -55,15 +55,20 @@ def _image(path: str, runner: Runner, force: bool) -> TargetDisk:
     if loops:
         raise UsageError(f"-d {path}: backs loop device {', '.join(loops)}, which the kernel may be using",
                          f"detach it first (losetup -d {loops[0]}); --force does not override this")  # fmt: skip
-    info = json.loads(runner.run(["qemu-img", "info", "--output=json", path]).text)
-    fmt = str(info.get("format", "raw"))
+    fmt, size = qemu_info(path, runner)
     if fmt not in IMAGE_FORMATS:
         raise UsageError(f"-d {path}: image format {fmt} is not supported (raw or qcow2)")
     # a raw image's signatures are read on the host, before an appliance starts (qcow2: check_targets, inside)
     signature = _signature(path, runner) if fmt == "raw" and not force else ""
     if signature:
         raise UsageError(f"-d {path}: {signature}", "refusing to overwrite it; --force if you are sure")
-    return TargetDisk(path, "image", fmt, int(info.get("virtual-size", 0)), True)
+    return TargetDisk(path, "image", fmt, size, True)
+
+
+def qemu_info(path: str, runner: Runner = HOST) -> tuple[str, int]:
+    """An image file's format and virtual size as qemu-img sees them (any format: the caller refuses)."""
+    info = json.loads(runner.run(["qemu-img", "info", "--output=json", path]).text)
+    return str(info.get("format", "raw")), int(info.get("virtual-size", 0))
 
 
 def loop_devices_of(path: str, sys_block: Path = Path("/sys/block")) -> list[str]:
