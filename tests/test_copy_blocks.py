@@ -17,6 +17,7 @@ from imgclone.copy import blocks_rules
 from imgclone.errors import CommandError
 from imgclone.host.targets import TargetDisk
 from imgclone.model.layout import FsType, Layout, LogicalVolume, Partition
+from imgclone.model.manifest import Manifest, Source
 from imgclone.phases.restore import RestoreOptions
 from imgclone.plan.planner import make_plan
 from imgclone.plan.types import Plan, PlanOptions, Resize, Target
@@ -179,7 +180,8 @@ def context(p: Plan, keep_uuids: bool = False) -> tuple[copy_blocks.BlockCopy, F
     g = FakeGuest({"vfs_uuid": lambda dev: f"new-{dev}", "find0": listing(b""), "lstatns": times})
     opts = RestoreOptions(archive="<stream>", targets=("/img/t.qcow2",), keep_uuids=keep_uuids)
     disk = TargetDisk("/img/t.qcow2", "image", "qcow2", p.target.disks[0].size, True)
-    ctx = copy_blocks.BlockCopy(targets=opts.targets, opts=opts, manifest={}, disks=[disk], plan=p, guest=g,
+    manifest = Manifest(p.source, Source("test"), None)
+    ctx = copy_blocks.BlockCopy(targets=opts.targets, opts=opts, manifest=manifest, disks=[disk], plan=p, guest=g,
                                 rules=ExcludeRules(), workdir=Path("/nonexistent"))  # fmt: skip
     ctx.devs = Devices(p.target, {p.target.disks[0].id: "/dev/sda"})
     return ctx, g
