@@ -59,7 +59,6 @@ EXPECTED_SECONDS = {
     "tests/test_faults.py::test_phases_1_and_2_killed_at_every_step": 734,
     "tests/test_bootnext.py::test_uefi_host_boots_its_clone_next_through_bootnext": 590,
     "tests/test_e2e.py::test_bios_clone_customized_and_converted_boots": 420,
-    "tests/test_oldvg.py::test_clone_beside_its_source_renames_the_source_old_on_first_boot": 360,
     "tests/test_faults.py::test_phase3_killed_at_every_step_and_the_clone_boots": 355,
     "tests/test_e2e_more.py::test_uefi_clone_to_raw_image_boots": 327,
     "tests/test_e2e_more.py::test_vg_across_two_disks_boots": 297,
@@ -69,15 +68,12 @@ EXPECTED_SECONDS = {
     "tests/test_corruption.py::test_restore_from_a_damaged_archive_fails_and_says_so[stream-data-True]": 112,
     "tests/test_copy.py::test_copy_keeps_the_archive_when_asked": 106,
     "tests/test_copy.py::test_copy_refuses_a_conversion_its_content_cannot_survive": 101,
-    "tests/test_boottest.py::test_boot_bios_fixture": 99,
     "tests/test_copy.py::test_alt_disk_copy_of_an_image_phases_1_and_2": 99,
     "tests/test_restore.py::test_vg_spans_two_qcow2_targets": 95,
-    "tests/test_boottest.py::test_boot_ext3_fixture_expect_missing_fails": 89,
     "tests/test_restore.py::test_loop_device_as_a_physical_disk": 86,
     "tests/test_restore.py::test_grow_onto_a_larger_qcow2": 81,
     "tests/test_restore.py::test_fit_onto_a_small_raw_with_xfs": 78,
     "tests/test_faults.py::test_capture_killed_between_streams": 75,
-    "tests/test_boottest.py::test_boot_uefi_fixture_detected": 75,
     "tests/test_corruption.py::test_restore_failure_under_alt_bak_err_fail_wipes_an_existing_target": 67,
 }
 INTEGRATION_SECONDS = 30

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tests.budget import parse_log, table
+from tests.conftest import EXPECTED_SECONDS, ROOT
 
 LOG = (
     "appliance\ttests/test_a.py::test_one (call)\t1\n"
@@ -28,3 +29,11 @@ def test_the_table_says_how_the_run_ran() -> None:
     assert lines[-2].startswith("all (test time; wall 300 s, 2 workers)") and lines[-2].endswith("1 built")
     assert lines[-1] == "made once for the run: bios-capture 150 s (gw1)"
     assert table(parse_log(""), 9.0)[-1].startswith("all (test time; wall 9 s, no xdist)")
+
+
+def test_the_order_of_the_longest_tests_names_tests_that_exist() -> None:
+    """conftest's EXPECTED_SECONDS: a test renamed, merged or removed leaves no entry behind (its seconds would
+    mislead the dealing out to the workers)."""
+    for nodeid in EXPECTED_SECONDS:
+        path, _, name = nodeid.partition("::")
+        assert f"def {name.split('[')[0]}(" in (ROOT / path).read_text(), f"{nodeid}: no such test"
