@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -94,13 +95,20 @@ def test_common_flags_count_before_and_after_the_command(argv: list[str], debug:
     assert (args.debug, args.json, args.verbose) == (debug, json, False)
 
 
-def test_a_reader_that_goes_away_ends_it_quietly(imgclone: Run) -> None:
+@pytest.mark.parametrize("buffered", [False, True], ids=["unbuffered", "buffered"])
+@pytest.mark.parametrize("args", [("copy", "--help"), ("--version",)], ids=["long", "short"])
+def test_a_reader_that_goes_away_ends_it_quietly(args: tuple[str, ...], buffered: bool) -> None:
     """`imgclone ... | head`: the reader closes the pipe; imgclone stops as a tool killed by SIGPIPE would
-    (141), with no traceback (argparse's help was one)."""
+    (141), with no traceback (argparse's help was one), whether the output is written as it goes
+    (PYTHONUNBUFFERED) or, short, left in stdout's buffer until the exit."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if not buffered:
+        env["PYTHONUNBUFFERED"] = "1"
     read_end, write_end = os.pipe()
     os.close(read_end)
     try:
-        r = imgclone("copy", "--help", stdout=write_end)
+        r = subprocess.run([sys.executable, "-m", "imgclone", *args], stdout=write_end, stderr=subprocess.PIPE,
+                           env=env, check=False)  # fmt: skip
     finally:
         os.close(write_end)
     assert (r.returncode, r.stderr.decode()) == (141, "")

@@ -65,7 +65,11 @@ def stdout_gone() -> bool:
 def main(argv: Sequence[str] | None = None) -> None:
     """Run imgclone; exit 0, 1 (failure), 2 (usage), 130 (interrupted) or 141 (stdout's reader went away)."""
     try:
-        run(argv)
+        try:
+            run(argv)
+        finally:
+            if sys.stdout is not None:  # None: started with stdout closed
+                sys.stdout.flush()  # what is still buffered goes now, where a reader that went away is caught
     except BrokenPipeError:
         if not stdout_gone():
             raise  # a pipe of imgclone's own broke: a failure to show, not a reader that had enough
