@@ -3,7 +3,9 @@ steps with a fake, the mmdebstrap command, and (integration) the real bios image
 
 from __future__ import annotations
 
+import os
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +46,15 @@ def test_build_once_is_atomic_and_removes_stale(tmp_path_factory: pytest.TempPat
     monkeypatch.setenv("IMGCLONE_BUDGET_LOG", str(budget))
     stale = tmp_path / "bios-000000000000.qcow2"
     other = tmp_path / "rootfs-bios-000000000000.tar"
+    in_use = tmp_path / "bios-111111111111.qcow2"  # another checkout's build, used a day ago
     stale.write_text("old")
     (tmp_path / "bios-000000000000.qcow2.lock").touch()
     other.write_text("tar")
+    in_use.write_text("theirs")
+    (tmp_path / "bios-111111111111.qcow2.lock").touch()
+    day = 86400
+    for p, age in ((stale, 8), (tmp_path / "bios-000000000000.qcow2.lock", 8), (other, 30), (in_use, 1)):
+        os.utime(p, (time.time() - age * day,) * 2)
     built: list[Path] = []
 
     def make(p: Path) -> None:
@@ -57,9 +65,12 @@ def test_build_once_is_atomic_and_removes_stale(tmp_path_factory: pytest.TempPat
     assert cache.build_once(path, make) == path
     assert built == [tmp_path / "bios-0123456789ab.qcow2.partial"]
     assert path.read_text() == "new" and other.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, path.name + ".lock", other.name]
+    theirs = [in_use.name, in_use.name + ".lock"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name, path.name + ".lock", *theirs, other.name]
+    os.utime(path, (time.time() - 9 * day,) * 2)
     cache.build_once(path, make)
     assert len(built) == 1  # cached: not built again
+    assert path.stat().st_mtime > time.time() - day  # and its use noted, so no other checkout's build removes it
     [line] = budget.read_text().splitlines()
     assert line.startswith("fixture\ttests/test_fixtures.py::test_build_once_is_atomic") and "\tbios " in line
 
