@@ -75,6 +75,18 @@ def test_build_once_is_atomic_and_removes_stale(tmp_path_factory: pytest.TempPat
     assert line.startswith("fixture\ttests/test_fixtures.py::test_build_once_is_atomic") and "\tbios " in line
 
 
+def test_asking_for_a_cached_build_notes_its_use(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """fixture_path and rootfs_tarball ask cached_file and return a build that exists without build_once: the
+    asking is the use."""
+    monkeypatch.setenv("IMGCLONE_FIXTURES", str(tmp_path))
+    path = cache.cached_file("bios", "qcow2", build.SOURCES)
+    assert not path.exists()  # not made by asking
+    path.write_text("built")
+    os.utime(path, (time.time() - 9 * 86400,) * 2)
+    assert cache.cached_file("bios", "qcow2", build.SOURCES) == path
+    assert path.stat().st_mtime > time.time() - 86400
+
+
 def test_build_once_failure_leaves_nothing(tmp_path: Path) -> None:
     def fail(p: Path) -> None:
         p.write_text("half")
