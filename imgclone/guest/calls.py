@@ -11,16 +11,18 @@ left None is one libguestfs does not get (its bindings pass None as "not given")
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 from imgclone.guest.interface import LvmLv, LvmPv, LvmVg, PartEntry, StatNs, StatVfs, XfsInfo
 
 
-class Calls:
+class Calls(ABC):
     """The forwarding half of Appliance: every call of the Guest interface but appliance_command (its own)."""
 
+    @abstractmethod
     def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        raise NotImplementedError  # Appliance's
+        """The libguestfs call `name` with these arguments (Appliance._call)."""
 
     # -- Commands --
 
