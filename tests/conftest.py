@@ -53,7 +53,7 @@ def imgclone() -> Callable[..., subprocess.CompletedProcess[bytes]]:
     return _run_imgclone
 
 
-# Seconds each of the longest tests took in a whole run on two workers (2026-12-07, this machine, warm fixtures): the
+# Seconds each of the longest tests took in the first whole run on two workers (2026-12-07, this machine): the
 # order the workers take them in. A test not named here counts as INTEGRATION_SECONDS (an integration test) or 0.
 EXPECTED_SECONDS = {
     "tests/test_faults.py::test_phases_1_and_2_killed_at_every_step": 734,

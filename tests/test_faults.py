@@ -280,23 +280,22 @@ def test_phases_1_and_2_killed_at_every_step(
 ) -> None:
     """Phase 1 of the GPT + LVM test image killed at each of its steps, then Phase 2 (every flag that image can take)
     killed at each of its steps on the alternate the Phase 1 chain ended with."""
-    steps1, steps2 = PHASE1, PHASE2
     image, archive, image_sha, _ = gpt_lvm_capture
     archive_sha = file_sha256(archive)
     target = tmp_path / "clone.qcow2"
     p1 = ["restore", "-a", str(archive), "-d", str(target), "-P1", "--no-progress"]
-    kill_at_every_step(imgclone, p1, env, target, "1", steps1, figures)
+    kill_at_every_step(imgclone, p1, env, target, "1", PHASE1, figures)
     assert file_sha256(image) == image_sha and file_sha256(archive) == archive_sha
 
     p2 = ["restore", "-d", str(target), "-P2", *phase2_args(tmp_path)]
-    kill_at_every_step(imgclone, p2, env, target, "2", steps2, figures)
+    kill_at_every_step(imgclone, p2, env, target, "2", PHASE2, figures)
     assert not (tmp_path / "alt_inst").exists(), "the -s mount point made for the run is removed"
     ctrl_c_during_the_script(target, tmp_path, env, figures)
     mounts = [("/dev/altinst_rootvg/alt_root", "/")]
     resolv, s_file, grub = read_files(target, mounts, "/etc/resolv.conf", "/etc/imgclone-s-test", "/etc/default/grub")
     assert resolv == b"nameserver 192.0.2.53\n"
     # each run killed at a later step had run the script, and so did the run to the end
-    runs = sum(PHASE2.index(step) > PHASE2.index("run_script") for step in steps2) + 1
+    runs = sum(PHASE2.index(step) > PHASE2.index("run_script") for step in PHASE2) + 1
     assert s_file == b"written by -s\n" * runs, "the -s script runs once per run that reaches it"
     assert grub.count(b"console=ttyS0,115200") == 1, "-c applied once, however many runs were killed"
     assert_nothing_left(env[MARK], target, wait=10)

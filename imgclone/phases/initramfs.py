@@ -47,6 +47,17 @@ exec chroot "$root" update-initramfs -u "$@"
 """
 
 
+def not_on_host(machine: str) -> str:
+    """Why the clone's update-initramfs cannot run on this host ("" when it can)."""
+    if os.geteuid() != 0:
+        return "not root"
+    if machine != platform.machine():
+        return f"the clone is built for {machine or 'a machine not known'}"
+    if not (shutil.which("unshare") and shutil.which("chroot")):
+        return "no unshare or chroot here"
+    return ""
+
+
 def where(g: Guest) -> str:
     """ "host" when the clone's binaries run on this host's CPU and this process may chroot, else "appliance";
     IMGCLONE_INITRAMFS=host|appliance decides instead."""
@@ -55,10 +66,7 @@ def where(g: Guest) -> str:
         raise UsageError(f"{ENV}={asked}: expected host, appliance or auto")
     if asked != "auto":
         return asked
-    machine = clone_machine(g)
-    why = ("not root" if os.geteuid() != 0 else f"the clone is built for {machine or 'a machine not known'}"
-           if machine != platform.machine() else "no unshare or chroot here"
-           if not (shutil.which("unshare") and shutil.which("chroot")) else "")  # fmt: skip
+    why = not_on_host(clone_machine(g))
     if why:
         log.debug("the clone's initramfs is made in the appliance: %s", why)
         return "appliance"
