@@ -67,7 +67,11 @@ def fail(rc: int, stderr: str = "") -> Callable[[list[str], bytes | None], Resul
 # -- the Guest interface ---------------------------------------------------------------------------------------------
 
 # Every call of the interface, by name: what FakeGuest and Appliance must both have (tests/test_interface.py)
-GUEST_CALLS: dict[str, Callable[..., Any]] = {n: getattr(Guest, n) for n in dir(Guest) if not n.startswith("_")}
+GUEST_CALLS: dict[str, Callable[..., Any]] = {
+    n: getattr(Guest, n) for n in dir(Guest) if not n.startswith("_") and not isinstance(getattr(Guest, n), property)
+}
+# What the interface tells of a guest rather than asks of it (read-only properties)
+GUEST_FACTS = {n for n in dir(Guest) if isinstance(getattr(Guest, n), property)}
 
 
 class Call(NamedTuple):
@@ -106,6 +110,9 @@ class FakeGuest:
     a question in place of the files; to a call that changes them it runs first (and may raise) and the change is
     made after. A call the interface does not have is an AttributeError, and one with arguments it would refuse a
     TypeError, as on the real thing."""
+
+    sysroot = "/sysroot"  # an appliance's
+    native = False
 
     def __init__(self, replies: Mapping[str, Any] | None = None, *, files: Mapping[str, bytes | str] | None = None,
                  links: Mapping[str, str] | None = None, dirs: Iterable[str] = ()) -> None:  # fmt: skip

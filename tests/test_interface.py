@@ -12,7 +12,8 @@ import pytest
 
 from imgclone.errors import GuestfsError
 from imgclone.guest.appliance import Appliance
-from tests.fakes import GUEST_CALLS, Call, FakeAppliance, FakeAppliances, FakeGuest
+from imgclone.guest.onhost import HostGuest
+from tests.fakes import GUEST_CALLS, GUEST_FACTS, Call, FakeAppliance, FakeAppliances, FakeGuest
 
 
 def parameters(fn: Callable[..., Any]) -> list[tuple[str, Any, Any, Any]]:
@@ -41,6 +42,21 @@ def test_the_appliance_has_each_call_as_the_interface_types_it(name: str) -> Non
 
 def test_the_appliance_has_nothing_but_the_interface_and_its_lifecycle() -> None:
     assert public(Appliance) - set(GUEST_CALLS) == {"add_drive", "launch", "close"}
+
+
+@pytest.mark.parametrize("name", sorted(GUEST_CALLS))
+def test_the_host_guest_has_each_call_as_the_interface_types_it(name: str) -> None:
+    assert parameters(getattr(HostGuest, name)) == parameters(GUEST_CALLS[name])
+
+
+def test_the_host_guest_has_nothing_but_the_interface_and_its_lifecycle() -> None:
+    assert public(HostGuest) - set(GUEST_CALLS) == {"launch", "close", "make_nodes"}
+
+
+def test_each_guest_tells_where_its_programs_run() -> None:
+    assert GUEST_FACTS == {"native", "sysroot"}
+    assert (Appliance.native, Appliance.sysroot, FakeGuest.native) == (False, "/sysroot", False)
+    assert HostGuest.native is True and isinstance(HostGuest.sysroot, property)
 
 
 @pytest.mark.parametrize("name", sorted(GUEST_CALLS))

@@ -16,6 +16,7 @@ import pytest
 
 from imgclone.errors import CommandError, ImgcloneError, UsageError
 from imgclone.fs.features import ext_features
+from imgclone.host.reports import parse_dumpe2fs, parse_lvm_report
 from imgclone.host.run import HOST, Result
 from imgclone.model.layout import FsType, PartFlag, TableType
 from imgclone.probe import host as probe_host
@@ -26,10 +27,8 @@ from imgclone.probe.host_parsers import (
     PVS,
     flags_from_type,
     parse_blkid,
-    parse_dumpe2fs,
     parse_findmnt,
     parse_lsblk,
-    parse_lvm_report,
     parse_xfs_info,
 )
 from tests.fakes import FakeRunner, Reply, fail

@@ -14,10 +14,9 @@ from pathlib import Path
 
 from imgclone.errors import ImgcloneError, UsageError
 from imgclone.fs.mounttab import unescape
+from imgclone.host.reports import LVM_ENV
 from imgclone.host.run import HOST, Runner
 from imgclone.model.names import OLD_VG_PREFIX
-
-LVM_ENV = {"LVM_SUPPRESS_FD_WARNINGS": "1"}
 
 
 @dataclass(frozen=True)

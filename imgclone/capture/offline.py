@@ -21,7 +21,7 @@ from imgclone.archive.streams import zstd_compress
 from imgclone.capture import excludes, prescan
 from imgclone.capture.common import EXCLUDE_ROOTVG, CaptureOptions, Context, check_options, first_manifest, run_capture
 from imgclone.errors import ImgcloneError
-from imgclone.guest.appliance import SYSROOT, Appliance
+from imgclone.guest.appliance import Appliance
 from imgclone.guest.interface import Guest
 from imgclone.host.images import image_format
 from imgclone.host.run import PIPE, Pipeline
@@ -97,7 +97,7 @@ def prescan_fs(g: Guest, mountpoint: str, device: str, rules: excludes.ExcludeRu
     g.mount_ro(device, "/")
     g.appliance_command(["rm", "-rf", PRESCAN_DIR])
     g.appliance_command(["mkdir", PRESCAN_DIR])
-    g.appliance_command(prescan.find_argv(SYSROOT, to=f"{PRESCAN_DIR}/records"))
+    g.appliance_command(prescan.find_argv(g.sysroot, to=f"{PRESCAN_DIR}/records"))
     g.appliance_command(["split", "-b", str(PRESCAN_CHUNK), "-a", "6", "-d", f"{PRESCAN_DIR}/records",
                          f"{PRESCAN_DIR}/part."])  # fmt: skip
     parts = sorted(g.appliance_command(["find", PRESCAN_DIR, "-name", "part.*"]).split())

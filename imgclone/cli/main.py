@@ -13,6 +13,7 @@ import argparse
 import logging
 import os
 import select
+import shutil
 import signal
 import sys
 from collections.abc import Sequence
@@ -23,6 +24,7 @@ from imgclone.cli.parser import build_parser
 from imgclone.errors import ImgcloneError
 
 log = logging.getLogger("imgclone")
+NAMESPACE_ENV = "IMGCLONE_MOUNT_NS"  # the pid of the process that re-executed itself in a mount namespace
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -62,11 +64,13 @@ def stdout_gone() -> bool:
         return False
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Run imgclone; exit 0, 1 (failure), 2 (usage), 130 (interrupted) or 141 (stdout's reader went away)."""
+def main(argv: Sequence[str] | None = None, *, own_process: bool | None = None) -> None:
+    """Run imgclone; exit 0, 1 (failure), 2 (usage), 130 (interrupted) or 141 (stdout's reader went away).
+    own_process: this process is the command's own (a console script), which may re-execute itself (default: when
+    argv is None); a caller that runs it in its own process (a test) gives argv."""
     try:
         try:
-            run(argv)
+            run(argv, own_process=argv is None if own_process is None else own_process)
         finally:
             if sys.stdout is not None:  # None: started with stdout closed
                 sys.stdout.flush()  # what is still buffered goes now, where a reader that went away is caught
@@ -77,9 +81,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(128 + signal.SIGPIPE)
 
 
-def run(argv: Sequence[str] | None) -> None:
+def run(argv: Sequence[str] | None, own_process: bool = False) -> None:
     """main() without the stdout reader's going away."""
     args = build_parser().parse_args(argv)
+    if own_process:
+        enter_mount_namespace(args)
     logsetup.setup(debug=args.debug, quiet=args.json)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
@@ -95,14 +101,27 @@ def run(argv: Sequence[str] | None) -> None:
     sys.exit(rc)
 
 
+def enter_mount_namespace(args: argparse.Namespace) -> None:
+    """restore and copy may mount the clone on this host (--via host or auto, guest/onhost.py): as root they
+    re-execute themselves, once, under `unshare --mount` (same process, same arguments), so that whatever they
+    mount goes away with the command, even when it is killed."""
+    if args.command not in ("restore", "copy") or args.via == "appliance" or args.dry_run or os.geteuid() != 0:
+        return
+    unshare = shutil.which("unshare")
+    if unshare is None or os.environ.get(NAMESPACE_ENV) == str(os.getpid()):
+        return  # without unshare --via host is refused (guest/via.py), and auto takes the appliance
+    os.environ[NAMESPACE_ENV] = str(os.getpid())
+    os.execv(unshare, ["unshare", "--mount", "--propagation", "private", "--", sys.executable, *sys.orig_argv[1:]])
+
+
 def alt_disk_copy() -> None:
     """The alt_disk_copy console script: `imgclone copy` with the AIX flags (they are the same letters)."""
-    main(["copy", *sys.argv[1:]])
+    main(["copy", *sys.argv[1:]], own_process=True)
 
 
 def alt_disk_mksysb() -> None:
     """The alt_disk_mksysb console script: `imgclone restore`, with AIX's -m ARCHIVE for -a."""
-    main(["restore", *mksysb_argv(sys.argv[1:])])
+    main(["restore", *mksysb_argv(sys.argv[1:])], own_process=True)
 
 
 def alt_rootvg_op(argv: Sequence[str] | None = None) -> None:

@@ -8,6 +8,7 @@ from typing import NoReturn
 
 from imgclone import __version__
 from imgclone.archive.streams import DEFAULT_LEVEL, LEVELS
+from imgclone.guest.via import VIAS
 
 EPILOG = textwrap.dedent("""\
     examples:
@@ -224,6 +225,11 @@ def add_target_options(r: argparse.ArgumentParser) -> None:
     t.add_argument("--keep-uuids", action="store_true", help="keep the source's filesystem UUIDs")
     t.add_argument("--force", action="store_true", help="overwrite targets that hold partitions, PVs or data")
     t.add_argument("--dry-run", action="store_true", help="print the plan and write nothing")
+    t.add_argument("--via", choices=VIAS, default="auto",
+                   help="where the phases work on the clone: host (this host's kernel and tools, the clone "
+                   "mounted at /alt_inst as on AIX; block devices, raw images as loop devices), appliance (the "
+                   "libguestfs appliance), auto (default: host when every target is a block device and this host "
+                   "has what the plan needs, else the appliance; it says which and why)")  # fmt: skip
     t.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
     t.add_argument("-P", dest="phases", default="all", choices=PHASES, metavar="PHASES",
                    help="phases to run: 1 (restore), 2 (customize), 3 (final names, initramfs, GRUB), 12, 23 or all; "

@@ -2,7 +2,7 @@
 
 The JSON document is a dict of the parts, printed at the end (print_result); its keys are those restore and copy
 have always written: targets, plan, dry_run, phase1, phase2, phase3, boot_order, and for copy archive, by, why and
-read_errors.
+read_errors; and via (where the phases work, and why).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from imgclone.cli.output import say
 from imgclone.copy.command import Captured, CopyOutcome, CopyPlanned, CopyWay
-from imgclone.phases.command import BootOrder, Customized, Finalized, Planned, Restored
+from imgclone.phases.command import BootOrder, Customized, Finalized, Planned, Restored, Via
 from imgclone.units import human
 
 FILES_NOTE = "FILES: inodes in use on the source filesystem, at most what its files need on the clone\n"
@@ -30,6 +30,9 @@ class Report:
     def __call__(self, outcome: CopyOutcome) -> None:
         r, args = self.result, self.args
         match outcome:
+            case Via(via, reason):
+                r["via"] = {"via": via, "why": reason}
+                say(args, f"the phases work on the clone via {via}: {reason}\n")
             case Planned(plan):
                 r["plan"] = plan.to_dict()
                 r["dry_run"] = True

@@ -175,6 +175,7 @@ def restore_options(args: argparse.Namespace, archive: str | None = None) -> Res
         archive=archive or "", targets=tuple(split_targets(args.target)), plan=plan, force=args.force,
         keep_uuids=args.keep_uuids, dry_run=args.dry_run, verbose=args.verbose, debug=args.debug,
         progress=False if args.no_progress else None, wipe_on_failure=ErrMode.from_env() is ErrMode.FAIL,
+        via=args.via,
     )  # fmt: skip
     check_reboot(args, opts.targets)
     same = [t for t in opts.targets if archive and os.path.realpath(t) == os.path.realpath(archive)]

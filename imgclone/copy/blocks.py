@@ -39,7 +39,6 @@ from imgclone.capture.offline import read_rules, select_names
 from imgclone.copy.blocks_rules import PE_START, CopyByFiles, blocks_plan, device_grows
 from imgclone.errors import ImgcloneError
 from imgclone.guest import session
-from imgclone.guest.appliance import SYSROOT
 from imgclone.guest.interface import Guest
 from imgclone.guest.steps import Step, run_steps
 from imgclone.host.images import image_info
@@ -286,7 +285,7 @@ def exclude_files(ctx: BlockCopy) -> None:
             log.debug("excluded: %s", (prefix + name[1:]).decode("utf-8", "backslashreplace"))
             # zeros over the data first: fstrim frees only whole clusters of the image, so a small file's data
             # would stay in it; a file with another link keeps its data for that link
-            g.appliance_command(["find", SYSROOT + path, "-type", "f", "-links", "1", "-exec", "shred", "-n", "0",
+            g.appliance_command(["find", g.sysroot + path, "-type", "f", "-links", "1", "-exec", "shred", "-n", "0",
                                  "-z", "{}", "+"])  # fmt: skip
             g.rm_rf(path)
         if paths:

@@ -41,6 +41,7 @@ def host_refusal(opts: RestoreOptions, cap: CaptureOptions, disks: list[TargetDi
     reasons = (
         (cap.source is None, "the source is the running system"),
         (keep_archive, "--archive keeps an archive of files"),
+        (opts.via == "host", "--via host restores files (blocks are copied by the appliance)"),
         (bool(cap.exclude_list), "-e excludes files"),
         (bool(p.convert), "a conversion (-T, --convert) rebuilds the filesystems"),
         (p.edited is not None, "-i gives a layout of its own"),

@@ -133,7 +133,7 @@ def by_blocks(req: CopyRequest, disks: list[targets.TargetDisk], listener: CopyL
 def blocks_phases(req: CopyRequest, opts: RestoreOptions, disk: targets.TargetDisk,
                   listener: CopyListener) -> None:  # fmt: skip
     """Phase 1 by blocks, then the later phases in the same appliance, under one lock of the target."""
-    with locks.hold(opts.targets), session.Session(debug=opts.debug) as shared:
+    with locks.hold(opts.targets), command.session_for(req.phases, listener) as shared:
         ctx = blocks.phase1(opts, req.capture, disk, shared)
         listener(CopyWay("blocks"))
         listener(command.restored(ctx))
@@ -170,7 +170,7 @@ def copy_phases(req: CopyRequest, listener: CopyListener, capture_into: Capture 
     read errors."""
     # one bar and one file list: restore's, which see the same bytes as they arrive (the capture's would interleave)
     cap = dataclasses.replace(req.capture, progress=False, verbose=False)
-    with locks.hold(req.targets), session.Session(debug=req.phases.debug) as shared:  # the phases' one appliance
+    with locks.hold(req.targets), command.session_for(req.phases, listener) as shared:  # the phases' one clone
         with CaptureFeed(lambda out: capture_into(dataclasses.replace(cap, output=out)), keep=req.keep) as feed:
             streamed = dataclasses.replace(req.phases.restore, archive=feed.path,
                                            archive_name=req.keep or state.STREAMED)  # fmt: skip

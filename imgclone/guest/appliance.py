@@ -131,6 +131,9 @@ class Appliance(Calls):
     """A libguestfs appliance with the given drives: the Guest interface (guest/interface.py) over GuestFS, its calls
     forwarded by the methods of Calls (guest/calls.py)."""
 
+    sysroot = SYSROOT
+    native = False  # its programs run in a virtual machine (under TCG here)
+
     def __init__(self, trace: bool = False) -> None:
         self._gfs = _import_guestfs()
         self._trace = trace
@@ -239,6 +242,13 @@ class Appliance(Calls):
             raise GuestfsError(f"{argv[0]}: {unnamed[0]} is on a drive without a label; its name in the appliance's "
                                "kernel is not known (add the drive with a label)")  # fmt: skip
         return str(self.debug("sh", [f"{SETTLE}; {shlex.join(args)}"]))
+
+    def drive_path(self, index: int) -> str:
+        """/dev/disk/guestfs/<label>: the appliance's kernel may not give the drives /dev/sda... in the order added."""
+        label = self._drives[index][1].get("label")
+        if not label:
+            raise GuestfsError(f"drive {index} was added without a label: its name in the appliance is not known")
+        return f"/dev/disk/guestfs/{label}"
 
     def close(self) -> None:
         """Shut the appliance down and drop the handle."""

@@ -170,6 +170,11 @@ class XfsInfo(TypedDict):
 class Commands(Protocol):
     """Programs run in the clone (command, sh: its own, chrooted) or next to it (appliance_command: the worker's)."""
 
+    @property
+    def sysroot(self) -> str: ...  # where the clone's "/" is for a program appliance_command runs
+    @property
+    def native(self) -> bool: ...  # command() runs on this host's CPU (a chroot), not in a virtual machine
+
     def command(self, arguments: list[str]) -> str: ...
     def sh(self, command: str) -> str: ...
     # a program of the worker itself, with the clone's "/" at /sysroot and drives named as the API names them
@@ -234,6 +239,7 @@ class Devices(Protocol):
     def list_partitions(self) -> list[str]: ...
     def list_filesystems(self) -> dict[str, str]: ...  # device → its filesystem type ("unknown", "swap", ...)
     def list_disk_labels(self) -> dict[str, str]: ...  # the label a drive was added with → its device
+    def drive_path(self, index: int) -> str: ...  # the index-th drive added, as a program run by command() names it
     def blkid(self, device: str) -> dict[str, str]: ...
     def blockdev_getsize64(self, device: str) -> int: ...
     def blockdev_getss(self, device: str) -> int: ...

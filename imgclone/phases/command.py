@@ -25,6 +25,14 @@ from imgclone.plan.types import Plan
 
 
 @dataclass(frozen=True)
+class Via:
+    """Where the phases work on the clone (--via), and why: said once, before anything is written."""
+
+    via: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Planned:
     """--dry-run: the plan, nothing written."""
 
@@ -68,7 +76,7 @@ class BootOrder:
     rebooting: bool = False
 
 
-Outcome = Planned | Restored | Customized | Finalized | BootOrder
+Outcome = Via | Planned | Restored | Customized | Finalized | BootOrder
 Listener = Callable[[Outcome], None]
 NO_CUSTOMIZATION = "no customization requested"
 
@@ -81,8 +89,14 @@ def run_phases(req: RestoreRequest, listener: Listener, *, read_errors: bool = F
     """The request's phases in one appliance, under the targets' lock (none for a dry run); read_errors: the
     capture feeding Phase 1 could not read some files (ALT_BAK_ERR_REPORT): the boot order is left alone."""
     with contextlib.nullcontext() if req.restore.dry_run else locks.hold(req.targets):
-        with session.Session(debug=req.debug) as shared:
+        with session_for(req, listener) as shared:
             run_held(req, listener, shared, read_errors)
+
+
+def session_for(req: RestoreRequest, listener: Listener) -> session.Session:
+    """The command's session: its --via, its choice told to the listener."""
+    return session.Session(debug=req.debug, via_asked=req.restore.via,
+                           told=lambda choice: listener(Via(choice.via, choice.reason)))  # fmt: skip
 
 
 def run_held(req: RestoreRequest, listener: Listener, shared: session.Session, read_errors: bool = False) -> None:

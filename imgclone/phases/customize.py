@@ -25,7 +25,7 @@ from imgclone.errors import CommandError, GuestfsError, ImgcloneError, UsageErro
 from imgclone.guest import session
 from imgclone.guest.interface import Guest
 from imgclone.guest.steps import Context, run_phase, steps
-from imgclone.host.run import HOST
+from imgclone.host.run import HOST, Result
 from imgclone.model import journal as state
 from imgclone.model.layout import Layout
 from imgclone.phases import clonefiles, packages
@@ -98,7 +98,8 @@ def customize(targets: tuple[str, ...], opts: CustomizeOptions, *, debug: bool =
               shared: session.Session | None = None) -> Customize:  # fmt: skip
     """Run Phase 2 on the targets of an earlier Phase 1 (in the `shared` appliance when the command shares one)."""
     ctx = prepare(targets, opts)
-    run_phase(Phase.CUSTOMIZE.value, ctx, STEPS, session.opened(ctx.journal.drives, shared, debug=debug))
+    run_phase(Phase.CUSTOMIZE.value, ctx, STEPS, session.opened(ctx.journal.drives, shared, layout=ctx.layout,
+                                                              debug=debug))  # fmt: skip
     state.mark_phase(targets, "2", state.PhaseRecord(state.now(), ctx.timings, tuple(ctx.actions), tuple(ctx.notes)))
     return ctx
 
@@ -272,22 +273,24 @@ def _enable_unit(g: Guest, name: str, text: str) -> None:
 
 
 def run_script(ctx: Customize) -> None:
-    """-s: the user's script on the host, with the clone mounted at /alt_inst; its exit status counts."""
+    """-s: the user's script on the host, with the clone mounted at /alt_inst; its exit status counts. Worked on
+    from the host (--via host) the clone is mounted there already; from the appliance it is exported there."""
     script = ctx.opts.script
     if not script:
         return
-    mp = ctx.opts.alt_inst
-    created = not os.path.exists(mp)
-    os.makedirs(mp, exist_ok=True)
-    try:
-        with serve_fuse(ctx.g, mp):
-            try:
-                res = HOST.run([script], env={"ALT_INST": mp}, check=False)
-            except CommandError as e:
-                raise ImgcloneError(f"-s {script}: {e.message}") from e
-    finally:
-        if created:
-            os.rmdir(mp)
+    if ctx.g.native:
+        mp = ctx.g.sysroot
+        res = _run(script, mp)
+    else:
+        mp = ctx.opts.alt_inst
+        created = not os.path.exists(mp)
+        os.makedirs(mp, exist_ok=True)
+        try:
+            with serve_fuse(ctx.g, mp):
+                res = _run(script, mp)
+        finally:
+            if created:
+                os.rmdir(mp)
     # what the script wrote reaches the disks now, not at unmount: a run killed in between would lose it with the
     # appliance's page cache (the journal does not mark Phase 2 done, so a rerun runs the script again)
     ctx.g.sync()
@@ -297,6 +300,13 @@ def run_script(ctx: Customize) -> None:
         last = _last_line(res.stderr or res.text) if (res.stderr or res.text).strip() else "no output"
         raise ImgcloneError(f"-s {script} exited with {res.returncode}: {last}")
     ctx.actions.append(f"ran {script} with the clone at {mp}")
+
+
+def _run(script: str, mountpoint: str) -> Result:
+    try:
+        return HOST.run([script], env={"ALT_INST": mountpoint}, check=False)
+    except CommandError as e:
+        raise ImgcloneError(f"-s {script}: {e.message}") from e
 
 
 @contextmanager

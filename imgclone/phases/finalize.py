@@ -24,6 +24,8 @@ from imgclone.phases.phase import Phase
 from imgclone.storage import build
 
 log = logging.getLogger("imgclone")
+PLACES = {"host": "on this host, in a copy of the clone", "clone": "on this host, in the clone",
+          "appliance": "in the appliance"}  # fmt: skip
 
 
 @dataclass(kw_only=True)
@@ -61,7 +63,8 @@ def finalize(targets: tuple[str, ...], *, skip_checks: bool = False, beside_sour
         alt = ctx.journal.built
         ctx.deferred_vgs = {vg.name: names.final_name(vg.name) for vg in alt.vgs}
         ctx.layout = names.deferred_layout(alt)
-    run_phase(Phase.FINALIZE.value, ctx, STEPS, session.opened(ctx.journal.drives, shared, debug=debug))
+    clone = session.opened(ctx.journal.drives, shared, layout=ctx.journal.current_layout(), debug=debug)
+    run_phase(Phase.FINALIZE.value, ctx, STEPS, clone)
     state.mark_phase(targets, "3", state.PhaseRecord(state.now(), ctx.timings, tuple(ctx.actions),
                                                      deferred_vgs=ctx.deferred_vgs))  # fmt: skip
     return ctx
@@ -141,7 +144,7 @@ def install_vg_rename(ctx: Finalize) -> None:
     g.chmod(0o755, oldvg.SCRIPT)
     log.info("regenerating the clone's initramfs with %s", oldvg.SCRIPT)
     place = initramfs.regenerate(g, None)
-    log.info("the clone's update-initramfs ran %s", "on this host" if place == "host" else "in the appliance")
+    log.info("the clone's update-initramfs ran %s", PLACES[place])
     for alt, final in ctx.deferred_vgs.items():
         ctx.actions.append(f"kept volume group {alt}: on its first boot the clone renames it {final}, and the "
                            f"source's {final} old_{final}")  # fmt: skip
@@ -188,7 +191,7 @@ def install_grub(ctx: Finalize) -> None:
     """GRUB into the clone's first disk (BIOS) and/or its ESP's removable path (UEFI)."""
     g = ctx.g
     fw = firmware(ctx)
-    disk0 = session.disk_path(0)
+    disk0 = g.drive_path(0)
     if "bios" in fw:
         g.command(["grub-install", "--target=i386-pc", disk0])
         ctx.actions.append("installed GRUB for BIOS (i386-pc) on the first target")

@@ -6,6 +6,7 @@ same architecture) and runs as root, the clone's root tree (the filesystems Phas
 update-initramfs never reads) is copied out of the appliance with tar, the clone's own update-initramfs runs in
 a chroot of that copy with /proc and a small /dev, and the initramfs it wrote (and its checksum record) is put
 back into the clone. Otherwise, or with IMGCLONE_INITRAMFS=appliance, it runs inside the appliance as before.
+When the phases work on the clone from the host (--via host) it runs in the clone's own chroot: no copy.
 Either way it is the clone's tool with the clone's configuration; the host's own initramfs tools are not used.
 
 The chroot runs in a mount namespace of its own (unshare), so its /proc and /dev go with it even when the run is
@@ -59,8 +60,11 @@ def not_on_host(machine: str) -> str:
 
 
 def where(g: Guest) -> str:
-    """ "host" when the clone's binaries run on this host's CPU and this process may chroot, else "appliance";
+    """ "clone" when the guest runs the clone's programs on this host already (--via host: its chroot); else "host"
+    when the clone's binaries run on this host's CPU and this process may chroot, else "appliance";
     IMGCLONE_INITRAMFS=host|appliance decides instead."""
+    if g.native:
+        return "clone"
     asked = os.environ.get(ENV, "auto")
     if asked not in ("auto", "host", "appliance"):
         raise UsageError(f"{ENV}={asked}: expected host, appliance or auto")
@@ -87,7 +91,7 @@ def regenerate(g: Guest, versions: list[str] | None, runner: Runner = HOST) -> s
     """update-initramfs -u for these kernel versions (None: all of them) in the mounted clone; returns where it ran."""
     place = where(g)
     kernels = ["-k", "all"] if versions is None else [arg for v in versions for arg in ("-k", v)]
-    if place == "appliance":
+    if place in ("appliance", "clone"):
         for chunk in [kernels] if versions is None else [["-k", v] for v in versions]:
             g.command(["update-initramfs", "-u", *chunk])
         return place

@@ -8,6 +8,7 @@ built. A Phase 1 that fails removes the images it created (and, under ALT_BAK_ER
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from imgclone.alt import cleanup as alt_cleanup
 from imgclone.archive.reader import ArchiveReader, read_manifest
 from imgclone.errors import GuestfsError, ImgcloneError
-from imgclone.guest import session
+from imgclone.guest import session, via
 from imgclone.guest.interface import Guest
 from imgclone.guest.steps import Context, run_phase, steps
 from imgclone.host import targets
@@ -46,6 +47,7 @@ class RestoreOptions:
     progress: bool | None = None
     wipe_on_failure: bool = False  # ALT_BAK_ERR_FAIL=1: a failed Phase 1 blanks the targets that existed
     archive_name: str = ""  # what the journal calls the archive (copy reads a pipe: /dev/fd/N names nothing)
+    via: str = "auto"  # --via: where the phases work on the clone (guest/via.py)
 
 
 @dataclass(kw_only=True)
@@ -103,26 +105,30 @@ def journal_of(ctx: Restore) -> state.Journal:
 
 
 def restore(opts: RestoreOptions, shared: session.Session | None = None) -> Restore:
-    """Run Phase 1 restore (in the `shared` appliance when the command's later phases share it); returns the
-    context (plan, new UUIDs, timings)."""
+    """Run Phase 1 restore (on the `shared` session's clone when the command's later phases share it); returns the
+    context (plan, new UUIDs, timings). Where it works is decided before anything is written (--dry-run too)."""
     ctx = prepare(opts)
-    for w in ctx.plan.warnings:  # before anything is written, so a Phase 1 that fails has shown them too
-        print(f"imgclone: warning: {w}", file=sys.stderr)
     try:
-        if not opts.dry_run:
-            build_clone(ctx, shared)
+        with (
+            contextlib.nullcontext(shared)
+            if shared is not None
+            else session.Session(debug=opts.debug, via_asked=opts.via) as sess
+        ):
+            sess.decide([via.Drive(d.path, d.format, d.kind != "image") for d in ctx.disks], ctx.plan.target)
+            for w in ctx.plan.warnings:  # before anything is written, so a Phase 1 that fails has shown them too
+                print(f"imgclone: warning: {w}", file=sys.stderr)
+            if not opts.dry_run:
+                build_clone(ctx, sess)
     finally:
         reader(ctx).close()
     return ctx
 
 
-def build_clone(ctx: Restore, shared: session.Session | None = None) -> None:
-    """Phase 1's writing half: images, then one appliance for every step; a failure cleans up what it can."""
-    opts = ctx.opts
+def build_clone(ctx: Restore, shared: session.Session) -> None:
+    """Phase 1's writing half: images, then one opened clone for every step; a failure cleans up what it can."""
     try:
         create_images(ctx)
-        run_phase(Phase.RESTORE.value, ctx, STEPS, session.opened([(d.path, d.format) for d in ctx.disks], shared,
-                                                            debug=opts.debug))  # fmt: skip
+        run_phase(Phase.RESTORE.value, ctx, STEPS, shared.use([(d.path, d.format) for d in ctx.disks]))
     except BaseException as e:
         clean_up_failure(ctx, e)
         raise

@@ -15,6 +15,7 @@ from typing import Any
 
 from imgclone.errors import CommandError, ImgcloneError, UsageError
 from imgclone.fs import features as fsfeatures
+from imgclone.host.reports import LVM_ENV, parse_dumpe2fs, parse_lvm_report
 from imgclone.host.run import HOST, Runner
 from imgclone.model import parttypes
 from imgclone.model.layout import (
@@ -33,7 +34,6 @@ from imgclone.model.layout import (
 from imgclone.probe.host_parsers import (
     FINDMNT,
     LSBLK,
-    LVM_ENV,
     LVS,
     PVS,
     TABLE_TYPES,
@@ -42,10 +42,8 @@ from imgclone.probe.host_parsers import (
     as_int,
     flags_from_type,
     parse_blkid,
-    parse_dumpe2fs,
     parse_findmnt,
     parse_lsblk,
-    parse_lvm_report,
     parse_xfs_info,
 )
 

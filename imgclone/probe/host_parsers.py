@@ -23,7 +23,6 @@ LSBLK = ["lsblk", "--json", "--bytes", "--paths", "--output", LSBLK_COLUMNS]
 _LVM_REPORT = ["--reportformat", "json", "--units", "b", "--nosuffix", "-o"]
 PVS = ["pvs", *_LVM_REPORT, "pv_name,vg_name,vg_uuid,vg_extent_size"]
 LVS = ["lvs", *_LVM_REPORT, "vg_name,lv_name,lv_uuid,lv_size,lv_dm_path,lv_kernel_major,lv_kernel_minor"]
-LVM_ENV = {"LVM_SUPPRESS_FD_WARNINGS": "1"}
 
 # blkid -p keys → lsblk column names, so both fill one dict
 _BLKID_KEYS = {"TYPE": "fstype", "UUID": "uuid", "LABEL": "label", "PTTYPE": "pttype", "PTUUID": "ptuuid"}
@@ -146,24 +145,6 @@ def parse_blkid(text: str) -> dict[str, str]:
         key, sep, value = line.partition("=")
         if sep and key in _BLKID_KEYS and value:
             out[_BLKID_KEYS[key]] = value
-    return out
-
-
-def parse_lvm_report(text: str, kind: str) -> list[dict[str, str]]:
-    """Rows of an LVM JSON report (kind "pv", "vg" or "lv"); [] when the text is not one."""
-    try:
-        return [row for rep in json.loads(text).get("report", []) for row in rep.get(kind, [])]
-    except (json.JSONDecodeError, AttributeError):
-        return []
-
-
-def parse_dumpe2fs(text: str) -> dict[str, str]:
-    """The `Name: value` lines of `dumpe2fs -h` (or `tune2fs -l`)."""
-    out: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() and key[:1] != " ":
-            out.setdefault(key.strip(), value.strip())
     return out
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from imgclone.errors import GuestfsError, UsageError
 from imgclone.fs import features as fsfeatures
+from imgclone.guest.host_disks import partition_node
 from imgclone.guest.interface import Guest
 from imgclone.model import parttypes
 from imgclone.model.layout import Disk, Filesystem, FsType, Layout, LogicalVolume, PartFlag, Partition, TableType
@@ -24,7 +25,8 @@ LABEL_LIMITS = {"vfat": 11, "xfs": 12, "ext2": 16, "ext3": 16, "ext4": 16, "btrf
 
 @dataclass(frozen=True)
 class Devices:
-    """Layout ids → appliance device paths (/dev/sda, /dev/sda2, /dev/altinst_rootvg/alt_root)."""
+    """Layout ids → the guest's device paths (/dev/sda, /dev/sda2, /dev/altinst_rootvg/alt_root; on the host
+    /dev/loop0p2, /dev/nvme0n1p2)."""
 
     layout: Layout
     disks: dict[str, str]  # disk id → /dev/sdX, in -d order
@@ -34,7 +36,7 @@ class Devices:
         if isinstance(obj, Disk):
             return self.disks[obj.id]
         if isinstance(obj, Partition):
-            return f"{self.disks[obj.disk]}{obj.number}"
+            return partition_node(self.disks[obj.disk], obj.number)
         if isinstance(obj, LogicalVolume):
             vg = self.layout.get(obj.vg)
             return f"/dev/{getattr(vg, 'name', '')}/{obj.name}"
