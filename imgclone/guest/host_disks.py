@@ -146,8 +146,10 @@ class HostDisks:
         return disk
 
     def _changed(self, device: str) -> None:
-        """After sfdisk or sgdisk wrote the table: the kernel's view updated (parted tells the kernel itself)."""
+        """After sfdisk or sgdisk wrote the table: the kernel's view updated (parted tells the kernel itself);
+        `partx --update` misses logical partitions, `--add` then adds them (and says "busy" for the others)."""
         run_tool(self.runner, ["partx", "--update", device], check=False)
+        run_tool(self.runner, ["partx", "--add", device], check=False)
         self.make_nodes(device)
 
     def part_init(self, device: str, parttype: str) -> None:

@@ -12,17 +12,20 @@ umount_all.
 
 from __future__ import annotations
 
-import glob
+import fnmatch
+import functools
 import os
+import posixpath
 import shutil
 import stat
-from typing import IO, cast
+from collections.abc import Callable
+from typing import IO, Any, TypeVar, cast
 
 from imgclone.errors import GuestfsError
 from imgclone.fs.mounttab import unescape
 from imgclone.guest.host_disks import run_tool
 from imgclone.guest.interface import StatNs, StatVfs, XfsInfo
-from imgclone.guest.rootpath import clone_path, within
+from imgclone.guest.rootpath import within
 from imgclone.host.reports import parse_xfs_info
 from imgclone.host.run import DEVNULL, PIPE, Pipeline, Runner
 
@@ -30,6 +33,23 @@ CHROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 TAR_COMPRESS = {"gzip": "--gzip", "bzip2": "--bzip2", "xz": "--xz", "lzop": "--lzop", "lzma": "--lzma",
                 "compress": "--compress", "zstd": "--zstd"}  # fmt: skip
 CHAR_DEVICES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9), "tty": (5, 0)}
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def os_errors(fn: F) -> F:
+    """The call's OSError becomes a GuestfsError naming the call and its first argument (a path of the clone), as a
+    libguestfs call's failure does: callers catch GuestfsError."""
+
+    @functools.wraps(fn)
+    def call(self: HostTree, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except OSError as e:
+            raise GuestfsError(f"{fn.__name__} {args[0] if args else ''}: {e.strerror or e}") from e
+
+    return cast(F, call)
 
 
 def _tar_options(compress: str | None, xattrs: bool | None, selinux: bool | None, acls: bool | None) -> list[str]:
@@ -142,31 +162,39 @@ class HostTree:
 
     # -- Files --
 
+    @os_errors
     def read_file(self, path: str) -> bytes:
         with open(self._path(path), "rb") as f:
             return f.read()
 
+    @os_errors
     def write(self, path: str, content: bytes) -> None:
         with open(self._path(path), "wb") as f:
             f.write(content)
 
+    @os_errors
     def upload(self, filename: str, remotefilename: str) -> None:
         shutil.copyfile(filename, self._path(remotefilename))
 
+    @os_errors
     def download(self, remotefilename: str, filename: str) -> None:
         shutil.copyfile(self._path(remotefilename), filename)
 
+    @os_errors
     def mkdir_p(self, path: str) -> None:
         os.makedirs(self._path(path), exist_ok=True)
 
+    @os_errors
     def mkfifo(self, mode: int, path: str) -> None:
         os.mkfifo(self._path(path, follow=False), mode)
 
+    @os_errors
     def touch(self, path: str) -> None:
         with open(self._path(path), "ab"):
             pass
         os.utime(self._path(path))
 
+    @os_errors
     def truncate_size(self, path: str, size: int) -> None:
         os.truncate(self._path(path), size)
 
@@ -189,6 +217,7 @@ class HostTree:
     def is_symlink(self, path: str) -> bool:
         return self._is(stat.S_IFLNK, path, False)
 
+    @os_errors
     def ls(self, directory: str) -> list[str]:
         return sorted(os.listdir(self._path(directory)))
 
@@ -200,40 +229,64 @@ class HostTree:
             names += [os.path.normpath(os.path.join(rel, n)) for n in (*dirs, *files)]
         return sorted(names)
 
+    @os_errors
     def find(self, directory: str) -> list[str]:
         return ["/" + n for n in self._below(directory)]
 
+    @os_errors
     def find0(self, directory: str, files: str) -> None:
         with open(files, "wb") as f:
             for name in self._below(directory):
                 f.write(os.fsencode(name) + b"\0")
 
+    @os_errors
     def glob_expand(self, pattern: str, *, directoryslash: bool | None = None) -> list[str]:
-        found = sorted(clone_path(self.root, p) for p in glob.glob(self.root + pattern))
+        """Name by name, each directory reached through within(): the clone's links lead into the clone."""
+        found = ["/"]
+        for name in pattern.split("/"):
+            if name in ("", "."):
+                continue
+            matched = []
+            for base in found:
+                here = self._path(base)
+                if not any(c in name for c in "*?["):
+                    matched += [posixpath.join(base, name)] if os.path.lexists(os.path.join(here, name)) else []
+                    continue
+                entries = sorted(os.listdir(here)) if os.path.isdir(here) else []
+                hidden = name.startswith(".")  # as the shell: * matches no name that starts with "."
+                matched += [posixpath.join(base, n) for n in entries
+                            if fnmatch.fnmatchcase(n, name) and (hidden or not n.startswith("."))]  # fmt: skip
+            found = matched
         slash = directoryslash is not False
-        return [p + "/" if slash and p != "/" and os.path.isdir(self._path(p)) else p for p in found]
+        return sorted(p + "/" if slash and p != "/" and os.path.isdir(self._path(p)) else p for p in found)
 
+    @os_errors
     def readlink(self, path: str) -> str:
         return os.readlink(self._path(path, follow=False))
 
+    @os_errors
     def ln(self, target: str, linkname: str) -> None:
         os.link(self._path(target), self._path(linkname, follow=False))
 
+    @os_errors
     def ln_s(self, target: str, linkname: str) -> None:
         os.symlink(target, self._path(linkname, follow=False))
 
+    @os_errors
     def ln_sf(self, target: str, linkname: str) -> None:
         link = self._path(linkname, follow=False)
-        if os.path.lexists(link) and not os.path.isdir(link):
+        if os.path.lexists(link) and not stat.S_ISDIR(os.lstat(link).st_mode):
             os.unlink(link)
         os.symlink(target, link)
 
+    @os_errors
     def rm_f(self, path: str) -> None:
         try:
             os.unlink(self._path(path, follow=False))
         except FileNotFoundError:
             pass
 
+    @os_errors
     def rm_rf(self, path: str) -> None:
         target = self._path(path, follow=False)
         if os.path.isdir(target) and not os.path.islink(target):
@@ -241,22 +294,28 @@ class HostTree:
         elif os.path.lexists(target):
             os.unlink(target)
 
+    @os_errors
     def chmod(self, mode: int, path: str) -> None:
         os.chmod(self._path(path), mode)
 
+    @os_errors
     def chown(self, owner: int, group: int, path: str) -> None:
         os.chown(self._path(path), owner, group)
 
+    @os_errors
     def utimens(self, path: str, atsecs: int, atnsecs: int, mtsecs: int, mtnsecs: int) -> None:
         os.utime(self._path(path, follow=False), ns=(atsecs * 10**9 + atnsecs, mtsecs * 10**9 + mtnsecs),
                  follow_symlinks=False)  # fmt: skip
 
+    @os_errors
     def setxattr(self, xattr: str, val: str, vallen: int, path: str) -> None:
         os.setxattr(self._path(path), xattr, os.fsencode(val)[:vallen])
 
+    @os_errors
     def lstatns(self, path: str) -> StatNs:
         return _stat(os.lstat(self._path(path, follow=False)))
 
+    @os_errors
     def statns(self, path: str) -> StatNs:
         return _stat(os.stat(self._path(path)))
 
@@ -281,6 +340,7 @@ class HostTree:
     def sync(self) -> None:
         os.sync()
 
+    @os_errors
     def statvfs(self, path: str) -> StatVfs:
         v = os.statvfs(self._path(path))
         return StatVfs(bsize=v.f_bsize, frsize=v.f_frsize, blocks=v.f_blocks, bfree=v.f_bfree, bavail=v.f_bavail,
@@ -315,6 +375,7 @@ class HostTree:
                  if v is not None for a in (f, str(v))]  # fmt: skip
         run_tool(self.runner, ["xfs_growfs", *flags, *sized, self._path(path)])
 
+    @os_errors
     def tar_in(self, tarfile: str, directory: str, *, compress: str | None = None, xattrs: bool | None = None,
                selinux: bool | None = None, acls: bool | None = None) -> None:  # fmt: skip
         """GNU tar reads the tar file (a pipe's /dev/fd/N too) itself: the bytes pass through no Python. Owners by

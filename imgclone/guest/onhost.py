@@ -19,6 +19,7 @@ import os
 import stat
 import struct
 from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 
 from imgclone.errors import GuestfsError
@@ -60,18 +61,20 @@ def claim_root(names: Sequence[str], base: str = ALT_INST) -> tuple[str, int]:
             raise GuestfsError(f"{root} is not empty: something else is mounted or kept there",
                                "unmount it, or empty the directory")  # fmt: skip
         return root, fd
-    raise GuestfsError(f"{base} and {base}.{os.path.basename(names[0])} are both in use by other imgclone runs")
+    raise GuestfsError(f"{base} and {root} are both in use by other imgclone runs")
 
 
 class HostGuest(HostTree, HostDisks):
     """The targets on this host: the Guest interface (guest/interface.py) with the host's kernel and tools."""
 
-    def __init__(self, drives: Sequence[tuple[str, str]], runner: Runner = HOST, base: str = ALT_INST) -> None:
+    def __init__(self, drives: Sequence[tuple[str, str]], runner: Runner = HOST, base: str = ALT_INST,
+                 sys_block: Path = Path("/sys/block")) -> None:  # fmt: skip
         self._drives = list(drives)
         self._loops: dict[str, int] = {}  # a loop device this guest attached → its open fd
+        self._base = base
         root, self._lock = claim_root([path for path, _ in drives], base)
         HostTree.__init__(self, runner, root)
-        HostDisks.__init__(self, runner, [])
+        HostDisks.__init__(self, runner, [], sys_block)
 
     def launch(self) -> None:
         """Each drive as a block device: itself, or a raw image's loop device."""
@@ -88,6 +91,12 @@ class HostGuest(HostTree, HostDisks):
                                    "devices can); --via appliance attaches it")  # fmt: skip
             self._devices.append(device)
             self.make_nodes(device)
+
+    def appliance_command(self, argv: list[str]) -> str:
+        """A program of this host; lvm held to the drives (--devices) as every LVM call here is."""
+        if argv[:1] == ["lvm"] and len(argv) > 1:
+            return self._lvm(argv[1], *argv[2:])
+        return HostTree.appliance_command(self, argv)
 
     def _chroot_devices(self) -> list[str]:
         return [*self._devices, *(d for d in self.list_filesystems() if d not in self._devices)]
@@ -122,7 +131,7 @@ class HostGuest(HostTree, HostDisks):
                 os.unlink(node)
         self.made_nodes.clear()
         if self._lock >= 0:
-            if self.root != ALT_INST:  # /alt_inst.<name> is this run's own
+            if self.root != self._base:  # /alt_inst.<name> is this run's own
                 with contextlib.suppress(OSError):
                     os.rmdir(self.root)
             os.close(self._lock)

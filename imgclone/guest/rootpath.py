@@ -43,9 +43,3 @@ def within(root: str, path: str, *, follow: bool = True) -> str:
             continue
         done.append(name)
     return os.path.join(root, *done)
-
-
-def clone_path(root: str, host_path: str) -> str:
-    """The clone's name of a host path below root ("/" for root itself)."""
-    rel = os.path.relpath(host_path, root)
-    return "/" if rel == "." else "/" + rel

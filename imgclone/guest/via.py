@@ -24,8 +24,8 @@ from imgclone.errors import UsageError
 from imgclone.model.layout import Layout
 
 VIAS = ("auto", "host", "appliance")
-ALWAYS = ("parted", "sfdisk", "partx", "blkid", "blockdev", "wipefs", "mount", "umount", "tar", "zstd", "chroot",
-          "unshare")  # fmt: skip
+ALWAYS = ("parted", "sfdisk", "partx", "blkid", "blockdev", "wipefs", "mkfs", "mount", "umount", "tar", "zstd",
+          "chroot", "unshare")  # fmt: skip
 FS_TOOLS = {"ext2": ("mke2fs", "tune2fs"), "ext3": ("mke2fs", "tune2fs"), "ext4": ("mke2fs", "tune2fs"),
             "xfs": ("mkfs.xfs", "xfs_admin"), "vfat": ("mkfs.vfat", "fatlabel"), "btrfs": ("mkfs.btrfs", "btrfstune"),
             "swap": ("mkswap", "swaplabel")}  # fmt: skip
@@ -122,4 +122,4 @@ def _why_not_host(asked: str, drives: Sequence[Drive], layout: Layout, host: Hos
         if not d.block and asked == "auto":
             return f"{d.path} is an image: images stay with the appliance (--via host attaches a raw one)"
     missing = lacking(layout, host)
-    return "this host has no " + ", no ".join(missing) if missing else ""
+    return "this host lacks " + ", ".join(missing) if missing else ""

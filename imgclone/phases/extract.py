@@ -16,11 +16,13 @@ from typing import Any
 
 from tqdm import tqdm
 
+from imgclone import faults
 from imgclone.archive.reader import ArchiveReader, Part
 from imgclone.archive.streams import TAR_LIST, ZSTD_DECOMPRESS
 from imgclone.errors import ArchiveError, GuestfsError, ImgcloneError
 from imgclone.guest.interface import Guest
 from imgclone.host.run import DEVNULL, PIPE, Pipeline
+from imgclone.phases.phase import Phase
 from imgclone.phases.stream_guard import StreamGuard
 
 
@@ -171,6 +173,7 @@ class Extraction:
         self._pipe.__exit__(None, None, None)
         if self._listing is not None:
             self._listing.close()
+        faults.maybe_fail(Phase.RESTORE.value, "stream")  # a test's kill with the stream's filesystem mounted
         self._g.umount_all()
         self._check_refused()
         if rc != 0:
