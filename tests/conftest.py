@@ -64,7 +64,7 @@ EXPECTED_SECONDS = {
     "tests/test_e2e_more.py::test_vg_across_two_disks_boots": 297,
     "tests/test_e2e_more.py::test_image_copied_by_blocks_is_a_clone_beside_its_source_and_boots": 261,
     "tests/test_altop.py::test_query_wake_write_sleep_wipe_and_restore_again": 176,
-    "tests/test_e2e_more.py::test_ext3_upgraded_to_ext4_on_a_disk_via_host_boots": 141,
+    "tests/test_e2e_more.py::test_ext3_upgraded_to_ext4_on_a_disk_via_host_boots": 148,
     "tests/test_corruption.py::test_restore_from_a_damaged_archive_fails_and_says_so[stream-data-True]": 112,
     "tests/test_copy.py::test_copy_keeps_the_archive_when_asked": 106,
     "tests/test_copy.py::test_copy_refuses_a_conversion_its_content_cannot_survive": 101,

@@ -2,8 +2,9 @@
 
 - a UEFI system cloned into a raw VM image, GRUB at the ESP's removable path, booted with OVMF (boot-test finds
   the firmware by itself);
-- an ext3 system upgraded to ext4 on the way (-T), restored onto a disk (a loop device) with every phase on this
-  host (--via host), booted (the boot also proves boot-test's --expect refusal);
+- an ext3 system upgraded to ext4 on the way (-T), restored onto a disk (a loop device), then customized (a
+  package, -s, -R, -x) and made bootable, every phase on this host (--via host), booted (the boot also proves
+  boot-test's --expect refusal);
 - a volume group spread over two new images (each too small for it alone), booted with both attached.
 
 After each clone, `imgclone archive verify --against` compares every file with the archive (one appliance).
@@ -23,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from fixtures.debs import build_deb
 from imgclone.guest.appliance import Appliance
 from tests.conftest import FixtureCapture
 from tests.treecmp import file_sha256
@@ -50,16 +52,16 @@ def _boot(imgclone: Run, *args: str) -> dict[str, Any]:
     return boot
 
 
-def _fidelity(imgclone: Run, archive: Path, *targets: Path) -> dict[str, Any]:
+def _fidelity(imgclone: Run, archive: Path, *targets: Path, grub: bool = True) -> dict[str, Any]:
     """archive verify --against the clone (one read-only appliance): every file as the archive holds it, but for
-    what imgclone's phases write (fstab, GRUB, initramfs), listed apart; returns the report."""
+    what imgclone's phases write (fstab, GRUB after Phase 3, initramfs), listed apart; returns the report."""
     r = imgclone("archive", "verify", str(archive), "--against", " ".join(map(str, targets)), "--json")
     report = dict(json.loads(r.stdout))
     errors = [d for f in report["filesystems"] for d in f["differences"] if not d["rule"]]
     assert r.returncode == 0 and report["ok"], (errors[:50], report["notes"], r.stderr.decode()[-2000:])
     assert report["mapping"] == "the journal"
     changed = {d["path"] for f in report["filesystems"] for d in f["differences"] if d["rule"]}
-    assert "/etc/fstab" in changed and "/boot/grub/grub.cfg" in changed, changed
+    assert "/etc/fstab" in changed and ("/boot/grub/grub.cfg" in changed) == grub, changed
     assert report["summary"]["compared"] > 1000, report["summary"]  # a whole Debian system was compared
     return report
 
@@ -119,23 +121,31 @@ def disk(tmp_path: Path) -> Iterator[str]:
 def test_ext3_upgraded_to_ext4_on_a_disk_via_host_boots(tmp_path: Path, imgclone: Run, disk: str,
                                                         monkeypatch: pytest.MonkeyPatch,
                                                         ext3_capture: FixtureCapture) -> None:  # fmt: skip
-    """Every phase on this host (--via host): the host's parted and mkfs, tar into /alt_inst, Phase 3's
-    grub-install and update-grub in a chroot of the clone; onto a disk (a loop device)."""
+    """Every phase on this host (--via host), onto a disk (a loop device): the host's parted and mkfs, tar into
+    /alt_inst; Phase 2's package with the clone's dpkg, resolv.conf, first-boot script and the -s script run
+    on the host with the clone at /alt_inst; Phase 3's grub-install and update-grub, in a chroot of the clone."""
     monkeypatch.setenv("IMGCLONE_STATE_DIR", str(tmp_path / "state"))
     source, before, archive = _capture(ext3_capture)
+    pkgs = tmp_path / "pkgs"
+    pkgs.mkdir()
+    build_deb(pkgs, "hello-imgclone", "1.2-3", {"/usr/bin/hello-imgclone": "#!/bin/sh\necho hello-from-deb\n"})
+    (pkgs / "resolv.conf").write_text("nameserver 192.0.2.53\n")
+    script, firstboot = tmp_path / "host.sh", tmp_path / "firstboot.sh"
+    script.write_text('#!/bin/sh\nset -e\ntest -x "$ALT_INST/usr/bin/hello-imgclone"\n'
+                      'echo "$ALT_INST" > "$ALT_INST/etc/imgclone-s-test"\n')  # fmt: skip
+    firstboot.write_text("#!/bin/sh\necho \"IMGCLONE-FIRSTBOOT say=$(/usr/bin/hello-imgclone) "
+                         "s=$(cat /etc/imgclone-s-test) $(grep nameserver /etc/resolv.conf)\"\n")  # fmt: skip
+    script.chmod(0o755)
+    firstboot.chmod(0o755)
 
-    r = imgclone("restore", "-a", str(archive), "-d", disk, "-T", "--via", "host", "--no-progress", "--json")
+    r = imgclone("restore", "-a", str(archive), "-d", disk, "-T", "--via", "host", "-P1", "--no-progress", "--json")
     result = _ok(r)
     assert result["via"] == {"via": "host", "why": "--via host"}
     assert "/ becomes ext4: the target's initramfs must carry the ext4 driver" in r.stderr.decode()
     fs = {f["mountpoint"]: f for f in result["plan"]["target"]["filesystems"]}
     src = {f["mountpoint"]: f for f in result["plan"]["source"]["filesystems"]}
     assert (src["/"]["type"], fs["/"]["type"]) == ("ext3", "ext4")
-    # Debian's ext4.ko mounts ext3 too, so the source's initramfs already carries it: Phase 3 keeps it
-    assert not any("regenerated /boot/initrd" in a for a in result["phase3"]["actions"]), result["phase3"]
-    assert "installed GRUB for BIOS (i386-pc) on the first target" in result["phase3"]["actions"]
-
-    report = _fidelity(imgclone, archive, Path(disk))
+    report = _fidelity(imgclone, archive, Path(disk), grub=False)
     assert {f["mountpoint"]: f["type"] for f in report["filesystems"]}["/"] == "ext4"
     fstype, fstab = _root_fs_and_fstab(f"{disk}p1")
     assert fstype == "ext4"
@@ -143,11 +153,24 @@ def test_ext3_upgraded_to_ext4_on_a_disk_via_host_boots(tmp_path: Path, imgclone
     assert root_line[2:4] == ["ext4", "errors=remount-ro"], fstab  # ext3's options all apply to ext4: kept
     assert root_line[0] == f"UUID={result['phase1']['uuids']['fs-root']}", fstab
 
+    r = imgclone("restore", "-d", disk, "-P23", "--via", "host", "-l", str(pkgs), "-w", "hello-imgclone",
+                 "-s", str(script), "-R", str(pkgs / "resolv.conf"), "-x", str(firstboot), "--json")  # fmt: skip
+    result = _ok(r)
+    assert result["via"] == {"via": "host", "why": "--via host"}
+    assert any("hello-imgclone" in a for a in result["phase2"]["actions"]), result["phase2"]
+    assert any(a.startswith(f"ran {script} with the clone at /alt_inst") for a in result["phase2"]["actions"])
+    # Debian's ext4.ko mounts ext3 too, so the source's initramfs already carries it: Phase 3 keeps it
+    assert not any("regenerated /boot/initrd" in a for a in result["phase3"]["actions"]), result["phase3"]
+    assert "installed GRUB for BIOS (i386-pc) on the first target" in result["phase3"]["actions"]
+
     # one boot proves the clone boots and boot-test's --expect: the marker comes, the expected text never does, the
     # guest powers off after it (no waiting for the timeout) → exit 1, said in one report
-    r = imgclone("boot-test", disk, "--expect", "THIS TEXT NEVER APPEARS", "--timeout", "600")
+    log = tmp_path / "serial.log"
+    r = imgclone("boot-test", disk, "--expect", "THIS TEXT NEVER APPEARS", "--timeout", "600", "--keep-log", str(log))
     out = r.stdout.decode()
     assert r.returncode == 1, (out, r.stderr.decode()[-2000:])
+    said = [line for line in log.read_text(errors="replace").splitlines() if "IMGCLONE-FIRSTBOOT" in line]
+    assert any("say=hello-from-deb s=/alt_inst" in line and "nameserver 192.0.2.53" in line for line in said), said
     assert "FAILED" in out and "'IMGCLONE-BOOT-OK imgclone-fixture " in out and "not the expected text" in out
     assert "qemu exited (code 0)" in out
     tail = [line for line in r.stderr.decode().splitlines() if line.startswith("  | ")]
