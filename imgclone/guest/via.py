@@ -105,7 +105,7 @@ def choose(asked: str, drives: Sequence[Drive], layout: Layout, host: HostAbilit
         return Choice("appliance", "--via appliance")
     why_not = _why_not_host(asked, drives, layout, host)
     if why_not and asked == "host":
-        raise UsageError(f"--via host: {why_not}", "--via appliance (or auto) works through the libguestfs appliance")
+        raise UsageError(f"--via host: {why_not}", "--via appliance or --via auto work through the libguestfs appliance")
     if why_not:
         return Choice("appliance", why_not)
     if asked == "host":
@@ -118,7 +118,7 @@ def _why_not_host(asked: str, drives: Sequence[Drive], layout: Layout, host: Hos
         return "not root (the host's tools write to the disks)"
     for d in drives:
         if not d.block and d.format != "raw":
-            return f"{d.path} is a {d.format} image (the host attaches block devices and raw images)"
+            return f"{d.path} is a {d.format} image; the host attaches block devices and raw images only"
         if not d.block and asked == "auto":
             return f"{d.path} is an image: images stay with the appliance (--via host attaches a raw one)"
     missing = lacking(layout, host)
