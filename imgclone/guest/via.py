@@ -29,6 +29,7 @@ ALWAYS = ("parted", "sfdisk", "partx", "blkid", "blockdev", "wipefs", "mkfs", "m
 FS_TOOLS = {"ext2": ("mke2fs", "tune2fs"), "ext3": ("mke2fs", "tune2fs"), "ext4": ("mke2fs", "tune2fs"),
             "xfs": ("mkfs.xfs", "xfs_admin"), "vfat": ("mkfs.vfat", "fatlabel"), "btrfs": ("mkfs.btrfs", "btrfstune"),
             "swap": ("mkswap", "swaplabel")}  # fmt: skip
+APPLIANCE_HINT = "--via appliance or --via auto work through the libguestfs appliance"
 KERNEL_FS = {"ext2": "ext4", "ext3": "ext4", "vfat": "vfat"}  # the kernel driver that mounts the type
 
 
@@ -105,7 +106,7 @@ def choose(asked: str, drives: Sequence[Drive], layout: Layout, host: HostAbilit
         return Choice("appliance", "--via appliance")
     why_not = _why_not_host(asked, drives, layout, host)
     if why_not and asked == "host":
-        raise UsageError(f"--via host: {why_not}", "--via appliance or --via auto work through the libguestfs appliance")
+        raise UsageError(f"--via host: {why_not}", APPLIANCE_HINT)
     if why_not:
         return Choice("appliance", why_not)
     if asked == "host":

@@ -81,8 +81,9 @@ XFS_FIELDS = {  # libguestfs's xfs_info names → (xfs_info's section, its key);
 }  # fmt: skip
 
 
-def parse_xfs_info(text: str) -> dict[str, int | str]:
-    """`xfs_info` as libguestfs's xfs_info returns it (XFS_FIELDS): numbers as ints, the names as text."""
+def xfs_info_sections(text: str) -> dict[str, dict[str, str]]:
+    """`xfs_info`'s sections (meta-data, data, naming, log, realtime), each its `key=value`s as text, the value
+    after the section's "=" under the key "" ("/dev/sda1", "version 2", "internal log")."""
     sections: dict[str, dict[str, str]] = {}
     current = ""
     for line in text.splitlines():
@@ -95,6 +96,12 @@ def parse_xfs_info(text: str) -> dict[str, int | str]:
             sections.setdefault(current, {})[""] = head
         for key, value in re.findall(r"([A-Za-z0-9_-]+)=([^\s,]+)", m.group(2)):
             sections.setdefault(current, {}).setdefault(key, value)
+    return sections
+
+
+def parse_xfs_info(text: str) -> dict[str, int | str]:
+    """`xfs_info` as libguestfs's xfs_info returns it (XFS_FIELDS): numbers as ints, the names as text."""
+    sections = xfs_info_sections(text)
     out: dict[str, int | str] = {}
     for name, (section, key) in XFS_FIELDS.items():
         value = sections.get(section, {}).get(key, "")

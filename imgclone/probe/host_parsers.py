@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from imgclone.errors import ImgcloneError
+from imgclone.host.reports import xfs_info_sections
 from imgclone.model import parttypes
 from imgclone.model.layout import PartFlag, TableType
 
@@ -150,17 +151,9 @@ def parse_blkid(text: str) -> dict[str, str]:
 
 def parse_xfs_info(text: str) -> dict[str, Any]:
     """The layout's features of an xfs filesystem from `xfs_info` output."""
-    sections: dict[str, dict[str, str]] = {}
-    current = ""
-    for line in text.splitlines():
-        m = re.match(r"^([a-z-]*)\s*=(.*)$", line)
-        if not m:
-            continue
-        current = m.group(1) or current
-        for key, value in re.findall(r"([A-Za-z0-9_-]+)=([^\s,]+)", m.group(2)):
-            sections.setdefault(current, {}).setdefault(key, value)
+    sections = xfs_info_sections(text)
     meta, data = sections.get("meta-data", {}), sections.get("data", {})
-    xfs: dict[str, Any] = {k: as_int(v) for k, v in meta.items() if re.fullmatch(r"\d+", v)}
+    xfs: dict[str, Any] = {k: as_int(v) for k, v in meta.items() if k and re.fullmatch(r"\d+", v)}
     xfs["blocksize"] = as_int(data.get("bsize"))
     xfs["inode_size"] = as_int(meta.get("isize"))
     for section, key, name in (("naming", "ftype", "ftype"), ("log", "blocks", "log_blocks")):
