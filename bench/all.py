@@ -1,15 +1,16 @@
 #!/usr/bin/env python3
-"""Every benchmark, one table of ratios: runs bench/capture.py, bench/restore.py and bench/partition.py,
+"""Every benchmark, one table of ratios: runs bench/capture.py, restore.py, partition.py and host.py,
 prints their ratio rows as one table and writes it, with this machine's description and the full reports,
 into docs/performance.md (between the GENERATED markers; the text around them is kept).
 
-    .venv/bin/python bench/all.py [--patience S] [--retries N] [--keep] [--only capture|restore|partition]
+    .venv/bin/python bench/all.py [--patience S] [--retries N] [--keep] [--only capture|restore|partition|host]
     .venv/bin/python bench/all.py --from DIR      # the table from summaries and reports already in DIR
 
 Rows: capture vs tar|zstd and fsarchiver savedir, archive verify vs zstd -t, peak RSS on a 1 GiB
 and a 4 GiB tree (capture.py); restore vs guestfish tar-in, clone vs virt-resize, time to first
 byte, appliance launches of a full clone (restore.py); a plain partition restored onto a loop device vs
-fsarchiver restfs (partition.py). Exit status: the worst of the benches'.
+fsarchiver restfs (partition.py); a copy --via host vs --via appliance, its clone's boot, and Phase 3's initramfs
+in host mode vs a plain chroot (host.py). Exit status: the worst of the benches'.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ BENCHES = {
     "capture": ["capture.py", "--rss-gb", "4"],
     "restore": ["restore.py"],
     "partition": ["partition.py"],
+    "host": ["host.py"],
 }
 
 
