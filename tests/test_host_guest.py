@@ -1074,7 +1074,7 @@ def test_claim_root_takes_the_base_then_a_named_one(tmp_path: Path, held: list[i
     held.append(fd2)
     assert second == f"{base}.sdc"
     open_before = len(os.listdir("/proc/self/fd"))
-    with pytest.raises(GuestfsError, match="both in use"):
+    with pytest.raises(GuestfsError, match=r"alt_inst is in use by another imgclone run; .*alt_inst.sdc is in use"):
         claim_root(["/dev/sdc"], base)
     assert len(os.listdir("/proc/self/fd")) == open_before, "a refused claim leaves no descriptor open"
     # the lock is what holds it: a lock taken by another process shows as held
@@ -1091,13 +1091,20 @@ def test_claim_root_is_free_again_once_released(tmp_path: Path) -> None:
     assert again == base
 
 
-def test_claim_root_refuses_a_base_with_something_in_it(tmp_path: Path) -> None:
+def test_claim_root_passes_a_base_with_something_in_it(tmp_path: Path, held: list[int]) -> None:
+    """Something at /alt_inst (a clone `alt wake` mounted there): the clone goes to /alt_inst.<name>; with something
+    there too, a GuestfsError names both."""
     base = tmp_path / "alt_inst"
     (base / "leftover").mkdir(parents=True)
-    with pytest.raises(GuestfsError, match="is not empty"):
-        claim_root(["/dev/sdb"], str(base))
-    # its lock was let go: flock -n takes it
+    root, fd = claim_root(["/dev/sdb"], str(base))
+    held.append(fd)
+    assert root == f"{base}.sdb"
+    # the base's lock was let go: flock -n takes it
     assert subprocess.run(["flock", "-n", str(base), "true"], check=False).returncode == 0
+    os.close(held.pop())
+    (tmp_path / "alt_inst.sdb" / "more").mkdir()
+    with pytest.raises(GuestfsError, match=r"alt_inst is not empty; .*alt_inst.sdb is not empty"):
+        claim_root(["/dev/sdb"], str(base))
 
 
 def test_claim_root_without_names(tmp_path: Path, held: list[int]) -> None:

@@ -2,8 +2,8 @@
 
 A HostGuest is given the targets: block devices as they are, raw images attached as loop devices (with the
 kernel's partition scan). The clone is mounted at /alt_inst, the AIX mount point; while another run holds it (a
-lock on the directory), at /alt_inst.<first target's name>. Its calls are host_tree.py's (the tree) and
-host_disks.py's (below it).
+lock on the directory) or something is there (`alt wake`'s clone), at /alt_inst.<first target's name>. Its calls
+are host_tree.py's (the tree) and host_disks.py's (below it).
 
 Nothing it leaves outlives the run, even a killed one: the command runs in a mount namespace of its own (cli/main.py
 re-executes it under `unshare --mount`), so its mounts go with its last process; the loop devices it attaches
@@ -47,7 +47,9 @@ def set_autoclear(fd: int) -> None:
 
 
 def claim_root(names: Sequence[str], base: str = ALT_INST) -> tuple[str, int]:
-    """The clone's mount point and the lock that holds it: /alt_inst, or /alt_inst.<name> while it is held."""
+    """The clone's mount point and the lock that holds it: /alt_inst, or /alt_inst.<name> while /alt_inst is held
+    by another run or holds something (a clone `alt wake` mounted there, files of somebody's)."""
+    why = []
     for root in (base, f"{base}.{os.path.basename(names[0]) if names else 'clone'}"):
         os.makedirs(root, exist_ok=True)
         fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
@@ -55,13 +57,14 @@ def claim_root(names: Sequence[str], base: str = ALT_INST) -> tuple[str, int]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
+            why.append(f"{root} is in use by another imgclone run")
             continue
         if os.listdir(root):
             os.close(fd)
-            raise GuestfsError(f"{root} is not empty: something else is mounted or kept there",
-                               "unmount it, or empty the directory")  # fmt: skip
+            why.append(f"{root} is not empty")
+            continue
         return root, fd
-    raise GuestfsError(f"{base} and {root} are both in use by other imgclone runs")
+    raise GuestfsError("; ".join(why), "unmount or empty them (`imgclone alt sleep` for a woken clone)")
 
 
 class HostGuest(HostTree, HostDisks):
