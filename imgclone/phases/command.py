@@ -1,8 +1,9 @@
-"""Running a restore request: Phases 1, 2 and 3 as it asks, in one appliance, then the boot order.
+"""Running a restore request: Phases 1, 2 and 3 as it asks, on one opened clone (guest/session.py: on this host or
+in an appliance, as --via says), then the boot order.
 
 Each finished part is told to a listener as an Outcome (the CLI prints it as it comes, or gathers the JSON).
 The targets are locked for the whole run (another imgclone run is refused, naming this one); a caller that
-holds the lock and an appliance already (copy) calls run_held.
+holds the lock and a session already (copy) calls run_held.
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ def restored(ctx: Restore) -> Restored:
 
 
 def run_phases(req: RestoreRequest, listener: Listener, *, read_errors: bool = False) -> None:
-    """The request's phases in one appliance, under the targets' lock (none for a dry run); read_errors: the
+    """The request's phases on one opened clone, under the targets' lock (none for a dry run); read_errors: the
     capture feeding Phase 1 could not read some files (ALT_BAK_ERR_REPORT): the boot order is left alone."""
     with contextlib.nullcontext() if req.restore.dry_run else locks.hold(req.targets):
         with session_for(req, listener) as shared:
@@ -100,7 +101,7 @@ def session_for(req: RestoreRequest, listener: Listener) -> session.Session:
 
 
 def run_held(req: RestoreRequest, listener: Listener, shared: session.Session, read_errors: bool = False) -> None:
-    """run_phases for a caller that holds the targets' lock and the appliance already (copy holds both across its
+    """run_phases for a caller that holds the targets' lock and the session already (copy holds both across its
     two calls)."""
     if Phase.RESTORE in req.phases:
         ctx = restore(req.restore, shared)

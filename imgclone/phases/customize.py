@@ -1,11 +1,11 @@
-"""Phase 2, customize: the clone is changed offline, under its altinst_/alt_ names, in one appliance.
+"""Phase 2, customize: the clone is changed offline, under its altinst_/alt_ names, on this host or in one appliance.
 
 Steps in order: mount the clone; -R resolv.conf; -n managed-client files; -l packages
 (-w/-b/-F/-f/-I) with the clone's own dpkg or rpm and no network; -O device reset; -c
 console; -x first-boot service; -s the user's script, run on the host with the clone
-mounted at /alt_inst through libguestfs's FUSE export (the host has no device-mapper to
-activate the clone's LVs); unmount. Every refusal (missing files, packages not in the
-directory, a busy /alt_inst) happens before the appliance starts.
+mounted at /alt_inst (--via host: mounted there already; through the appliance: by
+libguestfs's FUSE export); unmount. Every refusal (missing files, packages not in the
+directory, a busy /alt_inst) happens before the clone is opened.
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ def check_mountpoint(path: str) -> None:
 
 def customize(targets: tuple[str, ...], opts: CustomizeOptions, *, debug: bool = False,
               shared: session.Session | None = None) -> Customize:  # fmt: skip
-    """Run Phase 2 on the targets of an earlier Phase 1 (in the `shared` appliance when the command shares one)."""
+    """Run Phase 2 on the targets of an earlier Phase 1 (on the `shared` session's clone when the command has one)."""
     ctx = prepare(targets, opts)
     run_phase(Phase.CUSTOMIZE.value, ctx, STEPS, session.opened(ctx.journal.drives, shared, layout=ctx.layout,
                                                               debug=debug))  # fmt: skip

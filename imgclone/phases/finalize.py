@@ -1,4 +1,4 @@
-"""Phase 3, finalize: final names, a bootable clone (initramfs, GRUB), through one appliance.
+"""Phase 3, finalize: final names, a bootable clone (initramfs, GRUB), on this host or through one appliance.
 
 Reads what Phase 1 recorded (model/journal.py), renames altinst_<vg> → <vg> and alt_<lv> → <lv>,
 mounts the clone under its final names, checks that it can boot (unless -g), regenerates
@@ -40,7 +40,7 @@ class Finalize(Context):
 
     @property
     def devices(self) -> build.Devices:
-        """Layout ids → the appliance's device names (its drives are the journal's targets, in order)."""
+        """Layout ids → the guest's device names (its drives are the journal's targets, in order)."""
         if self.devs is None:
             self.devs = build.devices(self.g, self.layout)
         return self.devs
@@ -56,7 +56,7 @@ def load(targets: tuple[str, ...]) -> Finalize:
 
 def finalize(targets: tuple[str, ...], *, skip_checks: bool = False, beside_source: bool = False,
              debug: bool = False, shared: session.Session | None = None) -> Finalize:  # fmt: skip
-    """Run Phase 3 on the targets of an earlier Phase 1 (in the `shared` appliance when the command shares one)."""
+    """Run Phase 3 on the targets of an earlier Phase 1 (on the `shared` session's clone when the command has one)."""
     ctx = load(targets)
     ctx.skip_checks = skip_checks
     if beside_source or _meets_host_vg(ctx):

@@ -1,9 +1,10 @@
 """Phase 1, restore (alt_disk_mksysb): an archive onto target disks or images.
 
 Everything that can be refused is refused before anything is written: targets, the plan (sizes, names, space,
-conversions). Then one appliance runs STEPS: it builds the planned layout, streams every filesystem in from the
-archive (extract.py), fixes the clone's references to the new UUIDs and types, and the journal records what it
-built. A Phase 1 that fails removes the images it created (and, under ALT_BAK_ERR_FAIL=1, blanks the others).
+conversions), where the phases work (--via). Then STEPS run on the opened clone (guest/session.py: on this host or
+in an appliance): they build the planned layout, stream every filesystem in from the archive (extract.py), fix the
+clone's references to the new UUIDs and types, and the journal records what was built. A Phase 1 that fails
+removes the images it created (and, under ALT_BAK_ERR_FAIL=1, blanks the others).
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ def clean_up_failure(ctx: Restore, error: BaseException, wipe: Callable[[Sequenc
 
 
 def create_images(ctx: Restore) -> None:
-    """Create the images that do not exist yet, at the plan's sizes (before the appliance: it attaches them)."""
+    """Create the images that do not exist yet, at the plan's sizes (before the clone is opened: it attaches them)."""
     for i, d in enumerate(ctx.disks):
         if d.kind == "image" and not d.exists:
             made = targets.create_image(d, ctx.plan.target_sizes[i])
@@ -169,7 +170,7 @@ def reader(ctx: Restore) -> ArchiveReader:
 
 # -- the steps ----------------------------------------------------------------------------------------------------
 def check_targets(ctx: Restore) -> None:
-    """Attach every target and map layout disks to appliance devices; refuse occupied ones."""
+    """Map layout disks to the guest's devices; refuse occupied ones."""
     listed = ctx.g.list_devices()
     ctx.devs = build.Devices(ctx.plan.target, {d.id: listed[i] for i, d in enumerate(ctx.plan.target.disks)})
     # images this run made are empty: the occupancy check is for targets that already existed
