@@ -174,8 +174,10 @@ def test_auto_leaves_an_image_to_the_appliance() -> None:
         choice = choose("auto", [Drive("/dev/sdb", "raw", True), drive], plain_layout(), able())
         assert choice.via == "appliance"
         assert drive.path in choice.reason
-    raw = choose("auto", [Drive("/img/t.img", "raw", False)], plain_layout(), able())
-    assert "images stay with the appliance" in raw.reason
+    for image in (Drive("/img/t.img", "raw", False), Drive("/img/t.qcow2", "qcow2", False)):
+        assert choose("auto", [image], plain_layout(), able()).reason == (
+            f"{image.path} is an image: images stay with the appliance (--via host attaches a raw one)"
+        )
 
 
 @pytest.mark.parametrize(

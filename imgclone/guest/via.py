@@ -118,9 +118,9 @@ def _why_not_host(asked: str, drives: Sequence[Drive], layout: Layout, host: Hos
     if not host.root:
         return "not root (the host's tools write to the disks)"
     for d in drives:
-        if not d.block and d.format != "raw":
-            return f"{d.path} is a {d.format} image; the host attaches block devices and raw images only"
         if not d.block and asked == "auto":
             return f"{d.path} is an image: images stay with the appliance (--via host attaches a raw one)"
+        if not d.block and d.format != "raw":
+            return f"{d.path} is a {d.format} image; the host attaches block devices and raw images only"
     missing = lacking(layout, host)
     return "this host lacks " + ", ".join(missing) if missing else ""
