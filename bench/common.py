@@ -19,6 +19,7 @@ import platform
 import random
 import shlex
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -619,3 +620,32 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 def mib(n: int) -> str:
     return f"{n / MiB:.1f} MiB"
+
+
+def median_wall(runs: Sequence[Measured]) -> float | None:
+    """The median wall time of the runs that succeeded (None: none did)."""
+    ok = [m.wall for m in runs if m.returncode == 0]
+    return float(statistics.median(ok)) if ok else None
+
+
+def wall_ratio_of(results: dict[str, list[Measured]], mine: str, theirs: str) -> float | None:
+    """median_wall(mine) / median_wall(theirs), None when either has no successful run."""
+    a, b = median_wall(results.get(mine, [])), median_wall(results.get(theirs, []))
+    return a / b if a is not None and b else None
+
+
+def runs_table(results: dict[str, list[Measured]], names: Sequence[str], first: str = "tool") -> str:
+    """One row per name: median wall, each run's wall, median CPU, the most others used, peak tree RSS, launches."""
+    rows = []
+    for name in names:
+        runs = results.get(name, [])
+        wall = median_wall(runs)
+        walls = " / ".join(f"{m.wall:.2f}" + ("" if m.returncode == 0 else " (failed)") for m in runs)
+        ok = [m for m in runs if m.returncode == 0]
+        if wall is None:
+            rows.append([name, "FAILED" if runs else "not run", walls or "-", "-", "-", "-", "-"])
+            continue
+        rows.append([name, f"{wall:.2f}", walls, f"{statistics.median(m.cpu for m in ok):.2f}",
+                     f"{max(m.others for m in ok):.2f}", mib(max(m.tree_rss for m in ok)),
+                     str(max(m.launches for m in ok))])  # fmt: skip
+    return table([first, "wall s (median)", "runs s", "cpu s", "others s", "peak tree RSS", "appliances"], rows)

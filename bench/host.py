@@ -38,7 +38,6 @@ import contextlib
 import os
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -65,9 +64,10 @@ from common import (  # noqa: E402
     redo_when_contended,
     repeat_interleaved,
     run,
+    runs_table,
     sigterm_as_interrupt,
-    table,
     wait_quiet,
+    wall_ratio_of,
     write_summary,
 )
 
@@ -257,32 +257,6 @@ def initramfs_part(s: Setup, runs: int) -> dict[str, list[Measured]]:
 # -- the report -------------------------------------------------------------------------------------------------
 
 
-def median_wall(runs: Sequence[Measured]) -> float | None:
-    ok = [m.wall for m in runs if m.returncode == 0]
-    return float(statistics.median(ok)) if ok else None
-
-
-def ratio(results: dict[str, list[Measured]], names: Sequence[str]) -> float | None:
-    mine, theirs = median_wall(results.get(names[0], [])), median_wall(results.get(names[1], []))
-    return mine / theirs if mine is not None and theirs else None
-
-
-def runs_table(results: dict[str, list[Measured]], names: Sequence[str]) -> str:
-    rows = []
-    for name in names:
-        runs = results.get(name, [])
-        wall = median_wall(runs)
-        walls = " / ".join(f"{m.wall:.2f}" + ("" if m.returncode == 0 else " (failed)") for m in runs)
-        ok = [m for m in runs if m.returncode == 0]
-        if wall is None:
-            rows.append([name, "FAILED" if runs else "not run", walls or "-", "-", "-", "-", "-"])
-            continue
-        rows.append([name, f"{wall:.2f}", walls, f"{statistics.median(m.cpu for m in ok):.2f}",
-                     f"{max(m.others for m in ok):.2f}", mib(max(m.tree_rss for m in ok)),
-                     str(max(m.launches for m in ok))])  # fmt: skip
-    return table(["way", "wall s (median)", "runs s", "cpu s", "others s", "peak tree RSS", "appliances"], rows)
-
-
 def report(s: Setup, copies: dict[str, list[Measured]], boot: BootTest, initrds: dict[str, list[Measured]]) -> None:
     tools: dict[str, Sequence[str]] = {"imgclone": [*imgclone_argv(), "--version"],
                                        "qemu": ["qemu-system-x86_64", "--version"]}  # fmt: skip
@@ -293,8 +267,8 @@ def report(s: Setup, copies: dict[str, list[Measured]], boot: BootTest, initrds:
     print()
     print("1. copy of the fixture onto the target, all phases (the target blank before each run: wipefs, partx -d, "
           "imgclone's journal removed)")  # fmt: skip
-    print(runs_table(copies, COPIES))
-    r = ratio(copies, COPIES)
+    print(runs_table(copies, COPIES, "way"))
+    r = wall_ratio_of(copies, *COPIES)
     print(f"{COPIES[0]} / {COPIES[1]}: " + (f"wall {r:.3f}" if r else "not available"))
     if boot.ran:
         verdict = "PASSED" if boot.ok else "FAILED"
@@ -304,8 +278,8 @@ def report(s: Setup, copies: dict[str, list[Measured]], boot: BootTest, initrds:
     print()
     print("2. the clone's initramfs (update-initramfs -u -k all) on the clone `copy -P1 --via host` restored; Phase 3 "
           "does not regenerate it for this clone: its host-mode code path timed alone")  # fmt: skip
-    print(runs_table(initrds, INITRAMFS))
-    r = ratio(initrds, INITRAMFS)
+    print(runs_table(initrds, INITRAMFS, "way"))
+    r = wall_ratio_of(initrds, *INITRAMFS)
     print(f"{INITRAMFS[0]} / {INITRAMFS[1]}: " + (f"wall {r:.3f} (goal <= {GOAL:.2f})" if r else "not available"))
     print()
     print("commands:")
@@ -322,7 +296,7 @@ def report(s: Setup, copies: dict[str, list[Measured]], boot: BootTest, initrds:
 def summary_rows(copies: dict[str, list[Measured]], boot: BootTest,
                  initrds: dict[str, list[Measured]]) -> list[list[str]]:  # fmt: skip
     """bench/all.py's rows: [what, measured, goal, verdict]."""
-    c, i = ratio(copies, COPIES), ratio(initrds, INITRAMFS)
+    c, i = wall_ratio_of(copies, *COPIES), wall_ratio_of(initrds, *INITRAMFS)
     return [
         ["copy of the ext3 fixture onto a loop device, all phases, --via host / --via appliance",
          f"{c:.3f}" if c else "-", "-", "report" if c else "n/a"],

@@ -30,7 +30,6 @@ import json
 import os
 import shlex
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -59,10 +58,11 @@ from common import (  # noqa: E402
     redo_when_contended,
     repeat_interleaved,
     run,
+    runs_table,
     sigterm_as_interrupt,
-    table,
     unmount,
     wait_quiet,
+    wall_ratio_of,
     write_summary,
 )
 
@@ -195,11 +195,6 @@ def one_run(s: Setup, tool: str, r: int, target: str) -> Measured:
     return redo_when_contended(attempt, lambda m: m, s.retries, f"run {r + 1}: {tool}")[0]
 
 
-def median_wall(runs: Sequence[Measured]) -> float | None:
-    ok = [m.wall for m in runs if m.returncode == 0]
-    return float(statistics.median(ok)) if ok else None
-
-
 def report(s: Setup, summary: str, results: dict[str, list[Measured]], target: str) -> dict[str, float | None]:
     tools: dict[str, Sequence[str]] = {"imgclone": [*imgclone_argv(), "--version"], "fsarchiver": ["fsarchiver", "-V"],
              "mkfs.ext4": ["mke2fs", "-V"]}  # fmt: skip
@@ -209,23 +204,11 @@ def report(s: Setup, summary: str, results: dict[str, list[Measured]], target: s
         print(f"  {name}: {s.path(name).stat().st_size:,} bytes")
     print(f"target: a raw disk of the same size on {target}, wiped before each run; caches dropped before each")
     print()
-    rows = []
-    for tool in TOOLS:
-        runs = results[tool]
-        wall = median_wall(runs)
-        walls = " / ".join(f"{m.wall:.2f}" for m in runs)
-        ok = [m for m in runs if m.returncode == 0]
-        if wall is None:
-            rows.append([tool, "FAILED", walls, "-", "-", "-"])
-            continue
-        rows.append([tool, f"{wall:.2f}", walls, f"{statistics.median(m.cpu for m in ok):.2f}",
-                     f"{max(m.others for m in ok):.2f}", str(max(m.launches for m in ok))])  # fmt: skip
-    print(table(["tool", "wall s (median)", "runs s", "cpu s", "others s", "appliances"], rows))
+    print(runs_table(results, TOOLS))
     print()
     ratios: dict[str, float | None] = {}
     for tool in GOALS:
-        mine, theirs = median_wall(results[tool]), median_wall(results[ANCHOR])
-        ratios[tool] = mine / theirs if mine is not None and theirs else None
+        ratios[tool] = wall_ratio_of(results, tool, ANCHOR)
         print(f"{tool} / {ANCHOR}: " + (f"wall {ratios[tool]:.3f}" if ratios[tool] else "not available"))
     for tool in TOOLS[:-1]:
         print(f"{tool}: " + shlex.join(command(s, tool, target)))
