@@ -226,6 +226,32 @@ def test_probe_mounts_loop_device() -> None:
     assert sources == [Source("fs-mnt-imgclone-test", "/mnt/imgclone-test")]
 
 
+def test_a_filesystem_on_a_whole_disk_asks_neither_lvm_nor_libparted() -> None:
+    """blkid names the loop device's ext4: no PV can be there (pvs + lvs cost 0.1 s), no table to read (libparted
+    probes and flushes the device)."""
+    runner, tables = loop_runner(), []
+    layout, _ = probe_mounts(["/mnt/imgclone-test"], runner, read_table=lambda p: tables.append(p))
+    assert layout.disks[0].table == TableType.NONE and layout.vgs == ()
+    assert tables == [] and not [c for c in runner.calls if c[0] in ("pvs", "lvs")]
+
+
+@pytest.mark.parametrize("signature", ["", "TYPE=LVM2_member\n"], ids=["unknown", "pv"])
+def test_a_device_that_is_or_may_be_a_pv_asks_lvm(signature: str) -> None:
+    """A device blkid cannot name (or names a PV) on the same disks: pvs is asked (and lvs only for a VG)."""
+    runner = loop_runner()
+    runner.add(("blkid", "-p", "-o", "export", "/dev/loop0"), signature)
+    probe_mounts(["/mnt/imgclone-test"], runner, read_table=no_table)
+    asked = [c[0] for c in runner.calls if c[0] in ("pvs", "lvs")]
+    assert asked == ["pvs"]
+
+
+def test_probe_running_whole_disk_unknown_to_blkid_asks_lvm() -> None:
+    """vda: no udev, blkid not allowed to read it: LVM is asked (the no-lvm2 and no-device-mapper cases above)."""
+    runner = vda_runner()
+    probe_running(runner, read_table=no_table)
+    assert [c[0] for c in runner.calls if c[0] in ("pvs", "lvs")] == ["pvs"]
+
+
 @pytest.mark.parametrize(
     ("mounts", "message"),
     [

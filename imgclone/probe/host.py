@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from imgclone.errors import CommandError, ImgcloneError, UsageError
@@ -125,9 +126,16 @@ class _Host:
         self.read_table = read_table
         self.mounts = parse_findmnt(runner.run(FINDMNT).text)
         self.devs = parse_lsblk(runner.run(LSBLK).text)
-        self.pv_rows = self._lvm(PVS, "pv")
-        self.lv_rows = self._lvm(LVS, "lv")
         self._blkid: dict[str, dict[str, str]] = {}
+
+    # pvs and lvs take about 0.1 s: asked only where LVM can be (lvm_under)
+    @cached_property
+    def pv_rows(self) -> list[dict[str, str]]:
+        return self._lvm(PVS, "pv")
+
+    @cached_property
+    def lv_rows(self) -> list[dict[str, str]]:
+        return self._lvm(LVS, "lv")
 
     def _lvm(self, argv: list[str], kind: str) -> list[dict[str, str]]:
         try:
@@ -168,9 +176,25 @@ class _Host:
         dev = self.devs[name]
         return set().union(*(self.top_disks(p) for p in dev.parents)) if dev.parents else {name}
 
+    def lvm_under(self, disks: set[str]) -> bool:
+        """Whether a device on these disks is, or may be, an LV or a PV: a PV always carries the LVM2_member
+        signature, which lsblk's FSTYPE or else blkid's low-level probe names; a device neither of them can
+        name (no udev, blkid not allowed to read it, an empty partition) may be one."""
+        for dev in self.devs.values():
+            if dev.type == "lvm":
+                if self.top_disks(dev.name) & disks:
+                    return True
+            elif self.top_disks(dev.name) <= disks:
+                known = dev.props if dev.props.get("fstype") or dev.props.get("pttype") else self.info(dev)
+                if known.get("fstype", "LVM2_member") == "LVM2_member" and not known.get("pttype"):
+                    return True
+        return False
+
     def closure(self, seeds: Iterable[str]) -> set[str]:
         """The disks under seeds, plus the disks of every VG that has a PV on one of them."""
         disks: set[str] = set().union(*(self.top_disks(s) for s in seeds))
+        if not self.lvm_under(disks):
+            return disks
         while True:
             vgs = self.vgs_on(disks)
             more = set().union(*(self._pv_disks(r) for r in self.pv_rows if r.get("vg_name") in vgs))
@@ -179,6 +203,8 @@ class _Host:
             disks |= more
 
     def vgs_on(self, disks: set[str]) -> set[str]:
+        if not self.lvm_under(disks):
+            return set()
         return {r["vg_name"] for r in self.pv_rows if r.get("vg_name") and self._pv_disks(r) & disks}
 
     def _pv_disks(self, row: dict[str, str]) -> set[str]:
@@ -208,8 +234,9 @@ class _Host:
     # -- layout objects ----------------------------------------------------------------------
     def disk(self, name: str) -> tuple[Disk, list[Partition]]:
         dev, info = self.devs[name], self.info(self.devs[name])
-        table = self.read_table(dev.name)
         parts = [self.devs[c] for c in dev.children if self.devs[c].type == "part"]
+        whole_fs = info.get("fstype") and not info.get("pttype") and not parts  # a filesystem on the whole disk
+        table = None if whole_fs else self.read_table(dev.name)  # libparted probes and flushes: 0.05 s or more
         if table is not None:
             ttype = table.type
         elif info.get("pttype", "") in TABLE_TYPES:
