@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from imgclone.errors import LayoutError
-from imgclone.model.layout import FsType, Layout, PartFlag, TableType, fs_id
+from imgclone.model.layout import (
+    Filesystem,
+    FsType,
+    Layout,
+    LvKind,
+    PartFlag,
+    TableType,
+    fs_id,
+)
+from tests.layouts import stacks
 
 DATA = Path(__file__).parent / "data" / "layout-bios-lvm.json"
 
@@ -22,7 +31,18 @@ def test_round_trip_is_identity() -> None:
     layout = load()
     again = Layout.from_json(layout.to_json())
     assert again == layout
-    assert json.loads(layout.to_json()) == json.loads(DATA.read_text())
+
+
+def test_a_version_1_layout_reads_as_version_2_with_the_new_fields_at_their_defaults() -> None:
+    """DATA is a version 1 layout (before subvolumes and thin LVs): read, it writes as version 2, each object
+    the same plus the new fields (LVs linear, no pool) and no subvolumes."""
+    old, new = json.loads(DATA.read_text()), json.loads(load().to_json())
+    assert (old["version"], new["version"], new["subvolumes"]) == (1, 2, [])
+    for kind, objects in old.items():
+        if kind != "version":
+            assert [{k: o[k] for k in old_o} for o, old_o in zip(new[kind], objects, strict=True)] == objects
+    new_fields = {(lv["kind"], lv["pool"], lv["chunk_size"], lv["metadata_size"]) for lv in new["lvs"]}
+    assert new_fields == {("linear", "", 0, 0)}
 
 
 def test_types_are_parsed() -> None:
@@ -92,3 +112,67 @@ def test_validation_names_the_object(change: object, message: str) -> None:
 def test_bad_json_gives_readable_errors(text: str, message: str) -> None:
     with pytest.raises(LayoutError, match=message):
         Layout.from_json(text)
+
+
+# -- version 2: btrfs subvolumes, thin pools and thin LVs --------------------------------------------------
+def test_subvolumes_and_thin_lvs_round_trip_and_validate() -> None:
+    layout = stacks()
+    layout.validate()
+    assert Layout.from_json(layout.to_json()) == layout
+    doc = json.loads(layout.to_json())
+    assert doc["version"] == 2 and doc["lvs"][1]["kind"] == "thin" and doc["subvolumes"][2]["readonly"] is True
+    assert [s.path for s in layout.subvolumes_of("fs-root")] == ["@", "@home", "@/.snapshots/1/snapshot"]
+
+
+def _sv(lo: Layout, i: int, **kw: object) -> Layout:
+    subs = list(lo.subvolumes)
+    subs[i] = dataclasses.replace(subs[i], **kw)  # type: ignore[arg-type]
+    return _with(lo, subvolumes=tuple(subs))
+
+
+def _on(fs: Filesystem, device: str) -> Filesystem:
+    return dataclasses.replace(fs, device=device)
+
+
+def _lv(lo: Layout, i: int, **kw: object) -> Layout:
+    lvs = list(lo.lvs)
+    lvs[i] = dataclasses.replace(lvs[i], **kw)  # type: ignore[arg-type]
+    return _with(lo, lvs=tuple(lvs))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda lo: _lv(lo, 1, pool="lv-vg0-nope"),
+         "LogicalVolume lv-vg0-data: a thin LV needs a thin pool, and lv-vg0-nope is not one"),
+        (lambda lo: _lv(lo, 1, kind=LvKind.LINEAR), "LogicalVolume lv-vg0-data: only a thin LV has a pool"),
+        (lambda lo: _lv(lo, 0, chunk_size=100 * 1024),
+         "LogicalVolume lv-vg0-pool: chunk size 102400 is not one LVM takes"),
+        (lambda lo: _lv(lo, 1, chunk_size=64 * 1024),
+         "LogicalVolume lv-vg0-data: chunk and metadata sizes belong to thin pools"),
+        (lambda lo: _with(lo, filesystems=(*lo.filesystems[:2], _on(lo.filesystems[2], "lv-vg0-pool"))),
+         "LogicalVolume lv-vg0-pool: a thin pool cannot hold a filesystem or swap (Filesystem fs-data)"),
+        (lambda lo: _sv(lo, 0, filesystem="fs-boot"), "Subvolume sv-root-home: filesystem fs-boot is ext4, not btrfs"),
+        (lambda lo: _sv(lo, 0, filesystem="fs-x"), "Subvolume sv-root-home: filesystem fs-x does not exist"),
+        (lambda lo: _sv(lo, 0, path="/@home"), "Subvolume sv-root-home: path '/@home' must be relative"),
+        (lambda lo: _sv(lo, 0, path="@"), "Subvolume sv-root-at: path @ is also another subvolume's"),
+        (lambda lo: _sv(_sv(lo, 0, default=True), 1, default=True),
+         "Subvolume sv-root-at: sv-root-home is the default subvolume already"),
+        (lambda lo: _sv(lo, 0, mountpoint="/boot"),
+         "Subvolume sv-root-home: mount point /boot is also used by fs-boot"),
+        (lambda lo: _sv(lo, 2, mountpoint="/home"),
+         "Subvolume sv-root-snap: mount point /home is also used by sv-root-home"),
+        (lambda lo: _sv(lo, 0, mountpoint="home"), "Subvolume sv-root-home: mount point 'home' is not absolute"),
+    ],
+)  # fmt: skip
+def test_validation_of_subvolumes_and_thin_lvs(change: object, message: str) -> None:
+    broken = change(stacks())  # type: ignore[operator]
+    with pytest.raises(LayoutError) as e:
+        broken.validate()
+    assert message in str(e.value)
+
+
+def test_a_newer_layout_version_is_refused_with_what_this_imgclone_reads() -> None:
+    with pytest.raises(LayoutError, match="unsupported version 3") as e:
+        Layout.from_json('{"version": 3}')
+    assert "reads versions 1, 2" in (e.value.hint or "")

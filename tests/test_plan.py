@@ -15,6 +15,7 @@ from imgclone.fs import space
 from imgclone.model.layout import Disk, Filesystem, FsType, Layout, PartFlag, Partition, TableType
 from imgclone.plan.planner import make_plan
 from imgclone.plan.types import Plan, PlanOptions, Resize, Target
+from tests.layouts import stacks
 
 DATA = Path(__file__).parent / "data" / "plan"
 MiB, GiB = 1 << 20, 1 << 30
@@ -480,3 +481,16 @@ def test_lvs_are_whole_extents_of_the_source_vg() -> None:
     need = {"alt_root": space.required_bytes("ext4", 1500000000), "alt_var": space.required_bytes("xfs", 300000000)}
     for lv in fit.target.lvs:
         assert lv.size % (32 * MiB) == 0 and need.get(lv.name, GiB) <= lv.size < need.get(lv.name, GiB) + 32 * MiB
+
+
+@pytest.mark.parametrize("kind", ["thin", "subvolume"])
+def test_kinds_recorded_but_not_recreated_yet_are_refused_by_name(kind: str) -> None:
+    """A thin LV or a btrfs subvolume in the layout (version 2) stops the plan with its name, never built as a
+    plain LV or a plain btrfs."""
+    layout = stacks()
+    if kind == "subvolume":
+        layout = replace(layout, lvs=(), vgs=(), filesystems=layout.filesystems[:2])
+    expect = "LogicalVolume lv-vg0-pool: a thin-pool LV" if kind == "thin" else "Subvolume sv-root-home: btrfs subv"
+    with pytest.raises(LayoutError, match=f"^{expect}") as e:
+        make_plan(layout, [Target("/t", 16 * GiB)], PlanOptions())
+    assert "cannot recreate it yet" in (e.value.hint or "")

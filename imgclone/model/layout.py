@@ -16,7 +16,8 @@ from typing import Any
 
 from imgclone.errors import LayoutError
 
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: btrfs subvolumes, LVM thin pools and thin LVs (version 1 layouts are read as they are)
+READABLE_VERSIONS = (1, 2)
 
 
 class TableType(StrEnum):
@@ -75,13 +76,25 @@ class VolumeGroup:
     uuid: str = ""
 
 
+class LvKind(StrEnum):
+    """LVM's segment type of a logical volume, as `lvs -o segtype` names it (the kinds imgclone recreates)."""
+
+    LINEAR = "linear"
+    THIN_POOL = "thin-pool"
+    THIN = "thin"
+
+
 @dataclass(frozen=True)
 class LogicalVolume:
     id: str
     name: str
     vg: str
-    size: int
+    size: int  # a thin LV's virtual size; a pool's data size
     uuid: str = ""
+    kind: LvKind = LvKind.LINEAR
+    pool: str = ""  # a thin LV's pool (the id of a thin-pool LV in the same VG)
+    chunk_size: int = 0  # a pool's chunk size in bytes (0: LVM chooses)
+    metadata_size: int = 0  # a pool's metadata LV size in bytes (0: LVM chooses)
 
 
 @dataclass(frozen=True)
@@ -97,6 +110,23 @@ class Filesystem:
     options: str = "defaults"
     # type-specific: ext features (["has_journal", "extent", …]), xfs parameters, btrfs …
     features: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Subvolume:
+    """A btrfs subvolume. The Filesystem is the whole btrfs; its mountpoint is where the subvolume mounted
+    highest in the tree is (/ for `@`), and each subvolume mounted on its own says where and with which
+    options. A subvolume nested in a mounted one (`@/.snapshots`) shows inside it and needs no mount."""
+
+    id: str
+    filesystem: str  # id of the btrfs Filesystem
+    path: str  # from the top level (subvolume id 5): "@", "@home", "@/.snapshots/1/snapshot"
+    mountpoint: str = ""  # "" when not mounted on its own
+    options: str = ""  # the mount's options, subvol= included (fstab's, else the running mount's)
+    default: bool = False  # `btrfs subvolume get-default`: what a mount without subvol= shows
+    readonly: bool = False
+    snapshot: bool = False  # a snapshot of another subvolume (it has a parent uuid)
+    source_id: int = 0  # its id on the source; a restore gets new ids
 
 
 @dataclass(frozen=True)
@@ -116,18 +146,20 @@ class Layout:
     lvs: tuple[LogicalVolume, ...] = ()
     filesystems: tuple[Filesystem, ...] = ()
     swaps: tuple[Swap, ...] = ()
+    subvolumes: tuple[Subvolume, ...] = ()
     version: int = LAYOUT_VERSION
 
     # -- lookups ---------------------------------------------------------------------------
-    def objects(self) -> Iterable[Disk | Partition | VolumeGroup | LogicalVolume | Filesystem | Swap]:
+    def objects(self) -> Iterable[LayoutObject]:
         yield from self.disks
         yield from self.partitions
         yield from self.vgs
         yield from self.lvs
         yield from self.filesystems
         yield from self.swaps
+        yield from self.subvolumes
 
-    def get(self, obj_id: str) -> Disk | Partition | VolumeGroup | LogicalVolume | Filesystem | Swap:
+    def get(self, obj_id: str) -> LayoutObject:
         for o in self.objects():
             if o.id == obj_id:
                 return o
@@ -159,6 +191,7 @@ class Layout:
             "lvs": [one(o) for o in self.lvs],
             "filesystems": [one(o) for o in self.filesystems],
             "swaps": [one(o) for o in self.swaps],
+            "subvolumes": [one(o) for o in self.subvolumes],
         }
 
     def to_json(self) -> str:
@@ -169,10 +202,11 @@ class Layout:
         if not isinstance(d, Mapping):
             raise LayoutError("layout: expected a JSON object")
         version = d.get("version")
-        if version != LAYOUT_VERSION:
+        if version not in READABLE_VERSIONS:
             raise LayoutError(
                 f"layout: unsupported version {version!r}",
-                f"this imgclone reads version {LAYOUT_VERSION}; use a newer imgclone for newer layouts",
+                f"this imgclone reads versions {', '.join(map(str, READABLE_VERSIONS))}; use a newer imgclone for"
+                " newer layouts",
             )
         try:
             return cls(
@@ -181,10 +215,11 @@ class Layout:
                     _make(Partition, o, flags=lambda v: tuple(PartFlag(x) for x in v)) for o in d.get("partitions", [])
                 ),
                 vgs=tuple(_make(VolumeGroup, o, pvs=tuple) for o in d.get("vgs", [])),
-                lvs=tuple(_make(LogicalVolume, o) for o in d.get("lvs", [])),
+                lvs=tuple(_make(LogicalVolume, o, kind=LvKind) for o in d.get("lvs", [])),
                 filesystems=tuple(_make(Filesystem, o, type=FsType, features=dict) for o in d.get("filesystems", [])),
                 swaps=tuple(_make(Swap, o) for o in d.get("swaps", [])),
-                version=version,
+                subvolumes=tuple(_make(Subvolume, o) for o in d.get("subvolumes", [])),
+                version=LAYOUT_VERSION,
             )
         except (TypeError, ValueError) as e:
             raise LayoutError(f"layout: {e}") from e
@@ -245,6 +280,7 @@ class Layout:
             yield from ref(f"LogicalVolume {lv.id}", "volume group", lv.vg, ("VolumeGroup",))
             if lv.size <= 0:
                 yield f"LogicalVolume {lv.id}: size must be positive"
+            yield from self._thin_problems(lv)
         users: dict[str, str] = {}
         devices = ("Partition", "LogicalVolume", "Disk")
         for vg in self.vgs:
@@ -261,11 +297,69 @@ class Layout:
             yield from ref(f"Swap {sw.id}", "device", sw.device, devices)
             if sw.device in users:
                 yield f"Swap {sw.id}: device {sw.device} is already used by {users[sw.device]}"
+            users.setdefault(sw.device, f"Swap {sw.id}")
+        for pool in sorted({lv.pool for lv in self.lvs if lv.pool}):
+            if pool in users:
+                yield f"LogicalVolume {pool}: a thin pool cannot hold a filesystem or swap ({users[pool]})"
         seen: dict[str, str] = {}
         for fs in self.filesystems:
             if fs.mountpoint in seen:
                 yield f"Filesystem {fs.id}: mount point {fs.mountpoint} is also used by {seen[fs.mountpoint]}"
             seen[fs.mountpoint] = fs.id
+        yield from self._subvolume_problems(seen)
+
+    def _thin_problems(self, lv: LogicalVolume) -> Iterable[str]:
+        what = f"LogicalVolume {lv.id}"
+        if lv.kind == LvKind.THIN:
+            pool = next((p for p in self.lvs if p.id == lv.pool), None)
+            if pool is None or pool.kind != LvKind.THIN_POOL:
+                yield f"{what}: a thin LV needs a thin pool, and {lv.pool or 'none'} is not one"
+            elif pool.vg != lv.vg:
+                yield f"{what}: its pool {pool.id} is in another volume group ({pool.vg})"
+        elif lv.pool:
+            yield f"{what}: only a thin LV has a pool ({lv.kind} LV with pool {lv.pool})"
+        if lv.kind != LvKind.THIN_POOL and (lv.chunk_size or lv.metadata_size):
+            yield f"{what}: chunk and metadata sizes belong to thin pools"
+        if lv.chunk_size and (lv.chunk_size % (64 * 1024) or lv.chunk_size > 1024**3):
+            yield f"{what}: chunk size {lv.chunk_size} is not one LVM takes (a multiple of 64 KiB up to 1 GiB)"
+
+    def _subvolume_problems(self, mounts: Mapping[str, str]) -> Iterable[str]:
+        paths: set[tuple[str, str]] = set()
+        defaults: dict[str, str] = {}
+        for sv in self.subvolumes:
+            what = f"Subvolume {sv.id}"
+            fs = next((f for f in self.filesystems if f.id == sv.filesystem), None)
+            if fs is None:
+                yield f"{what}: filesystem {sv.filesystem} does not exist"
+            elif fs.type != FsType.BTRFS:
+                yield f"{what}: filesystem {fs.id} is {fs.type}, not btrfs"
+            if not sv.path or sv.path.startswith("/") or ".." in sv.path.split("/"):
+                yield f"{what}: path {sv.path!r} must be relative to the top level, without .."
+            if (sv.filesystem, sv.path) in paths:
+                yield f"{what}: path {sv.path} is also another subvolume's"
+            paths.add((sv.filesystem, sv.path))
+            if sv.default:
+                if sv.filesystem in defaults:
+                    yield f"{what}: {defaults[sv.filesystem]} is the default subvolume already"
+                defaults[sv.filesystem] = sv.id
+            if sv.mountpoint:
+                if not sv.mountpoint.startswith("/"):
+                    yield f"{what}: mount point {sv.mountpoint!r} is not absolute"
+                elif mounts.get(sv.mountpoint, sv.filesystem) != sv.filesystem:
+                    yield f"{what}: mount point {sv.mountpoint} is also used by {mounts[sv.mountpoint]}"
+        seen: dict[str, str] = {}
+        for sv in self.subvolumes:
+            if sv.mountpoint and sv.mountpoint in seen:
+                yield f"Subvolume {sv.id}: mount point {sv.mountpoint} is also used by {seen[sv.mountpoint]}"
+            if sv.mountpoint:
+                seen[sv.mountpoint] = sv.id
+
+    def subvolumes_of(self, fs_id: str) -> list[Subvolume]:
+        """A btrfs filesystem's subvolumes, parents first (by path)."""
+        return sorted((s for s in self.subvolumes if s.filesystem == fs_id), key=lambda s: (s.path.count("/"), s.path))
+
+
+LayoutObject = Disk | Partition | VolumeGroup | LogicalVolume | Filesystem | Swap | Subvolume
 
 
 def _make(cls: type[Any], raw: Any, **convert: Any) -> Any:

@@ -8,7 +8,17 @@ from dataclasses import dataclass, replace
 
 from imgclone.errors import LayoutError, UsageError
 from imgclone.fs import space
-from imgclone.model.layout import Disk, Filesystem, FsType, Layout, LogicalVolume, Partition, Swap, VolumeGroup
+from imgclone.model.layout import (
+    Disk,
+    Filesystem,
+    FsType,
+    Layout,
+    LogicalVolume,
+    LvKind,
+    Partition,
+    Swap,
+    VolumeGroup,
+)
 from imgclone.plan.types import PlanOptions
 
 
@@ -42,8 +52,20 @@ def planning_source(archive: Layout, opts: PlanOptions) -> PlanSource:
     layout, edited = archive, frozenset[str]()
     if opts.edited is not None:
         layout, edited = _merge_edited(archive, opts.edited)
+    _refuse_unbuilt(layout)
     fs_on, swap_on = {f.device: f for f in layout.filesystems}, {s.device: s for s in layout.swaps}
     return PlanSource(layout, edited, fs_on, swap_on, _conversions(layout, opts.convert))
+
+
+def _refuse_unbuilt(layout: Layout) -> None:
+    """The kinds the layout records that restore does not build yet: refused by name, never built as another."""
+    not_yet = "this imgclone records it but cannot recreate it yet; restore with a version that does"
+    lv = next((lv for lv in layout.lvs if lv.kind != LvKind.LINEAR), None)
+    if lv is not None:
+        raise LayoutError(f"LogicalVolume {lv.id}: a {lv.kind} LV", not_yet)
+    if layout.subvolumes:
+        sv = layout.subvolumes[0]
+        raise LayoutError(f"Subvolume {sv.id}: btrfs subvolume {sv.path} of {sv.filesystem}", not_yet)
 
 
 def _merge_edited(archive: Layout, edited: Layout) -> tuple[Layout, frozenset[str]]:
