@@ -7,9 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from imgclone.capture.common import refuse_subvolumes
+from imgclone.errors import LayoutError
 from imgclone.model.layout import Disk, Filesystem, FsType, Layout, Partition
+from imgclone.plan.planner import make_plan
+from imgclone.plan.types import PlanOptions, Target
 from imgclone.probe import btrfs
 from imgclone.probe.btrfs import SubvolMount, SubvolRow
+from imgclone.probe.guest import probe_image
+from tests.fakes import FakeGuest
 
 DATA = Path(__file__).parent / "data" / "probe"
 
@@ -71,3 +77,101 @@ def test_subvolumes_as_the_layout_records_them() -> None:
 )
 def test_mounted_path(options: str, fsroot: str, path: str) -> None:
     assert btrfs.mounted_path(options, fsroot) == path
+
+
+# -- probe_image on a fake handle: /boot ext4, a btrfs with subvolumes (the real listing above), swap ---------------
+BTRFS_BLKID = {
+    "/dev/sda": {"PTTYPE": "dos", "PTUUID": "0b0b0b0b"},
+    "/dev/sda1": {"TYPE": "ext4", "UUID": "1111", "PART_ENTRY_SCHEME": "dos", "PART_ENTRY_TYPE": "0x83",
+                  "PART_ENTRY_FLAGS": "0x80", "PART_ENTRY_UUID": "0b0b0b0b-01"},
+    "/dev/sda2": {"TYPE": "btrfs", "UUID": "2222", "LABEL": "root", "PART_ENTRY_SCHEME": "dos",
+                  "PART_ENTRY_TYPE": "0x83", "PART_ENTRY_UUID": "0b0b0b0b-02"},
+    "/dev/sda3": {"TYPE": "swap", "UUID": "3333", "PART_ENTRY_SCHEME": "dos", "PART_ENTRY_TYPE": "0x82",
+                  "PART_ENTRY_UUID": "0b0b0b0b-03"},
+}  # fmt: skip
+PARTS = {1: (1 << 20, 256 << 20), 2: (257 << 20, 2048 << 20), 3: (2305 << 20, 128 << 20)}
+
+
+def btrfs_guest(default: str, root_option: str) -> FakeGuest:
+    """The btrfs fixtures' shape: the root is subvolume @ (reached by its name, or as the default subvolume)."""
+    fstab = (f"UUID=2222 / btrfs {root_option} 0 0\nUUID=2222 /home btrfs subvol=@home 0 0\n"
+             "UUID=1111 /boot ext4 defaults 0 2\nUUID=3333 none swap sw 0 0\n")  # fmt: skip
+    g = FakeGuest()
+    roots = {"btrfsvol:/dev/sda2/@"} | ({"/dev/sda2"} if default == "btrfs_get_default.txt" else set())
+
+    def at_root() -> bool:
+        return g.mounted.get("/", "") in roots
+
+    def appliance_command(argv: list[str]) -> str:
+        assert argv[-1] == "/sysroot" and g.mounted == {"/": "/dev/sda2"}, "the btrfs alone, for the asking"
+        name = {"-R": "btrfs_subvolume_list.txt", "-r": "btrfs_subvolume_list_ro.txt", "get-default": default}
+        return (DATA / name[argv[-2]]).read_text()
+
+    g.replies = {
+        "list_devices": ["/dev/sda"],
+        "list_partitions": [f"/dev/sda{n}" for n in PARTS],
+        "part_to_dev": "/dev/sda",
+        "part_to_partnum": lambda part: int(part.removeprefix("/dev/sda")),
+        "part_get_parttype": "msdos",
+        "part_list": [{"part_num": n, "part_start": s, "part_size": z, "part_end": s + z - 1}
+                      for n, (s, z) in PARTS.items()],
+        "blockdev_getsize64": 4096 << 20,
+        "blockdev_getss": 512,
+        "blkid": lambda dev: BTRFS_BLKID[dev],
+        "appliance_command": appliance_command,
+        "is_file": lambda path: path == "/etc/fstab" and at_root(),
+        "is_dir": lambda path: path in ("/etc", "/usr/bin") and at_root(),
+        "read_file": fstab.encode(),
+        "statvfs": {"blocks": 1000, "bfree": 400, "frsize": 4096},
+        "tune2fs_l": {"Filesystem features": "has_journal extent", "Block size": "4096", "Inode size": "256"},
+    }  # fmt: skip
+    return g
+
+
+@pytest.mark.parametrize(
+    ("default", "root_option", "root_mount"),
+    [("btrfs_get_default_top.txt", "subvol=@,compress=zstd", "btrfsvol:/dev/sda2/@"),
+     ("btrfs_get_default.txt", "defaults", "/dev/sda2")],
+    ids=["root-named-by-subvol", "root-is-the-default-subvolume"],
+)  # fmt: skip
+def test_probe_image_finds_the_root_in_a_subvolume_and_records_them_all(default: str, root_option: str,
+                                                                        root_mount: str) -> None:  # fmt: skip
+    g = btrfs_guest(default, root_option)
+    layout, sources = probe_image(g, ["btrfs.qcow2"])
+    assert [(f.id, f.device, f.type, f.mountpoint, f.options) for f in layout.filesystems] == [
+        ("fs-root", "part-sda2", FsType.BTRFS, "/", root_option),
+        ("fs-boot", "part-sda1", FsType.EXT4, "/boot", "defaults"),
+    ]
+    assert [(s.path, s.mountpoint, s.options, s.default, s.readonly, s.snapshot) for s in layout.subvolumes] == [
+        ("@", "/", root_option, default == "btrfs_get_default.txt", False, False),
+        ("@home", "/home", "subvol=@home", False, False, False),
+        ("@/.snapshots", "", "", False, False, False),
+        ("@home/we ird", "", "", False, False, False),
+        ("@/.snapshots/1/snapshot", "", "", False, True, True),
+    ]
+    assert [(s.fs_id, s.mountable, s.mountpoint) for s in sources] == [
+        ("fs-root", root_mount, "/"),
+        ("fs-boot", "/dev/sda1", "/boot"),
+        ("fs-home", "btrfsvol:/dev/sda2/@home", "/home"),
+    ]
+    assert [s.id for s in layout.swaps] == ["swap-sda3"] and g.mounted == {}
+
+
+def test_a_plain_btrfs_has_no_subvolumes_and_is_probed_as_before() -> None:
+    g = btrfs_guest("btrfs_get_default_top.txt", "defaults")
+    g.replies["appliance_command"] = lambda argv: "ID 5 (FS_TREE)\n" if argv[-2] == "get-default" else ""
+    g.replies["is_file"] = lambda path: path == "/etc/fstab" and g.mounted.get("/") == "/dev/sda2"
+    g.replies["is_dir"] = lambda path: path in ("/etc", "/usr/bin") and g.mounted.get("/") == "/dev/sda2"
+    g.replies["read_file"] = b"UUID=2222 / btrfs defaults 0 0\nUUID=1111 /boot ext4 defaults 0 2\n"
+    layout, sources = probe_image(g, ["plain-btrfs.img"])
+    assert layout.subvolumes == () and [f.mountpoint for f in layout.filesystems] == ["/", "/boot"]
+    assert [s.mountable for s in sources] == ["/dev/sda2", "/dev/sda1"]
+
+
+def test_capture_and_plan_refuse_subvolumes_by_name() -> None:
+    layout, _ = probe_image(btrfs_guest("btrfs_get_default_top.txt", "subvol=@"), ["btrfs.qcow2"])
+    with pytest.raises(LayoutError, match=r"^Subvolume sv-root-@: btrfs subvolume @ at / of fs-root \(") as e:
+        refuse_subvolumes(layout)
+    assert "cannot capture them yet" in (e.value.hint or "")
+    with pytest.raises(LayoutError, match=r"^Subvolume sv-root-@: btrfs subvolume @ of fs-root"):
+        make_plan(layout, [Target("/t", 8 << 30)], PlanOptions())

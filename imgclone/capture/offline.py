@@ -19,7 +19,15 @@ from typing import IO
 
 from imgclone.archive.streams import zstd_compress
 from imgclone.capture import excludes, prescan
-from imgclone.capture.common import EXCLUDE_ROOTVG, CaptureOptions, Context, check_options, first_manifest, run_capture
+from imgclone.capture.common import (
+    EXCLUDE_ROOTVG,
+    CaptureOptions,
+    Context,
+    check_options,
+    first_manifest,
+    refuse_subvolumes,
+    run_capture,
+)
 from imgclone.errors import ImgcloneError
 from imgclone.guest.appliance import Appliance
 from imgclone.guest.interface import Guest
@@ -48,6 +56,7 @@ def capture_offline(opts: CaptureOptions) -> Manifest:
     def prepare(ctx: Context) -> Manifest:
         g.launch()
         ctx.layout, found = probe_guest.probe_image(g, [source])
+        refuse_subvolumes(ctx.layout)
         devices.update({s.fs_id: s.device for s in found})
         probe_guest.mount_sources(g, found)
         inodes = probe_guest.used_inodes(g, found)

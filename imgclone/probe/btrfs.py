@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from imgclone.model.layout import Subvolume
 
 TOP_LEVEL = 5  # the filesystem's own tree: not a subvolume of the layout
-LIST = ["btrfs", "subvolume", "list", "-p", "-u", "-q", "-R"]  # + the mount point; -r: only the read-only ones
+LIST = ["btrfs", "subvolume", "list", "-p", "-u", "-q", "-R"]  # + the mount point
+LIST_READONLY = ["btrfs", "subvolume", "list", "-r"]
 GET_DEFAULT = ["btrfs", "subvolume", "get-default"]  # + the mount point
 _ROW = re.compile(rb"^ID (\d+) (.*?)\bpath (.*)$")
 _FIELDS = re.compile(rb"(parent_uuid|received_uuid|top level|parent|uuid|gen) (\S+)")
@@ -30,6 +31,19 @@ class SubvolRow:
     path: str
     uuid: str = ""
     parent_uuid: str = ""  # the subvolume it is a snapshot of ("": none)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What btrfs-progs says of one filesystem's subvolumes."""
+
+    rows: tuple[SubvolRow, ...]
+    default: int  # the default subvolume's id (TOP_LEVEL: none set)
+    readonly: frozenset[int]
+
+    def path_of(self, subvol_id: int) -> str:
+        """The path of the subvolume with that id ("" for the top level)."""
+        return next((r.path for r in self.rows if r.id == subvol_id), "")
 
 
 def parse_list(text: bytes) -> list[SubvolRow]:

@@ -27,12 +27,14 @@ from imgclone.model.layout import (
     Layout,
     LogicalVolume,
     Partition,
+    Subvolume,
     Swap,
     TableType,
     VolumeGroup,
     fs_id,
     mount_key,
 )
+from imgclone.probe import btrfs
 from imgclone.probe.guest_parsers import (
     DeviceIndex,
     FstabEntry,
@@ -57,18 +59,24 @@ LV_KINDS_SKIPPED = "sSpvtVe"
 
 @dataclass(frozen=True)
 class GuestSource:
-    fs_id: str  # Filesystem.id in the layout
+    fs_id: str  # Filesystem.id in the layout (a btrfs subvolume mounted below its filesystem's: fs_id(mountpoint))
     device: str  # the appliance's device, e.g. /dev/sda2 or /dev/rootvg/root
     mountpoint: str  # where the guest mounts it ("/", "/boot", "/var")
+    subvol: str = ""  # the btrfs subvolume mounted there, from the top level ("": the default one)
+
+    @property
+    def mountable(self) -> str:
+        """What libguestfs mounts: the device, or `btrfsvol:DEVICE/SUBVOLUME`."""
+        return f"btrfsvol:{self.device}/{self.subvol}" if self.subvol else self.device
 
 
 def mount_sources(g: Guest, sources: Iterable[GuestSource]) -> None:
     """Mount the probed filesystems read-only at their mount points, parents first."""
     for src in sorted(sources, key=lambda s: mount_key(s.mountpoint)):
         try:
-            g.mount_ro(src.device, src.mountpoint)
+            g.mount_ro(src.mountable, src.mountpoint)
         except GuestfsError as e:
-            raise GuestfsError(f"cannot mount {src.device} read-only at {src.mountpoint}: {e}") from e
+            raise GuestfsError(f"cannot mount {src.mountable} read-only at {src.mountpoint}: {e}") from e
 
 
 def used_inodes(g: Guest, sources: Iterable[GuestSource]) -> dict[str, int]:
@@ -95,6 +103,7 @@ class _Probe:
         self.partitions: list[Partition] = []
         self.vgs: list[VolumeGroup] = []
         self.lvs: list[LogicalVolume] = []
+        self._btrfs: dict[str, btrfs.Listing] = {}
 
     def blkid(self, dev: str) -> dict[str, str]:
         """blkid's low-level probe of dev (filesystem and partition entry), once per device."""
@@ -193,6 +202,27 @@ class _Probe:
         obj = LogicalVolume(f"lv-{vg}-{name}", name, f"vg-{vg}", int(lv["lv_size"]), lvm_uuid(str(lv["lv_uuid"])))
         self.add(obj, f"/dev/{vg}/{name}")
 
+    def btrfs(self, dev: str) -> btrfs.Listing:
+        """The subvolumes of the btrfs on dev, once: it is mounted read-only at / for the asking (nothing else may
+        be mounted then), and btrfs-progs lists them from the top level whichever subvolume shows."""
+        if dev not in self._btrfs:
+            g = self.g
+            g.mount_ro(dev, "/")
+            try:
+
+                def run(argv: list[str]) -> bytes:
+                    return g.appliance_command([*argv, g.sysroot]).encode("utf-8", "surrogateescape")
+
+                rows = btrfs.parse_list(run(btrfs.LIST))
+                readonly = frozenset(r.id for r in btrfs.parse_list(run(btrfs.LIST_READONLY)))
+                default = btrfs.parse_default(run(btrfs.GET_DEFAULT).decode())
+            except ValueError as e:
+                raise LayoutError(f"{dev}: cannot read its btrfs subvolumes: {e}") from e
+            finally:
+                g.umount_all()
+            self._btrfs[dev] = btrfs.Listing(tuple(rows), default, readonly)
+        return self._btrfs[dev]
+
     def signature(self, dev: str) -> tuple[str, str, str]:
         """(type, uuid, label) of what dev holds, as blkid reports them ("" when nothing)."""
         info = self.blkid(dev)
@@ -258,29 +288,39 @@ def _is_root(g: Guest) -> bool:
     return bool(g.is_dir("/etc") and marked and (g.is_dir("/usr/bin") or g.is_dir("/bin")))
 
 
-def _find_root(g: Guest, probe: _Probe, image: str) -> tuple[str, list[FstabEntry]]:
+def _find_root(g: Guest, probe: _Probe, image: str) -> tuple[GuestSource, list[FstabEntry]]:
     """The one filesystem of the drives that is a system's root, and its fstab (read while it is mounted): each
-    candidate mounted read-only at / in turn. (libguestfs's inspect_os answers the same and much more, and took
-    19–23 s of a probe's ~37 under TCG.)"""
-    roots: list[tuple[str, list[FstabEntry]]] = []
+    candidate mounted read-only at / in turn; on a btrfs, its default subvolume, then every other subvolume that is
+    neither a snapshot nor read-only. (libguestfs's inspect_os answers the same and much more, and took 19–23 s of
+    a probe's ~37 under TCG.)"""
+    roots: list[tuple[GuestSource, list[FstabEntry]]] = []
     for dev in probe.ids:
-        if probe.signature(dev)[0] not in ROOT_TYPES:
+        vtype = probe.signature(dev)[0]
+        if vtype not in ROOT_TYPES:
             continue
-        try:
-            g.mount_ro(dev, "/")
-        except GuestfsError as e:
-            log.debug("%s: cannot be mounted read-only, not a root: %s", dev, e)
-            continue
-        try:
-            if _is_root(g):
-                roots.append((dev, _read_fstab(g)))
-        finally:
-            g.umount_all()
+        candidates = [GuestSource("fs-root", dev, "/")]
+        if vtype == "btrfs":
+            candidates += [GuestSource("fs-root", dev, "/", r.path) for r in probe.btrfs(dev).rows
+                           if not r.parent_uuid and r.id not in probe.btrfs(dev).readonly]  # fmt: skip
+        for src in candidates:
+            try:
+                g.mount_ro(src.mountable, "/")
+            except GuestfsError as e:
+                log.debug("%s: cannot be mounted read-only, not a root: %s", src.mountable, e)
+                continue
+            try:
+                found = _is_root(g)
+                if found:
+                    roots.append((src, _read_fstab(g)))
+            finally:
+                g.umount_all()
+            if found:
+                break
     if not roots:
         raise ImgcloneError(f"no operating system found in {image}", "is it a system disk? try `virt-inspector`")
     if len(roots) > 1:
         raise ImgcloneError(
-            f"several operating systems found in {image}: {', '.join(dev for dev, _ in roots)}",
+            f"several operating systems found in {image}: {', '.join(src.mountable for src, _ in roots)}",
             "capture one system at a time: give only that system's disks",
         )
     return roots[0]
@@ -322,22 +362,46 @@ def _filesystem(g: Guest, probe: _Probe, src: GuestSource, options: str) -> File
     )
 
 
-def _sources(probe: _Probe, where: Mapping[str, str]) -> list[GuestSource]:
+def _sources(probe: _Probe, root: GuestSource, where: Mapping[str, str], fstab: Sequence[FstabEntry]
+             ) -> list[GuestSource]:  # fmt: skip
+    """What to mount where: the root as found, and each filesystem of the fstab on the drives; a btrfs mount
+    shows the subvolume its options name (subvol=), else the default one."""
+    options = {posixpath.normpath(e.file): e.options for e in fstab if e.file.startswith("/")}
     sources: list[GuestSource] = []
-    used: set[str] = set()
+    used: set[tuple[str, str]] = set()
     for mp in sorted(where, key=mount_key):
         dev = canonical_device(where[mp])
-        if dev in used:
+        subvol = root.subvol if mp == "/" else ""
+        if mp != "/" and probe.signature(dev)[0] == "btrfs":
+            subvol = btrfs.mounted_path(options.get(mp, ""))
+        if (dev, subvol) in used:
             log.warning("%s: %s is already mounted elsewhere; skipping", mp, dev)
             continue
         probe.device_id(dev, f"Filesystem {fs_id(mp)} ({mp})")
-        used.add(dev)
-        sources.append(GuestSource(fs_id(mp), dev, mp))
+        used.add((dev, subvol))
+        sources.append(GuestSource(fs_id(mp), dev, mp, subvol))
     return sources
 
 
+def _subvolumes(probe: _Probe, filesystems: Sequence[Filesystem], sources: Sequence[GuestSource],
+                options: Mapping[str, str]) -> list[Subvolume]:  # fmt: skip
+    """The subvolumes of each btrfs, with the mount of each source that shows one."""
+    out: list[Subvolume] = []
+    for fs in filesystems:
+        if fs.type != FsType.BTRFS:
+            continue
+        src = next(s for s in sources if s.fs_id == fs.id)
+        listing = probe.btrfs(src.device)
+        mounts = [btrfs.SubvolMount(s.subvol or listing.path_of(listing.default), s.mountpoint,
+                                    options.get(s.mountpoint, "defaults"))
+                  for s in sources if s.device == src.device]  # fmt: skip
+        out += btrfs.subvolumes(fs.id, listing.rows, listing.default, listing.readonly, mounts)
+    return out
+
+
 def probe_image(g: Guest, drive_paths: Sequence[str]) -> tuple[Layout, list[GuestSource]]:
-    """Describe the system on the launched read-only appliance's drives, and where its filesystems are."""
+    """Describe the system on the launched read-only appliance's drives, and where its filesystems are (each
+    btrfs subvolume mounted on its own is a source of its own, and one of its filesystem's Subvolumes)."""
     image = ", ".join(drive_paths) or "the image"
     probe = _Probe(g, image)
     for dev in g.list_devices():
@@ -345,13 +409,16 @@ def probe_image(g: Guest, drive_paths: Sequence[str]) -> tuple[Layout, list[Gues
     probe.lvm()
     index = probe.index()
     root, fstab = _find_root(g, probe, image)
-    sources = _sources(probe, mountpoints(root, fstab, index))
+    sources = _sources(probe, root, mountpoints(root.device, fstab, index), fstab)
+    first = {s.device: s for s in reversed(sources)}  # each device's highest mount: its Filesystem
+    options = {e.file: e.options for e in fstab}
     try:
         mount_sources(g, sources)
-        options = {e.file: e.options for e in fstab}
-        filesystems = [_filesystem(g, probe, s, options.get(s.mountpoint, "defaults")) for s in sources]
+        filesystems = [_filesystem(g, probe, s, options.get(s.mountpoint, "defaults")) for s in sources
+                       if first[s.device] is s]  # fmt: skip
     finally:
         g.umount_all()
+    subvolumes = _subvolumes(probe, filesystems, sources, options)
     swaps = probe.swaps(fstab, index, {s.device for s in sources})
     layout = Layout(
         tuple(probe.disks),
@@ -360,6 +427,7 @@ def probe_image(g: Guest, drive_paths: Sequence[str]) -> tuple[Layout, list[Gues
         tuple(probe.lvs),
         tuple(filesystems),
         tuple(swaps),
+        tuple(subvolumes),
     )
     layout.validate()
     return layout, sources
