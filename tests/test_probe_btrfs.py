@@ -3,11 +3,14 @@ into the layout's Subvolumes."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from imgclone.capture.common import refuse_subvolumes
+from imgclone.capture.common import CaptureOptions, refuse_subvolumes
+from imgclone.capture.host import capture_host
 from imgclone.errors import LayoutError
 from imgclone.model.layout import Disk, Filesystem, FsType, Layout, Partition
 from imgclone.plan.planner import make_plan
@@ -15,7 +18,10 @@ from imgclone.plan.types import PlanOptions, Target
 from imgclone.probe import btrfs
 from imgclone.probe.btrfs import SubvolMount, SubvolRow
 from imgclone.probe.guest import probe_image
-from tests.fakes import FakeGuest
+from imgclone.probe.host import probe_mounts, probe_running
+from imgclone.probe.host_parsers import LSBLK
+from tests.fakes import FakeGuest, FakeRunner, fail
+from tests.loopfs import loop_fs
 
 DATA = Path(__file__).parent / "data" / "probe"
 
@@ -175,3 +181,64 @@ def test_capture_and_plan_refuse_subvolumes_by_name() -> None:
     assert "cannot capture them yet" in (e.value.hint or "")
     with pytest.raises(LayoutError, match=r"^Subvolume sv-root-@: btrfs subvolume @ of fs-root"):
         make_plan(layout, [Target("/t", 8 << 30)], PlanOptions())
+
+
+# -- this host: the running system's btrfs (hand-written findmnt/lsblk in their shapes), and a real loop device ---
+def running_btrfs_runner() -> FakeRunner:
+    findmnt = {"filesystems": [
+        {"target": "/", "source": "/dev/vda2", "fstype": "btrfs", "fsroot": "/@", "maj:min": "0:30",
+         "options": "rw,relatime,compress=zstd:3,space_cache=v2,subvolid=256,subvol=/@",
+         "size": 2 << 30, "used": 1 << 30},
+        {"target": "/boot", "source": "/dev/vda1", "fstype": "ext4", "fsroot": "/", "maj:min": "254:1",
+         "options": "rw,relatime", "size": 255 << 20, "used": 50 << 20},
+        {"target": "/home", "source": "/dev/vda2", "fstype": "btrfs", "fsroot": "/@home", "maj:min": "0:30",
+         "options": "rw,relatime,space_cache=v2,subvolid=257,subvol=/@home", "size": 2 << 30, "used": 1 << 30},
+        {"target": "/proc", "source": "proc", "fstype": "proc", "fsroot": "/", "maj:min": "0:20", "options": "rw"},
+    ]}  # fmt: skip
+    part = {"type": "part", "pkname": "/dev/vda", "log-sec": 512}
+    lsblk = {"blockdevices": [{"name": "/dev/vda", "kname": "/dev/vda", "type": "disk", "size": 4 << 30,
+                               "pttype": "dos", "ptuuid": "0b0b0b0b", "log-sec": 512, "children": [
+        {**part, "name": "/dev/vda1", "kname": "/dev/vda1", "size": 256 << 20, "fstype": "ext4", "uuid": "1111",
+         "start": 2048, "parttype": "0x83", "mountpoints": ["/boot"], "maj:min": "254:1"},
+        {**part, "name": "/dev/vda2", "kname": "/dev/vda2", "size": 2 << 30, "fstype": "btrfs", "uuid": "2222",
+         "start": 526336, "parttype": "0x83", "mountpoints": ["/home", "/"], "maj:min": "254:2"}]}]}  # fmt: skip
+    return FakeRunner({
+        ("findmnt", "--json"): json.dumps(findmnt),
+        tuple(LSBLK): json.dumps(lsblk),
+        ("blkid",): fail(2),
+        ("dumpe2fs", "-h", "/dev/vda1"): (DATA / "dumpe2fs_ext4.txt").read_text(),
+        (*btrfs.LIST, "/"): (DATA / "btrfs_subvolume_list.txt").read_bytes(),
+        (*btrfs.LIST_READONLY, "/"): (DATA / "btrfs_subvolume_list_ro.txt").read_bytes(),
+        (*btrfs.GET_DEFAULT, "/"): (DATA / "btrfs_get_default_top.txt").read_text(),
+    })  # fmt: skip
+
+
+def test_probe_running_records_each_subvolume_mount_of_the_root_btrfs() -> None:
+    runner = running_btrfs_runner()
+    layout, sources = probe_running(runner, read_table=lambda path: None)
+    assert [(f.id, f.device, f.mountpoint) for f in layout.filesystems] == [
+        ("fs-root", "part-vda2", "/"),
+        ("fs-boot", "part-vda1", "/boot"),
+    ]
+    mounted = [(s.path, s.mountpoint, s.options.rsplit(",", 1)[-1]) for s in layout.subvolumes if s.mountpoint]
+    assert mounted == [("@", "/", "subvol=/@"), ("@home", "/home", "subvol=/@home")]
+    assert len(layout.subvolumes) == 5 and [s.mountpoint for s in sources] == ["/", "/boot"]
+    assert not [c for c in runner.calls if c[0] in ("pvs", "lvs")]  # lsblk names every type: no LVM here
+
+
+@pytest.mark.integration
+def test_capture_of_a_real_btrfs_with_subvolumes_is_refused_by_name(tmp_path: Path) -> None:
+    """A btrfs on a loop device with @ and a nested subvolume, mounted: probe_mounts records them through the real
+    btrfs-progs, and capture refuses before writing anything."""
+    with loop_fs(tmp_path, "btrfs", 256, name="top") as top:
+        subprocess.run(["btrfs", "subvolume", "create", str(top / "@")], check=True, capture_output=True)
+        subprocess.run(["btrfs", "subvolume", "create", str(top / "@" / "nested")], check=True, capture_output=True)
+        layout, _ = probe_mounts([str(top)])
+        assert [(s.path, s.mountpoint, s.default) for s in layout.subvolumes] == [
+            ("@", "", False),
+            ("@/nested", "", False),
+        ]
+        out = tmp_path / "x.mksysb"
+        with pytest.raises(LayoutError, match=r"^Subvolume sv-\S+-top-@: btrfs subvolume @ of fs-\S+-top \(") as e:
+            capture_host(CaptureOptions(output=str(out), mounts=(str(top),), progress=False))
+        assert "cannot capture them yet" in str(e.value) and list(tmp_path.glob("x.mksysb*")) == []

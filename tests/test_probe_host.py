@@ -20,7 +20,7 @@ from imgclone.host.reports import parse_dumpe2fs, parse_lvm_report
 from imgclone.host.run import HOST, Result
 from imgclone.model.layout import FsType, PartFlag, TableType
 from imgclone.probe import host as probe_host
-from imgclone.probe.host import PartitionTable, Source, TableEntry, probe_mounts, probe_running, read_partition_table
+from imgclone.probe.host import Source, probe_mounts, probe_running
 from imgclone.probe.host_parsers import (
     LSBLK,
     LVS,
@@ -31,6 +31,7 @@ from imgclone.probe.host_parsers import (
     parse_lsblk,
     parse_xfs_info,
 )
+from imgclone.probe.host_table import PartitionTable, ReadTable, TableEntry, read_partition_table
 from tests.fakes import FakeRunner, Reply, fail
 
 DATA = Path(__file__).parent / "data" / "probe"
@@ -79,7 +80,7 @@ def bios_runner() -> FakeRunner:
 
 
 @pytest.mark.parametrize("read_table", [BIOS_TABLES.get, no_table], ids=["pyparted", "lsblk"])
-def test_probe_running_bios_lvm(read_table: probe_host.ReadTable) -> None:
+def test_probe_running_bios_lvm(read_table: ReadTable) -> None:
     runner = bios_runner()
     layout, sources = probe_running(runner, read_table=read_table)
 

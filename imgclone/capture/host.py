@@ -18,6 +18,7 @@ from imgclone.capture.common import (
     Context,
     first_manifest,
     record_read_error,
+    refuse_subvolumes,
     run_capture,
     self_excludes,
 )
@@ -45,6 +46,7 @@ def capture_host(opts: CaptureOptions) -> Manifest:
         else:
             ctx.layout, found = probe_host.probe_running()
             kind = "running"
+        refuse_subvolumes(ctx.layout)
         sources.extend(found)
         ctx.rules = host_rules(opts, ctx.workdir)
         boot = bootfacts.boot_facts_host()

@@ -25,13 +25,14 @@ from imgclone.model.layout import (
     FsType,
     Layout,
     LogicalVolume,
-    PartFlag,
     Partition,
+    Subvolume,
     Swap,
     TableType,
     VolumeGroup,
     fs_id,
 )
+from imgclone.probe import btrfs
 from imgclone.probe.host_parsers import (
     FINDMNT,
     LSBLK,
@@ -47,6 +48,7 @@ from imgclone.probe.host_parsers import (
     parse_lsblk,
     parse_xfs_info,
 )
+from imgclone.probe.host_table import ReadTable, TableEntry, read_partition_table
 
 log = logging.getLogger("imgclone")
 
@@ -61,55 +63,6 @@ class Source:
 
     fs_id: str  # Filesystem.id in the layout
     mountpoint: str  # where it is mounted now on the host (what tar reads)
-
-
-# -- partition tables (pyparted) -------------------------------------------------------------
-@dataclass(frozen=True)
-class TableEntry:
-    number: int
-    start: int  # bytes
-    size: int  # bytes
-    flags: tuple[PartFlag, ...] = ()
-    name: str = ""
-    extended: bool = False  # an msdos extended partition: a container, not in the layout
-
-
-@dataclass(frozen=True)
-class PartitionTable:
-    type: TableType
-    sector_size: int
-    entries: tuple[TableEntry, ...] = ()
-
-
-ReadTable = Callable[[str], PartitionTable | None]
-
-
-def read_partition_table(path: str) -> PartitionTable | None:
-    """The partition table of the disk at path as pyparted reads it; None when it cannot be read."""
-    try:
-        import parted
-
-        disk = parted.newDisk(parted.getDevice(path))
-    except Exception as e:  # ImportError or libparted's errors: lsblk and blkid answer instead
-        log.debug("pyparted cannot read %s: %s", path, e)
-        return None
-    sector = int(disk.device.sectorSize)
-    if disk.type == "loop":  # parted's name for "no table, a filesystem on the whole disk"
-        return PartitionTable(TableType.NONE, sector)
-    if disk.type not in TABLE_TYPES:
-        raise ImgcloneError(f"{path}: {disk.type} partition tables are not supported", "use msdos or gpt")
-    known = {str(f) for f in PartFlag}
-    entries = []
-    for p in disk.partitions:
-        flags = [n for k, n in sorted(parted.partitionFlag.items()) if n in known and _has_flag(p, k)]
-        start, size = int(p.geometry.start) * sector, int(p.geometry.length) * sector
-        extended = bool(p.type & parted.PARTITION_EXTENDED)
-        entries.append(TableEntry(int(p.number), start, size, tuple(map(PartFlag, flags)), p.name or "", extended))
-    return PartitionTable(TABLE_TYPES[disk.type], sector, tuple(entries))
-
-
-def _has_flag(part: Any, flag: int) -> bool:
-    return bool(part.isFlagAvailable(flag) and part.getFlag(flag))
 
 
 def _number_from_name(name: str) -> int:
@@ -127,6 +80,7 @@ class _Host:
         self.mounts = parse_findmnt(runner.run(FINDMNT).text)
         self.devs = parse_lsblk(runner.run(LSBLK).text)
         self._blkid: dict[str, dict[str, str]] = {}
+        self.subvol_mounts: list[Mount] = []  # btrfs mounts of a filesystem picked at another mount point
 
     # pvs and lvs take about 0.1 s: asked only where LVM can be (lvm_under)
     @cached_property
@@ -335,9 +289,23 @@ class _Host:
             lvs=tuple(lvs),
             filesystems=tuple(self.filesystem(mp, m, dev) for mp, m, dev in picked),
             swaps=tuple(self.swap(d) for d in sorted(swaps, key=lambda d: d.name)),
+            subvolumes=tuple(sv for mp, m, _ in picked if m.fstype == "btrfs" for sv in self.subvolumes(mp, m)),
         )
         layout.validate()
         return layout, [Source(fs_id(mp), m.target) for mp, m, _ in picked]
+
+    def subvolumes(self, mountpoint: str, m: Mount) -> tuple[Subvolume, ...]:
+        """The subvolumes of the btrfs mounted at m (none: a btrfs without subvolumes), with each mount of it."""
+        try:
+            listing = [self.runner.run([*argv, m.target]).stdout for argv in (btrfs.LIST, btrfs.LIST_READONLY)]
+            rows, readonly = btrfs.parse_list(listing[0]), btrfs.parse_list(listing[1])
+            default = btrfs.parse_default(self.runner.run([*btrfs.GET_DEFAULT, m.target]).text)
+        except (CommandError, ValueError) as e:
+            what = f"{mountpoint}: cannot list its btrfs subvolumes: {e}"
+            raise ImgcloneError(what, "is btrfs-progs installed?") from e
+        same = [m, *(o for o in self.subvol_mounts if o.majmin == m.majmin and o.source == m.source)]
+        mounts = [btrfs.SubvolMount(btrfs.mounted_path(o.options, o.fsroot), o.target, o.options) for o in same]
+        return btrfs.subvolumes(fs_id(mountpoint), rows, default, [r.id for r in readonly], mounts)
 
     def swap(self, dev: BlockDev) -> Swap:
         info, swap_id = self.info(dev), "swap-" + os.path.basename(dev.name)
@@ -376,6 +344,9 @@ def probe_running(
         dev = host.dev_of(m)
         if dev is None or dev.name not in on_disks or host.mount_at(m.target) is not m:  # hidden by a later mount
             continue
+        if m.fstype == "btrfs" and any(d.name == dev.name for _, _, d in picked):
+            host.subvol_mounts.append(m)  # another subvolume of a btrfs already picked
+            continue
         why = _skip_reason(host, m, dev, {d.name for _, _, d in picked})
         if why:
             (log.debug if why.startswith("(") else log.warning)("%s: not captured: %s", m.target, why)
@@ -389,7 +360,7 @@ def probe_running(
 def _skip_reason(host: _Host, m: Mount, dev: BlockDev, taken: set[str]) -> str:
     """Why probe_running leaves mount m out; "" to capture it, "(…)" for the expected cases."""
     if dev.name in taken:
-        return "btrfs subvolumes are not captured separately" if m.fstype == "btrfs" else "(mounted again)"
+        return "(mounted again)"
     if m.fsroot != "/" and m.fstype != "btrfs":
         return f"(a bind mount of {m.fsroot})"
     if m.fstype not in FS_TYPES:
