@@ -47,8 +47,10 @@ demo: setup
 
 # Bootable Debian 12 qcow2 images (bios, uefi, ext3) in ~/.cache/imgclone/fixtures, built once;
 # `make fixtures ONLY=bios` builds one.
+STACK_FIXTURES = btrfs btrfs-default thin
 fixtures: setup
-	$(PY) -m fixtures.build $(if $(ONLY),--only $(ONLY))
+	$(if $(ONLY),$(PY) -m fixtures.$(if $(filter $(STACK_FIXTURES),$(ONLY)),stacks,build) --only $(ONLY),\
+	    $(PY) -m fixtures.build && $(PY) -m fixtures.stacks)
 
 # Every benchmark (root; about 30 min here): one table of ratios, also written to docs/performance.md.
 bench: setup

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from imgclone.capture.common import CaptureOptions, refuse_subvolumes
 from imgclone.capture.host import capture_host
 from imgclone.errors import LayoutError
+from imgclone.guest.appliance import Appliance
 from imgclone.model.layout import Disk, Filesystem, FsType, Layout, Partition
 from imgclone.plan.planner import make_plan
 from imgclone.plan.types import PlanOptions, Target
@@ -24,6 +26,7 @@ from tests.fakes import FakeGuest, FakeRunner, fail
 from tests.loopfs import loop_fs
 
 DATA = Path(__file__).parent / "data" / "probe"
+Run = Callable[..., subprocess.CompletedProcess[bytes]]
 
 
 def rows() -> list[SubvolRow]:
@@ -242,3 +245,47 @@ def test_capture_of_a_real_btrfs_with_subvolumes_is_refused_by_name(tmp_path: Pa
         with pytest.raises(LayoutError, match=r"^Subvolume sv-\S+-top-@: btrfs subvolume @ of fs-\S+-top \(") as e:
             capture_host(CaptureOptions(output=str(out), mounts=(str(top),), progress=False))
         assert "cannot capture them yet" in str(e.value) and list(tmp_path.glob("x.mksysb*")) == []
+
+
+# -- the real fixtures (fixtures/stacks.py), through a real appliance -----------------------------------------------
+@pytest.mark.integration
+@pytest.mark.parametrize("name", ["btrfs", "btrfs-default"])
+def test_real_btrfs_fixture_root_found_in_its_subvolume_and_recorded(name: str) -> None:
+    """btrfs: / is subvolume @ (fstab subvol=@), a snapper snapshot of it in @/.snapshots; btrfs-default: / is the
+    default subvolume @rootfs (no subvol= in fstab). Both: @home at /home."""
+    from fixtures.stacks import fixture_path
+
+    image = fixture_path(name)
+    g = Appliance()
+    g.add_drive(str(image), readonly=True, format="qcow2")
+    with g:
+        layout, sources = probe_image(g, [str(image)])
+        assert g.mounts() == []
+    root = layout.filesystem_at("/")
+    assert root is not None and (root.type, root.device) == (FsType.BTRFS, "part-sda2")
+    subs = {s.path: s for s in layout.subvolumes}
+    top = "@" if name == "btrfs" else "@rootfs"
+    assert (subs[top].mountpoint, subs[top].default, subs["@home"].mountpoint) == ("/", name != "btrfs", "/home")
+    if name == "btrfs":
+        snap = subs["@/.snapshots/1/snapshot"]
+        assert (snap.readonly, snap.snapshot, snap.mountpoint, subs["@/.snapshots"].snapshot) == (True, True, "", False)
+        assert "subvol=@" in subs["@"].options
+    else:
+        assert set(subs) == {"@rootfs", "@home"}
+    assert [(s.mountpoint, s.subvol) for s in sources if s.device == "/dev/sda2"] == [
+        ("/", "@" if name == "btrfs" else ""),
+        ("/home", "@home"),
+    ]
+    assert [f.mountpoint for f in layout.filesystems] == ["/", "/boot"] and len(layout.swaps) == 1
+
+
+@pytest.mark.integration
+def test_capture_of_the_btrfs_fixture_is_refused_by_name_and_writes_nothing(tmp_path: Path, imgclone: Run) -> None:
+    from fixtures.stacks import fixture_path
+
+    out = tmp_path / "b.mksysb"
+    res = imgclone("capture", str(fixture_path("btrfs")), "-o", str(out), "--no-progress")
+    err = res.stderr.decode()
+    assert res.returncode == 2
+    assert err.startswith("imgclone: error: Subvolume sv-root-@: btrfs subvolume @ at / of fs-root")
+    assert "Traceback" not in err and list(tmp_path.iterdir()) == []
