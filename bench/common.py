@@ -106,6 +106,21 @@ def make_workdir(args: argparse.Namespace, keep_dir: Path, prefix: str) -> tuple
     return workdir, created
 
 
+def start_bench(args: argparse.Namespace, script: str, why: str, keep_dir: Path) -> tuple[Path, bool] | None:
+    """What a bench that writes to disks does first: root (why: what for), SIGTERM unwinding like Ctrl-C, its
+    workdir (make_workdir), locked against another bench, with imgclone's journals kept in it. Returns the
+    workdir and whether it was created here; None, after saying why, when the bench cannot start."""
+    if not is_root(script, why):
+        return None
+    sigterm_as_interrupt()
+    workdir, created = make_workdir(args, keep_dir, f"imgclone-bench-{script.removesuffix('.py')}-")
+    if lock_dir(workdir) is None:
+        print(f"{script}: workdir {workdir} is in use by another benchmark; leaving it alone", file=sys.stderr)
+        return None
+    os.environ["IMGCLONE_STATE_DIR"] = str(workdir / "state")  # imgclone's journals stay in the workdir
+    return workdir, created
+
+
 def is_root(script: str, why: str) -> bool:
     """True as root; otherwise says what root is needed for."""
     if os.geteuid() == 0:

@@ -54,9 +54,6 @@ from common import (  # noqa: E402
     bench_parser,
     drop_caches,
     imgclone_argv,
-    is_root,
-    lock_dir,
-    make_workdir,
     measure,
     mib,
     note,
@@ -65,7 +62,7 @@ from common import (  # noqa: E402
     repeat_interleaved,
     run,
     runs_table,
-    sigterm_as_interrupt,
+    start_bench,
     wait_quiet,
     wall_ratio_of,
     write_summary,
@@ -329,14 +326,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if not is_root("host.py", "loop devices, mount, chroot, drop_caches"):
+    started = start_bench(args, "host.py", "loop devices, mount, chroot, drop_caches", KEEP_DIR)
+    if started is None:
         return 2
-    sigterm_as_interrupt()
-    workdir, created = make_workdir(args, KEEP_DIR, "imgclone-bench-host-")
-    if lock_dir(workdir) is None:
-        print(f"host.py: workdir {workdir} is in use by another benchmark; leaving it alone", file=sys.stderr)
-        return 2
-    os.environ["IMGCLONE_STATE_DIR"] = str(workdir / "state")  # imgclone's journals stay in the workdir
+    workdir, created = started
     copies: dict[str, list[Measured]] = {}
     initrds: dict[str, list[Measured]] = {}
     boot = BootTest()

@@ -48,9 +48,6 @@ from common import (  # noqa: E402
     bench_parser,
     drop_caches,
     imgclone_argv,
-    is_root,
-    lock_dir,
-    make_workdir,
     measure,
     mib,
     note,
@@ -59,7 +56,7 @@ from common import (  # noqa: E402
     repeat_interleaved,
     run,
     runs_table,
-    sigterm_as_interrupt,
+    start_bench,
     unmount,
     wait_quiet,
     wall_ratio_of,
@@ -248,15 +245,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    if not is_root("partition.py", "loop devices, mount, drop_caches"):
+    started = start_bench(args, "partition.py", "loop devices, mount, drop_caches", KEEP_DIR)
+    if started is None:
         return 2
-    sigterm_as_interrupt()
-    workdir, created = make_workdir(args, KEEP_DIR, "imgclone-bench-partition-")
-    if lock_dir(workdir) is None:
-        print(f"partition.py: workdir {workdir} is in use by another benchmark; leaving it alone", file=sys.stderr)
-        return 2
+    workdir, created = started
     s = Setup(workdir, int(args.size_gb * GiB), len(os.sched_getaffinity(0)), args.patience, args.retries)
-    os.environ["IMGCLONE_STATE_DIR"] = str(s.path("state"))  # imgclone's journals stay in the workdir
     results: dict[str, list[Measured]] = {}
     try:
         target_image = s.path("target.img")
