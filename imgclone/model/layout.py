@@ -306,6 +306,8 @@ class Layout:
             if fs.mountpoint in seen:
                 yield f"Filesystem {fs.id}: mount point {fs.mountpoint} is also used by {seen[fs.mountpoint]}"
             seen[fs.mountpoint] = fs.id
+        for sv in self.subvolumes:
+            yield from ref(f"Subvolume {sv.id}", "filesystem", sv.filesystem, ("Filesystem",))
         yield from self._subvolume_problems(seen)
 
     def _thin_problems(self, lv: LogicalVolume) -> Iterable[str]:
@@ -324,14 +326,14 @@ class Layout:
             yield f"{what}: chunk size {lv.chunk_size} is not one LVM takes (a multiple of 64 KiB up to 1 GiB)"
 
     def _subvolume_problems(self, mounts: Mapping[str, str]) -> Iterable[str]:
+        """What problems() cannot check by reference: the filesystem's type, paths, one default, mount points."""
         paths: set[tuple[str, str]] = set()
         defaults: dict[str, str] = {}
+        seen: dict[str, str] = {}
         for sv in self.subvolumes:
             what = f"Subvolume {sv.id}"
             fs = next((f for f in self.filesystems if f.id == sv.filesystem), None)
-            if fs is None:
-                yield f"{what}: filesystem {sv.filesystem} does not exist"
-            elif fs.type != FsType.BTRFS:
+            if fs is not None and fs.type != FsType.BTRFS:
                 yield f"{what}: filesystem {fs.id} is {fs.type}, not btrfs"
             if not sv.path or sv.path.startswith("/") or ".." in sv.path.split("/"):
                 yield f"{what}: path {sv.path!r} must be relative to the top level, without .."
@@ -342,17 +344,15 @@ class Layout:
                 if sv.filesystem in defaults:
                     yield f"{what}: {defaults[sv.filesystem]} is the default subvolume already"
                 defaults[sv.filesystem] = sv.id
-            if sv.mountpoint:
-                if not sv.mountpoint.startswith("/"):
-                    yield f"{what}: mount point {sv.mountpoint!r} is not absolute"
-                elif mounts.get(sv.mountpoint, sv.filesystem) != sv.filesystem:
-                    yield f"{what}: mount point {sv.mountpoint} is also used by {mounts[sv.mountpoint]}"
-        seen: dict[str, str] = {}
-        for sv in self.subvolumes:
-            if sv.mountpoint and sv.mountpoint in seen:
-                yield f"Subvolume {sv.id}: mount point {sv.mountpoint} is also used by {seen[sv.mountpoint]}"
-            if sv.mountpoint:
-                seen[sv.mountpoint] = sv.id
+            if not sv.mountpoint:
+                continue
+            if not sv.mountpoint.startswith("/"):
+                yield f"{what}: mount point {sv.mountpoint!r} is not absolute"
+            elif mounts.get(sv.mountpoint, sv.filesystem) != sv.filesystem:
+                yield f"{what}: mount point {sv.mountpoint} is also used by {mounts[sv.mountpoint]}"
+            elif sv.mountpoint in seen:
+                yield f"{what}: mount point {sv.mountpoint} is also used by {seen[sv.mountpoint]}"
+            seen.setdefault(sv.mountpoint, sv.id)
 
     def subvolumes_of(self, fs_id: str) -> list[Subvolume]:
         """A btrfs filesystem's subvolumes, parents first (by path)."""

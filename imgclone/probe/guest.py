@@ -300,8 +300,9 @@ def _find_root(g: Guest, probe: _Probe, image: str) -> tuple[GuestSource, list[F
             continue
         candidates = [GuestSource("fs-root", dev, "/")]
         if vtype == "btrfs":
-            candidates += [GuestSource("fs-root", dev, "/", r.path) for r in probe.btrfs(dev).rows
-                           if not r.parent_uuid and r.id not in probe.btrfs(dev).readonly]  # fmt: skip
+            listing = probe.btrfs(dev)
+            candidates += [GuestSource("fs-root", dev, "/", r.path) for r in listing.rows
+                           if not r.parent_uuid and r.id not in listing.readonly]  # fmt: skip
         for src in candidates:
             try:
                 g.mount_ro(src.mountable, "/")
