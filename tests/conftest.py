@@ -58,6 +58,8 @@ def imgclone() -> Callable[..., subprocess.CompletedProcess[bytes]]:
 EXPECTED_SECONDS = {
     "tests/test_faults.py::test_phases_1_and_2_killed_at_every_step": 734,
     "tests/test_bootnext.py::test_uefi_host_boots_its_clone_next_through_bootnext": 590,
+    "tests/test_btrfs_clone.py::test_btrfs_default_fixture_copied_bigger_keeps_its_default_subvolume_and_boots": 500,
+    "tests/test_btrfs_clone.py::test_btrfs_fixture_captured_offline_restored_smaller_verified_and_boots": 450,
     "tests/test_e2e.py::test_bios_clone_customized_and_converted_boots": 420,
     "tests/test_faults.py::test_phase3_killed_at_every_step_and_the_clone_boots": 355,
     "tests/test_e2e_more.py::test_uefi_clone_to_raw_image_boots": 327,
@@ -66,6 +68,7 @@ EXPECTED_SECONDS = {
     "tests/test_altop.py::test_query_wake_write_sleep_wipe_and_restore_again": 176,
     "tests/test_e2e_more.py::test_ext3_upgraded_to_ext4_on_a_disk_via_host_boots": 148,
     "tests/test_corruption.py::test_restore_from_a_damaged_archive_fails_and_says_so[stream-data-True]": 112,
+    "tests/test_btrfs_clone.py::test_host_capture_restores_each_subvolume_and_keeps_snapshots_when_asked": 140,
     "tests/test_copy.py::test_copy_keeps_the_archive_when_asked": 106,
     "tests/test_copy.py::test_copy_refuses_a_conversion_its_content_cannot_survive": 101,
     "tests/test_copy.py::test_alt_disk_copy_of_an_image_phases_1_and_2": 99,

@@ -311,6 +311,10 @@ class FakeGuest:
         self._answer("mount_ro", (mountable, mountpoint), {}, _none)
         self.mounted[mountpoint] = mountable
 
+    def mount_options(self, options: str, mountable: str, mountpoint: str) -> None:
+        self._answer("mount_options", (options, mountable, mountpoint), {}, _none)
+        self.mounted[mountpoint] = mountable
+
     def umount_all(self) -> None:
         self._answer("umount_all", (), {}, _none)
         self.mounted.clear()

@@ -114,3 +114,28 @@ def test_a_stream_it_cannot_parse_stops_the_scan_not_the_copy() -> None:
     scan = TarScan("/")
     scan.feed(bytes(block) + pax_tar())
     assert scan.broken and scan.facts() is None
+
+
+def test_facts_of_a_btrfs_subvolumes_streams_merge_into_their_filesystems() -> None:
+    """A btrfs with subvolumes has a stream each: the planner checks the filesystem against the extremes of all,
+    and plans for the files of all (Manifest.planning_files / planning_content)."""
+    from imgclone.model.layout import Layout
+    from imgclone.model.manifest import Manifest, Source, StreamInfo
+
+    a = ContentFacts(10, "/a", 3, "/a3", 100, "user.x", "/ax")
+    b = ContentFacts(20, "/home/b", 2, "/home/b2", 50, "user.y", "/home/by")
+    assert a.merged(b) == ContentFacts(20, "/home/b", 3, "/a3", 100, "user.x", "/ax")
+    assert a.merged(None) is None
+    host = ContentFacts(5, "/c", 9, "/c9")  # a host capture sees no xattrs
+    assert a.merged(host) == ContentFacts(10, "/a", 9, "/c9")
+
+    def stream(tree: str, files: int, facts: ContentFacts | None) -> StreamInfo:
+        return StreamInfo("fs-root", "/", f"streams/{tree}.tar.zst", 1, 1, "0" * 64, files, 1, facts,
+                          subvolume=tree if tree.startswith("sv-") else "")  # fmt: skip
+
+    m = Manifest(Layout(), Source("image"), None, streams=(stream("sv-root-@", 100, a), stream("sv-root-@home", 7, b),
+                                                           stream("fs-root", 1, host)))  # fmt: skip
+    assert m.planning_files() == {"fs-root": 108}
+    assert m.planning_content() == {"fs-root": ContentFacts(20, "/home/b", 9, "/c9")}
+    assert [s.tree for s in m.streams] == ["sv-root-@", "sv-root-@home", "fs-root"]
+    assert StreamInfo.from_dict(m.streams[0].to_dict()) == m.streams[0]

@@ -48,7 +48,9 @@ MARK = "IMGCLONE_TEST_FAULT_RUN"  # every process a run starts inherits it: how 
 KILLED = (-signal.SIGKILL, 128 + signal.SIGKILL)
 
 
-PHASE1 = step_names(restore.STEPS)
+# the steps that make btrfs subvolumes do nothing on the GPT + LVM image: a kill there is one at the next step's start
+# (a restore of btrfs subvolumes killed after making them: tests/test_btrfs_clone.py)
+PHASE1 = [s for s in step_names(restore.STEPS) if s not in ("create_subvolumes", "seal_subvolumes")]
 PHASE2 = step_names(customize.STEPS)
 PHASE3 = step_names(finalize.STEPS)
 

@@ -20,6 +20,8 @@ from imgclone.check.records import (
     target_records,
     target_script,
 )
+from imgclone.model.layout import Filesystem, FsType
+from imgclone.model.trees import Tree
 from tests.fakes import FakeGuest
 
 Run = Callable[..., subprocess.CompletedProcess[bytes]]
@@ -250,7 +252,8 @@ def test_the_appliance_side_reads_in_chunks(tmp_path: Path, monkeypatch: pytest.
     _tree(tmp_path / "t")
     monkeypatch.setattr(fidelity_guest, "CHUNK", 300)  # a few hundred bytes a call: the chunks must add up
     g = host_guest({"/dev/sda1": tmp_path / "t"}, tmp_path / "out", {}, {})
-    records, errors = fidelity_guest.read_target(g, "/dev/sda1")
+    records, errors = fidelity_guest.read_target(g, Tree("fs-t", Filesystem("fs-t", "p1", FsType.EXT4, "/", 1)),
+                                                 "/dev/sda1")  # fmt: skip
     assert errors == ""
     assert len(g.named("debug")) > 5, "the output came back in several chunks"
     res = _compare(_archive_side(tmp_path / "t"), records)

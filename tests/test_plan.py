@@ -483,14 +483,32 @@ def test_lvs_are_whole_extents_of_the_source_vg() -> None:
         assert lv.size % (32 * MiB) == 0 and need.get(lv.name, GiB) <= lv.size < need.get(lv.name, GiB) + 32 * MiB
 
 
-@pytest.mark.parametrize("kind", ["thin", "subvolume"])
-def test_kinds_recorded_but_not_recreated_yet_are_refused_by_name(kind: str) -> None:
-    """A thin LV or a btrfs subvolume in the layout (version 2) stops the plan with its name, never built as a
-    plain LV or a plain btrfs."""
-    layout = stacks()
-    if kind == "subvolume":
-        layout = replace(layout, lvs=(), vgs=(), filesystems=layout.filesystems[:2])
-    expect = "LogicalVolume lv-vg0-pool: a thin-pool LV" if kind == "thin" else "Subvolume sv-root-home: btrfs subv"
-    with pytest.raises(LayoutError, match=f"^{expect}") as e:
-        make_plan(layout, [Target("/t", 16 * GiB)], PlanOptions())
+def test_a_thin_lv_is_refused_by_name_never_built_as_a_plain_lv() -> None:
+    """A thin LV in the layout (version 2) stops the plan with its name, never built as a plain LV."""
+    with pytest.raises(LayoutError, match="^LogicalVolume lv-vg0-pool: a thin-pool LV") as e:
+        make_plan(stacks(), [Target("/t", 16 * GiB)], PlanOptions())
     assert "cannot recreate it yet" in (e.value.hint or "")
+
+
+def _btrfs_only() -> Layout:
+    layout = stacks()
+    return replace(layout, lvs=(), vgs=(), filesystems=layout.filesystems[:2],
+                   partitions=layout.partitions[:2])  # fmt: skip
+
+
+def test_btrfs_subvolumes_go_into_the_target_layout_as_they_are_snapshots_when_captured() -> None:
+    """The target layout has the source's subvolumes (same ids, paths, mount points): restore makes them; its
+    snapshots only when the archive holds them (capture --snapshots); the --dry-run table lists them."""
+    src = _btrfs_only()
+    p = make_plan(src, [Target("/t", 16 * GiB)], PlanOptions())
+    assert p.target.subvolumes == tuple(s for s in src.subvolumes if not s.snapshot) != src.subvolumes
+    p.target.validate()
+    assert "sv-root-at    subvolume   -" in p.table() and "/ (@)" in p.table() and "sv-root-snap" not in p.table()
+    kept = make_plan(src, [Target("/t", 16 * GiB)], PlanOptions(snapshots=True))
+    assert kept.target.subvolumes == src.subvolumes
+
+
+def test_converting_a_btrfs_with_subvolumes_is_refused_by_name() -> None:
+    """--convert btrfs=ext4 would lose the subvolumes each stream is for: one line naming a subvolume."""
+    with pytest.raises(LayoutError, match=r"^Subvolume sv-root-\S+: --convert btrfs=ext4 cannot hold btrfs subvolume"):
+        make_plan(_btrfs_only(), [Target("/t", 16 * GiB)], PlanOptions(convert={"btrfs": "ext4"}))

@@ -10,20 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from imgclone.capture.common import CaptureOptions, refuse_subvolumes
-from imgclone.capture.host import capture_host
-from imgclone.errors import LayoutError
 from imgclone.guest.appliance import Appliance
 from imgclone.model.layout import Disk, Filesystem, FsType, Layout, Partition
-from imgclone.plan.planner import make_plan
-from imgclone.plan.types import PlanOptions, Target
 from imgclone.probe import btrfs
 from imgclone.probe.btrfs import SubvolMount, SubvolRow
 from imgclone.probe.guest import probe_image
-from imgclone.probe.host import probe_mounts, probe_running
+from imgclone.probe.host import probe_running
 from imgclone.probe.host_parsers import LSBLK
 from tests.fakes import FakeGuest, FakeRunner, fail
-from tests.loopfs import loop_fs
 
 DATA = Path(__file__).parent / "data" / "probe"
 Run = Callable[..., subprocess.CompletedProcess[bytes]]
@@ -177,15 +171,6 @@ def test_a_plain_btrfs_has_no_subvolumes_and_is_probed_as_before() -> None:
     assert [s.mountable for s in sources] == ["/dev/sda2", "/dev/sda1"]
 
 
-def test_capture_and_plan_refuse_subvolumes_by_name() -> None:
-    layout, _ = probe_image(btrfs_guest("btrfs_get_default_top.txt", "subvol=@"), ["btrfs.qcow2"])
-    with pytest.raises(LayoutError, match=r"^Subvolume sv-root-@: btrfs subvolume @ at / of fs-root \(") as e:
-        refuse_subvolumes(layout)
-    assert "cannot capture them yet" in (e.value.hint or "")
-    with pytest.raises(LayoutError, match=r"^Subvolume sv-root-@: btrfs subvolume @ of fs-root"):
-        make_plan(layout, [Target("/t", 8 << 30)], PlanOptions())
-
-
 # -- this host: the running system's btrfs (hand-written findmnt/lsblk in their shapes), and a real loop device ---
 def running_btrfs_runner() -> FakeRunner:
     findmnt = {"filesystems": [
@@ -229,24 +214,6 @@ def test_probe_running_records_each_subvolume_mount_of_the_root_btrfs() -> None:
     assert not [c for c in runner.calls if c[0] in ("pvs", "lvs")]  # lsblk names every type: no LVM here
 
 
-@pytest.mark.integration
-def test_capture_of_a_real_btrfs_with_subvolumes_is_refused_by_name(tmp_path: Path) -> None:
-    """A btrfs on a loop device with @ and a nested subvolume, mounted: probe_mounts records them through the real
-    btrfs-progs, and capture refuses before writing anything."""
-    with loop_fs(tmp_path, "btrfs", 256, name="top") as top:
-        subprocess.run(["btrfs", "subvolume", "create", str(top / "@")], check=True, capture_output=True)
-        subprocess.run(["btrfs", "subvolume", "create", str(top / "@" / "nested")], check=True, capture_output=True)
-        layout, _ = probe_mounts([str(top)])
-        assert [(s.path, s.mountpoint, s.default) for s in layout.subvolumes] == [
-            ("@", "", False),
-            ("@/nested", "", False),
-        ]
-        out = tmp_path / "x.mksysb"
-        with pytest.raises(LayoutError, match=r"^Subvolume sv-\S+-top-@: btrfs subvolume @ of fs-\S+-top \(") as e:
-            capture_host(CaptureOptions(output=str(out), mounts=(str(top),), progress=False))
-        assert "cannot capture them yet" in str(e.value) and list(tmp_path.glob("x.mksysb*")) == []
-
-
 # -- the real fixtures (fixtures/stacks.py), through a real appliance -----------------------------------------------
 @pytest.mark.integration
 @pytest.mark.parametrize("name", ["btrfs", "btrfs-default"])
@@ -277,15 +244,3 @@ def test_real_btrfs_fixture_root_found_in_its_subvolume_and_recorded(name: str) 
         ("/home", "@home"),
     ]
     assert [f.mountpoint for f in layout.filesystems] == ["/", "/boot"] and len(layout.swaps) == 1
-
-
-@pytest.mark.integration
-def test_capture_of_the_btrfs_fixture_is_refused_by_name_and_writes_nothing(tmp_path: Path, imgclone: Run) -> None:
-    from fixtures.stacks import fixture_path
-
-    out = tmp_path / "b.mksysb"
-    res = imgclone("capture", str(fixture_path("btrfs")), "-o", str(out), "--no-progress")
-    err = res.stderr.decode()
-    assert res.returncode == 2
-    assert err.startswith("imgclone: error: Subvolume sv-root-@: btrfs subvolume @ at / of fs-root")
-    assert "Traceback" not in err and list(tmp_path.iterdir()) == []

@@ -12,6 +12,7 @@ import pytest
 
 from imgclone.errors import ImgcloneError
 from imgclone.model.content import ContentFacts
+from imgclone.model.trees import trees
 from imgclone.phases import extract
 from imgclone.phases.stream_guard import guards
 from tests.fakes import FakeGuest
@@ -80,8 +81,10 @@ class Bar:
 
 
 def extraction(pipe: Pipe) -> extract.Extraction:
-    [guard] = guards(planned(source("xfs"), HOST_FACTS, convert={"xfs": "ext4"}), {}).values()
-    return extract.Extraction(FakeGuest({"tar_in": pipe}), "streams/fs-data.tar.zst", "/dev/sda1", None, guard)
+    plan = planned(source("xfs"), HOST_FACTS, convert={"xfs": "ext4"})
+    [guard] = guards(plan, {}).values()
+    [tree] = trees(plan.target)
+    return extract.Extraction(FakeGuest({"tar_in": pipe}), "streams/fs-data.tar.zst", tree, "/dev/sda1", None, guard)
 
 
 def part(xattrs: list[int]) -> Part:

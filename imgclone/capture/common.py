@@ -24,7 +24,7 @@ from tqdm import tqdm
 from imgclone.archive.streams import DEFAULT_LEVEL, LEVELS
 from imgclone.archive.writer import ArchiveWriter
 from imgclone.capture import excludes
-from imgclone.errors import LayoutError, ReadErrors, UsageError
+from imgclone.errors import ReadErrors, UsageError
 from imgclone.model.boot import BootFacts
 from imgclone.model.content import ContentFacts
 from imgclone.model.layout import Layout
@@ -64,6 +64,7 @@ class CaptureOptions:
     progress: bool | None = None  # None: when stderr is a terminal
     prescan: bool = False  # the first manifest's `prescan`: files near a type's limits (copy with a conversion)
     level: int = DEFAULT_LEVEL  # zstd's compression level
+    snapshots: bool = False  # btrfs snapshots too (model/trees.py)
 
 
 @dataclass
@@ -106,16 +107,6 @@ def check_options(opts: CaptureOptions) -> None:
         raise UsageError(f"-o {out}: directory {os.path.dirname(os.path.abspath(out))} does not exist")
 
 
-def refuse_subvolumes(layout: Layout) -> None:
-    """A btrfs with subvolumes is recorded (the layout has them) but not streamed one by one yet: refused by
-    name, rather than streamed as one tree (nested subvolumes and snapshots inside it, the others left out)."""
-    if layout.subvolumes:
-        sv = next((s for s in layout.subvolumes if s.mountpoint), layout.subvolumes[0])
-        where = f" at {sv.mountpoint}" if sv.mountpoint else ""
-        raise LayoutError(f"Subvolume {sv.id}: btrfs subvolume {sv.path}{where} of {sv.filesystem}",
-                          "this imgclone records btrfs subvolumes but cannot capture them yet")  # fmt: skip
-
-
 def check_exclude_list(path: str) -> None:
     """-e: a full path to a file of patterns grep accepts (checked before any probe or appliance)."""
     excludes.check_full_path(path)
@@ -149,7 +140,8 @@ def first_manifest(ctx: Context, source: Source, boot: BootFacts, inodes: Mappin
                    prescan: Mapping[str, ContentFacts | None] | None) -> Manifest:  # fmt: skip
     """The manifest written before the streams: the layout and the rules the probe found, and what prepare knows."""
     return Manifest(layout=ctx.layout, source=source, boot=boot, excludes=Excludes.from_dict(ctx.rules.to_dict()),
-                    inodes=dict(inodes), prescan=dict(prescan) if prescan is not None else None)  # fmt: skip
+                    inodes=dict(inodes), prescan=dict(prescan) if prescan is not None else None,
+                    snapshots=ctx.opts.snapshots)  # fmt: skip
 
 
 def run_capture(opts: CaptureOptions, prepare: Callable[[Context], Manifest],
@@ -161,7 +153,7 @@ def run_capture(opts: CaptureOptions, prepare: Callable[[Context], Manifest],
         with tempfile.TemporaryDirectory(prefix="imgclone-") as tmp:
             ctx = Context(opts=opts, workdir=Path(tmp), writer=writer, bar=None)
             first = prepare(ctx)
-            writer.begin(first.to_dict(), len(ctx.layout.filesystems))
+            writer.begin(first.to_dict(), len(first.trees()))
             with progress_bar(sum(f.used for f in ctx.layout.filesystems), opts.progress) as ctx.bar:
                 stream_all(ctx)
             manifest = first.finished(tuple(ctx.streams), len(ctx.read_errors))

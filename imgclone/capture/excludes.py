@@ -196,7 +196,7 @@ def literal_paths(rules: ExcludeRules) -> frozenset[bytes] | None:
     return None if any(p is None for p in paths) else frozenset(p for p in paths if p is not None)
 
 
-def _sysname(name: bytes, prefix: bytes) -> bytes:
+def system_name(name: bytes, prefix: bytes) -> bytes:
     """The system-relative path of a fs-relative name: its leading "." replaced by prefix."""
     if name == b".":
         return prefix
@@ -222,7 +222,7 @@ def _matches(names: Iterable[bytes], tmpdir: Path, rules: ExcludeRules, prefix: 
     try:
         with os.fdopen(fd, "wb") as f:
             for name in names:
-                f.write(_sysname(name, prefix) + b"\0")
+                f.write(system_name(name, prefix) + b"\0")
         argv = [*_GREP, "--", listfile]
         res = runner.run(argv, input=_pattern_input(rules.patterns), check=False, env=_ENV)
     finally:
@@ -236,11 +236,12 @@ def _matches(names: Iterable[bytes], tmpdir: Path, rules: ExcludeRules, prefix: 
 
 def select(
     names: Path, out: Path, rules: ExcludeRules, *, prefix: bytes = b".", runner: Runner = HOST,
-    scan: NameScan | None = None,
+    scan: NameScan | None = None, also: Collection[bytes] = (),
 ) -> Selection:  # fmt: skip
     """Write to out the NUL-terminated names the rules keep; return the count and what was excluded.
 
-    scan: names holds find's content.FIND_PRINTF records, and scan gathers the facts of the kept names."""
+    scan: names holds find's content.FIND_PRINTF records, and scan gathers the facts of the kept names.
+    also: names ("./a/b", as find . prints them) left out whatever the rules say (nested btrfs subvolumes)."""
     if prefix != b"." and not (prefix.startswith(b"./") and not prefix.endswith(b"/")):
         raise ValueError(f"prefix must be b'.' or b'./dir': {prefix!r}")
 
@@ -248,6 +249,7 @@ def select(
         return read_names(names) if scan is None else scan.names(read_names(names))
 
     matched = _matches(listing(), out.parent, rules, prefix, runner) if rules.patterns else set()
+    matched |= {system_name(n, prefix) for n in also}
     with out.open("wb") as f:
         return select_stream(listing(), matched, f.write if scan is None else scan.keeping(f.write), prefix=prefix)
 
@@ -264,7 +266,7 @@ def select_stream(
     excluded: list[bytes] = []
     for name in names:
         if matched:
-            sysname = _sysname(name, prefix)
+            sysname = system_name(name, prefix)
             if _under(sysname, matched):
                 continue
             if sysname in matched:

@@ -18,15 +18,14 @@ from imgclone.capture.common import (
     Context,
     first_manifest,
     record_read_error,
-    refuse_subvolumes,
     run_capture,
     self_excludes,
 )
 from imgclone.errors import CommandError
 from imgclone.host.run import HOST, PIPE, Pipeline
 from imgclone.model import content
-from imgclone.model.layout import Filesystem
 from imgclone.model.manifest import Manifest, Source, StreamInfo
+from imgclone.model.trees import Tree, trees
 from imgclone.probe import bootfacts
 from imgclone.probe import host as probe_host
 
@@ -46,7 +45,6 @@ def capture_host(opts: CaptureOptions) -> Manifest:
         else:
             ctx.layout, found = probe_host.probe_running()
             kind = "running"
-        refuse_subvolumes(ctx.layout)
         sources.extend(found)
         ctx.rules = host_rules(opts, ctx.workdir)
         boot = bootfacts.boot_facts_host()
@@ -56,11 +54,11 @@ def capture_host(opts: CaptureOptions) -> Manifest:
 
     def stream_all(ctx: Context) -> None:
         by_id = {s.fs_id: s for s in sources}
-        for fs in ctx.layout.mount_order():
-            src = by_id.get(fs.id)
+        for tree in trees(ctx.layout, snapshots=opts.snapshots):
+            src = by_id.get(tree.fs.id)
             if src is not None:
-                with read_only_view(src.mountpoint) as view:
-                    ctx.streams.append(stream_fs(ctx, fs, view))
+                with tree_view(tree, src.mountpoint) as view:
+                    ctx.streams.append(stream_tree(ctx, tree, view))
 
     return run_capture(opts, prepare, stream_all)
 
@@ -82,11 +80,37 @@ def read_only_view(mountpoint: str) -> Iterator[str]:
     live pseudo filesystems never show up as "file changed as we read it". It lives under
     /run, outside any scratch directory that is removed recursively, and is only rmdir'ed.
     """
+    with _view(["mount", "--bind", mountpoint], ["mount", "-o", "remount,bind,ro"]) as view:
+        yield view
+
+
+@contextmanager
+def tree_view(tree: Tree, mountpoint: str) -> Iterator[str]:
+    """A read-only view of one tree: a filesystem's (read_only_view), or on a btrfs with subvolumes one
+    subvolume or the top level, mounted read-only from the device of the btrfs at mountpoint (a subvolume that is
+    not mounted, or the top level under a mounted @, shows nowhere else)."""
+    if not tree.mount_options:
+        with read_only_view(mountpoint) as view:
+            yield view
+        return
+    device = os.fsdecode(HOST.run(["findmnt", "-nvo", "SOURCE", "--mountpoint", mountpoint]).stdout.strip())
+    with _view(["mount", "-o", f"ro,{tree.mount_options}", device]) as view:
+        yield view
+
+
+@contextmanager
+def _view(mount: list[str], then: list[str] | None = None) -> Iterator[str]:
+    """A directory under VIEWS with `mount` (and then `then`) on it; unmounted and removed after."""
     VIEWS.mkdir(parents=True, exist_ok=True)
     view = tempfile.mkdtemp(prefix="view-", dir=VIEWS)
-    HOST.run(["mount", "--bind", mountpoint, view])
     try:
-        HOST.run(["mount", "-o", "remount,bind,ro", view])
+        HOST.run([*mount, view])
+    except BaseException:
+        os.rmdir(view)
+        raise
+    try:
+        if then is not None:
+            HOST.run([*then, view])
         yield view
     finally:
         res = HOST.run(["umount", view], check=False)
@@ -117,23 +141,29 @@ def list_names(directory: str, out: Path) -> None:
         raise CommandError(["find", directory], rc)
 
 
-def stream_fs(ctx: Context, fs: Filesystem, directory: str) -> StreamInfo:
-    """Archive one mounted filesystem: list, select by the rules, tar | zstd into the archive.
+def stream_tree(ctx: Context, tree: Tree, directory: str) -> StreamInfo:
+    """Archive one tree (a mounted filesystem, a btrfs subvolume) read at directory: list, select by the rules,
+    tar | zstd into the archive. A tree that shows nowhere in the system gets no rules; the subvolumes nested in
+    it are left out (find -xdev lists their directories, not what is in them).
 
     When every rule is an exact path (the archive and the workdir, as a rule), find's names go
     through the rules straight into tar, which starts at once: reading the metadata overlaps
     with reading and compressing the data, as in a plain `tar -c | zstd`. Other rules need grep
     over the whole list first (one pass of find before tar).
     """
-    prefix = excludes.tree_prefix(fs.mountpoint)
-    literal = excludes.literal_paths(ctx.rules)
-    kept = ctx.workdir / f"{fs.id}.kept"
+    prefix = excludes.tree_prefix(tree.shown_at or "/")
+    rules = ctx.rules if tree.shown_at else excludes.ExcludeRules()
+    nested = [os.fsencode("./" + n) for n in tree.nested]
+    literal = excludes.literal_paths(rules)
+    if literal is not None:
+        literal = literal | {excludes.system_name(n, prefix) for n in nested}
+    kept = ctx.workdir / f"{tree.id}.kept"
     sel: excludes.Selection | None = None
-    scan = content.NameScan(fs.mountpoint)
+    scan = content.NameScan(tree.shown_at or "/")
     if literal is None:
-        names = ctx.workdir / f"{fs.id}.names"
+        names = ctx.workdir / f"{tree.id}.names"
         list_names(directory, names)
-        sel = excludes.select(names, kept, ctx.rules, prefix=prefix, scan=scan)
+        sel = excludes.select(names, kept, rules, prefix=prefix, scan=scan, also=nested)
         names.unlink()
     bar = ctx.bar
     msgs = TarMessages(verbose=ctx.opts.verbose, on_progress=bar.update, on_line=ctx.note)
@@ -147,7 +177,7 @@ def stream_fs(ctx: Context, fs: Filesystem, directory: str) -> StreamInfo:
         assert tar.stderr is not None and zstd.stderr is not None
         pump = msgs.pump(tar.stderr)
         try:
-            member, parts, size, sha = ctx.writer.add_stream(fs.id, pipe.out)
+            member, parts, size, sha = ctx.writer.add_stream(tree.id, pipe.out)
         except BaseException:
             pipe.kill()  # first: the feeder may be blocked writing to tar
             raise
@@ -168,16 +198,16 @@ def stream_fs(ctx: Context, fs: Filesystem, directory: str) -> StreamInfo:
         raise CommandError(pipe.stages[0], 2, "tar failed")
     log.debug(
         "%s: %d names kept, %d excluded, %d bytes in %d part(s)",
-        fs.id,
+        tree.id,
         sel.kept,
         len(sel.excluded),
         size,
         parts,
     )
     facts = scan.facts()
-    return StreamInfo(fs=fs.id, mountpoint=fs.mountpoint, member=member, parts=parts, bytes=size, sha256=sha,
-                      files=sel.kept, data_bytes=msgs.total,
-                      content=facts)  # fmt: skip
+    return StreamInfo(fs=tree.fs.id, mountpoint=tree.shown_at, member=member, parts=parts, bytes=size, sha256=sha,
+                      files=sel.kept, data_bytes=msgs.total, content=facts,
+                      subvolume=tree.subvol and tree.id)  # fmt: skip
 
 
 class _TarStopped(Exception):

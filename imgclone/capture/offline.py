@@ -25,17 +25,18 @@ from imgclone.capture.common import (
     Context,
     check_options,
     first_manifest,
-    refuse_subvolumes,
     run_capture,
 )
 from imgclone.errors import ImgcloneError
 from imgclone.guest.appliance import Appliance
 from imgclone.guest.interface import Guest
+from imgclone.guest.treemount import mount_tree
 from imgclone.host.images import image_format
 from imgclone.host.run import PIPE, Pipeline
 from imgclone.model import content
-from imgclone.model.layout import Filesystem, Layout
+from imgclone.model.layout import Layout
 from imgclone.model.manifest import Manifest, Source, StreamInfo
+from imgclone.model.trees import Tree, trees
 from imgclone.probe import bootfacts
 from imgclone.probe import guest as probe_guest
 
@@ -56,7 +57,6 @@ def capture_offline(opts: CaptureOptions) -> Manifest:
     def prepare(ctx: Context) -> Manifest:
         g.launch()
         ctx.layout, found = probe_guest.probe_image(g, [source])
-        refuse_subvolumes(ctx.layout)
         devices.update({s.fs_id: s.device for s in found})
         probe_guest.mount_sources(g, found)
         inodes = probe_guest.used_inodes(g, found)
@@ -67,9 +67,9 @@ def capture_offline(opts: CaptureOptions) -> Manifest:
         return first_manifest(ctx, Source("image", path=source, format=fmt), boot, inodes, prescan)
 
     def stream_all(ctx: Context) -> None:
-        for fs in ctx.layout.mount_order():
-            if fs.id in devices:
-                ctx.streams.append(stream_fs(g, ctx, fs, devices[fs.id]))
+        for tree in trees(ctx.layout, snapshots=opts.snapshots):
+            if tree.fs.id in devices:
+                ctx.streams.append(stream_tree(g, ctx, tree, devices[tree.fs.id]))
 
     try:
         return run_capture(opts, prepare, stream_all)
@@ -140,28 +140,32 @@ def write_names(find0: Path, out: Path) -> None:
                 dst.write(b"./" + name + b"\0")
 
 
-def select_names(g: Guest, fs: Filesystem, rules: excludes.ExcludeRules, kept: Path) -> excludes.Selection:
-    """The names of fs, mounted alone at / in the appliance, through the exclude rules as a capture selects them:
-    the kept ones NUL-terminated in kept; the top-most excluded ones returned. The copy by blocks removes those."""
+def select_names(g: Guest, tree: Tree, rules: excludes.ExcludeRules, kept: Path) -> excludes.Selection:
+    """The names of a tree, mounted alone at / in the appliance, through the exclude rules as a capture selects
+    them (a tree that shows nowhere in the system, none), its nested subvolumes left out: the kept ones
+    NUL-terminated in kept; the top-most excluded ones returned. The copy by blocks removes those."""
     listed = kept.with_suffix(".find0")
     g.find0("/", str(listed))
     write_names(listed, kept.with_suffix(".names"))
-    return excludes.select(kept.with_suffix(".names"), kept, rules, prefix=excludes.tree_prefix(fs.mountpoint))
+    return excludes.select(kept.with_suffix(".names"), kept, rules if tree.shown_at else excludes.ExcludeRules(),
+                           prefix=excludes.tree_prefix(tree.shown_at or "/"),
+                           also=[os.fsencode("./" + n) for n in tree.nested])  # fmt: skip
 
 
-def stream_fs(g: Guest, ctx: Context, fs: Filesystem, device: str) -> StreamInfo:
-    """Mount one filesystem alone at / in the appliance and stream it into the archive."""
+def stream_tree(g: Guest, ctx: Context, tree: Tree, device: str) -> StreamInfo:
+    """Mount one tree (a filesystem, or one btrfs subvolume) alone at / in the appliance and stream it into the
+    archive."""
     g.umount_all()
-    g.mount_ro(device, "/")
-    kept = ctx.workdir / f"{fs.id}.kept"
-    sel = select_names(g, fs, ctx.rules, kept)
+    mount_tree(g, tree, device, "/", readonly=True)
+    kept = ctx.workdir / f"{tree.id}.kept"
+    sel = select_names(g, tree, ctx.rules, kept)
     patterns = [glob_escape(n) for n in sel.excluded]
     if ctx.opts.verbose:
         list_kept(ctx, kept)
     r, w = os.pipe()
     failure: list[BaseException] = []
     counted = [0]
-    scan = content.TarScan(fs.mountpoint)
+    scan = content.TarScan(tree.shown_at or "/")
 
     def produce() -> None:
         try:
@@ -186,7 +190,7 @@ def stream_fs(g: Guest, ctx: Context, fs: Filesystem, device: str) -> StreamInfo
         relay = threading.Thread(target=_relay, args=(r, zin, ctx, counted, scan), daemon=True)
         producer.start()
         relay.start()
-        member, parts, size, sha = ctx.writer.add_stream(fs.id, pipe.out)
+        member, parts, size, sha = ctx.writer.add_stream(tree.id, pipe.out)
         producer.join()
         relay.join()
     g.umount_all()
@@ -194,9 +198,9 @@ def stream_fs(g: Guest, ctx: Context, fs: Filesystem, device: str) -> StreamInfo
         raise failure[0]
     pipe.check()
     facts = scan.facts()
-    return StreamInfo(fs=fs.id, mountpoint=fs.mountpoint, member=member, parts=parts, bytes=size, sha256=sha,
-                      files=sel.kept, data_bytes=counted[0],
-                      content=facts)  # fmt: skip
+    return StreamInfo(fs=tree.fs.id, mountpoint=tree.shown_at, member=member, parts=parts, bytes=size, sha256=sha,
+                      files=sel.kept, data_bytes=counted[0], content=facts,
+                      subvolume=tree.subvol and tree.id)  # fmt: skip
 
 
 def _relay(r: int, zin: IO[bytes], ctx: Context, counted: list[int], scan: content.TarScan) -> None:

@@ -24,15 +24,17 @@ from collections.abc import Sequence
 from imgclone.archive.reader import ArchiveReader, read_manifest
 from imgclone.archive.streams import ZSTD_DECOMPRESS
 from imgclone.check.fidelity import FileRecord, FsResult, Report, compare_fs
-from imgclone.check.records import TARGET_FILES, TARGET_OUT, archive_records, target_records, target_script
+from imgclone.check.records import TARGET_FILES, TARGET_OUT, archive_records, rel, target_records, target_script
 from imgclone.errors import ArchiveError, GuestfsError, UsageError
 from imgclone.guest.appliance import Appliance
 from imgclone.guest.interface import Guest
+from imgclone.guest.treemount import mount_tree, os_roots
 from imgclone.host.images import image_format
 from imgclone.host.run import PIPE, Pipeline
 from imgclone.model import journal as state
 from imgclone.model.layout import Layout
 from imgclone.model.manifest import Manifest
+from imgclone.model.trees import Tree
 from imgclone.storage import build
 
 log = logging.getLogger("imgclone")
@@ -144,26 +146,29 @@ class _StreamRecords:
 
 def compare_targets(g: Guest, manifest: Manifest, journal: state.Journal | None,
                     records: dict[str, list[FileRecord]], archive: str, targets: list[str]) -> Report:  # fmt: skip
-    """Map each archive filesystem to a target device, read it in the appliance, compare."""
+    """Map each archive filesystem to a target device, read each stream's tree there in the appliance, compare."""
     g.vg_activate_all(True)
-    streams = {s.fs: s.mountpoint for s in manifest.streams}
-    devices, how = map_filesystems(g, manifest.layout, streams, journal)
+    trees = {t.id: t for t in manifest.trees()}
+    streams = {s.tree: s for s in manifest.streams if s.tree in trees}
+    devices, how = map_filesystems(g, manifest.layout, {s.fs: trees[s.fs].shown_at for s in streams.values()
+                                                        if s.fs in trees}, journal)  # fmt: skip
     report = Report(archive=archive, targets=targets, mapping=how)
     phases = _phases(journal, report, manifest.created)
-    mountpoints = sorted(streams.values())
-    for fs_id, mountpoint in sorted(streams.items(), key=lambda kv: kv[1]):
-        device = devices.get(fs_id)
-        result = FsResult(fs=fs_id, mountpoint=mountpoint, device=device or "-")
+    mountpoints = sorted(s.mountpoint for s in streams.values() if s.mountpoint)
+    for tree_id, stream in sorted(streams.items(), key=lambda kv: (kv[1].mountpoint or "~", kv[0])):
+        tree = trees[tree_id]
+        device = devices.get(stream.fs)
+        result = FsResult(fs=tree_id, mountpoint=stream.mountpoint, device=device or "-")
         report.filesystems.append(result)
         if device is None:
-            report.notes.append(f"{mountpoint} ({fs_id}): no filesystem on the target holds it")
-            compare_fs(result, records.get(fs_id, []), [], phases, mountpoints)
+            report.notes.append(f"{tree.label} ({tree_id}): no filesystem on the target holds it")
+            compare_fs(result, records.get(tree_id, []), [], phases, mountpoints)
             continue
         result.type, result.uuid = str(g.vfs_type(device)), str(g.vfs_uuid(device))
-        target, errors = read_target(g, device)
+        target, errors = read_target(g, tree, device)
         if errors.strip():
-            report.notes.append(f"{mountpoint}: reading the target: {errors.strip().splitlines()[-1]}")
-        compare_fs(result, records.get(fs_id, []), target, phases, mountpoints)
+            report.notes.append(f"{tree.label}: reading the target: {errors.strip().splitlines()[-1]}")
+        compare_fs(result, records.get(tree_id, []), target, phases, mountpoints)
     return report
 
 
@@ -196,9 +201,10 @@ def map_filesystems(g: Guest, layout: Layout, streams: dict[str, str],
         return {fs.id: devs.path(fs.device) for fs in current.filesystems if fs.id in streams}, "the journal"
     found: dict[str, str] = {}
     how = []
-    roots = [str(r) for r in g.inspect_os()]
-    if len(roots) == 1:
-        by_mountpoint = {str(k): str(v) for k, v in g.inspect_get_mountpoints(roots[0]).items()}
+    roots = os_roots(g)
+    if len(roots) == 1:  # a btrfs subvolume's mountable (btrfsvol:DEVICE/PATH) is found by its UUID instead
+        by_mountpoint = {str(k): str(v) for k, v in g.inspect_get_mountpoints(roots[0]).items()
+                         if not str(v).startswith("btrfsvol:")}  # fmt: skip
         found = {fs: by_mountpoint[mp] for fs, mp in streams.items() if mp in by_mountpoint}
         how.append("the clone's fstab")
     left = {fs for fs in streams if fs not in found}
@@ -216,16 +222,19 @@ def map_filesystems(g: Guest, layout: Layout, streams: dict[str, str],
     return found, " and ".join(how)
 
 
-def read_target(g: Guest, device: str) -> tuple[list[FileRecord], str]:
-    """One filesystem alone, read-only: TARGET_SCRIPT's output parsed; and what its tools said on stderr."""
+def read_target(g: Guest, tree: Tree, device: str) -> tuple[list[FileRecord], str]:
+    """One tree (a filesystem, a btrfs subvolume) alone, read-only: TARGET_SCRIPT's output parsed, the subvolumes
+    nested in it left out as its stream leaves them out; and what its tools said on stderr."""
     g.umount_all()
-    g.mount_ro(device, "/")
+    mount_tree(g, tree, device, "/", readonly=True)
     try:
         g.debug("sh", [target_script()])
         files = {name: _fetch(g, f"{TARGET_OUT}/{name}") for name in TARGET_FILES}
     finally:
         g.umount_all()
-    return target_records(files), files["errors"].decode("utf-8", "replace")
+    nested = {rel(n) for n in tree.nested}
+    found = [r for r in target_records(files) if r.path not in nested]
+    return found, files["errors"].decode("utf-8", "replace")
 
 
 def _fetch(g: Guest, path: str) -> bytes:

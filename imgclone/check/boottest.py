@@ -36,6 +36,7 @@ from imgclone.archive.reader import is_archive
 from imgclone.errors import GuestfsError, ImgcloneError, UsageError
 from imgclone.guest.appliance import Appliance
 from imgclone.guest.interface import Guest
+from imgclone.guest.treemount import os_roots
 from imgclone.host import accel
 from imgclone.host.images import image_format
 from imgclone.host.run import DEVNULL, HOST, Pipeline
@@ -208,7 +209,7 @@ def create_overlay(image: str, fmt: str, overlay: Path) -> None:
 
 def mount_guest(g: Guest, image: str) -> None:
     """Mount the one OS's filesystems read-write at their fstab mount points (only / must succeed)."""
-    roots = [str(r) for r in g.inspect_os()]
+    roots = os_roots(g)
     if len(roots) != 1:
         found = ", ".join(roots) or "none"
         raise ImgcloneError(f"{image}: expected one operating system, found {found}", "is it a system disk?")

@@ -21,7 +21,7 @@ def cmd_capture(args: argparse.Namespace) -> int:
     opts = CaptureOptions(
         output=args.output, source=args.source, mounts=tuple(os.path.abspath(m) for m in args.mount),
         exclude_list=args.exclude_list, verbose=args.verbose, debug=args.debug, err_mode=ErrMode.from_env(),
-        progress=False if args.no_progress else None, level=args.level,
+        progress=False if args.no_progress else None, level=args.level, snapshots=args.snapshots,
     )  # fmt: skip
     t0 = time.monotonic()
     if opts.source:
@@ -42,7 +42,10 @@ def cmd_capture(args: argparse.Namespace) -> int:
 
 
 def _capture_text(m: Manifest, path: str, elapsed: float) -> str:
-    lines = [f"captured {len(m.streams)} filesystem(s) into {path} in {elapsed:.1f} s"]
+    nfs = len({s.fs for s in m.streams})
+    what = f"{nfs} filesystem(s)" + (f" in {len(m.streams)} streams (btrfs: one per subvolume)"
+                                     if len(m.streams) > nfs else "")  # fmt: skip
+    lines = [f"captured {what} into {path} in {elapsed:.1f} s"]
     lines += [stream_row(s) for s in m.streams]
     total = m.stream_bytes()
     lines.append(f"archive: {human(os.path.getsize(path))} ({human(total)} of streams)")
@@ -51,4 +54,4 @@ def _capture_text(m: Manifest, path: str, elapsed: float) -> str:
 
 def stream_row(s: StreamInfo) -> str:
     data = human(s.data_bytes) if s.data_bytes else "?"
-    return f"  {s.mountpoint:<16} {s.fs:<18} {s.files:>9} files  {data:>10} → {human(s.bytes):>10} zstd"
+    return f"  {s.mountpoint or '-':<16} {s.tree:<18} {s.files:>9} files  {data:>10} → {human(s.bytes):>10} zstd"

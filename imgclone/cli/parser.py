@@ -84,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"zstd compression level, {LEVELS[0]} (fastest) to {LEVELS[-1]} (smallest); default "
                      f"{DEFAULT_LEVEL}: about 3 %% bigger than zstd's own default 3, for a third less CPU")  # fmt: skip
     cap.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
+    cap.add_argument("--snapshots", action="store_true",
+                     help="also capture btrfs snapshots (snapper's .snapshots/N/snapshot), each as a subvolume of "
+                     "its own; left out by default")  # fmt: skip
 
     add_restore(sub, common)
     add_copy(sub, common)
@@ -201,6 +204,9 @@ def add_copy(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: a
                    help="how Phase 1 copies an image source: its blocks on the host, then grown and renamed (fast; "
                    "only into a new image, with nothing that needs files), or every file through the appliance; "
                    "auto (default): blocks when they can do")  # fmt: skip
+    c.add_argument("--snapshots", action="store_true",
+                 help="also capture btrfs snapshots (snapper's .snapshots/N/snapshot), each as a subvolume of "
+                 "its own; left out by default")  # fmt: skip
     add_target_options(c)
     add_phase_options(c)
 

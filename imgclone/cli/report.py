@@ -60,7 +60,7 @@ class Report:
             case CopyWay(by):
                 r["by"] = by
             case Captured(streams, total):
-                say(args, f"Phase 1: captured {streams} filesystem(s), {total} bytes of streams\n")
+                say(args, f"Phase 1: captured {streams} stream(s), {total} bytes of streams\n")
             case CopyPlanned(targets, plan, by, why, files_known):
                 r.update(targets=targets, plan=plan.to_dict(), dry_run=True, by=by, why=why)
                 way = f"by files ({why})" if why else "by blocks"

@@ -216,5 +216,5 @@ def capture_options(args: argparse.Namespace, prescan: bool = False) -> CaptureO
     return CaptureOptions(
         output=args.archive or "-", source=os.path.abspath(args.source) if args.source else None,
         exclude_list=args.exclude_list, verbose=args.verbose, debug=args.debug, err_mode=ErrMode.from_env(),
-        progress=False if args.no_progress else None, prescan=prescan,
+        progress=False if args.no_progress else None, prescan=prescan, snapshots=args.snapshots,
     )  # fmt: skip

@@ -41,6 +41,7 @@ from imgclone.errors import ImgcloneError
 from imgclone.guest import session
 from imgclone.guest.interface import Guest
 from imgclone.guest.steps import Step, run_steps
+from imgclone.guest.treemount import mount_tree
 from imgclone.host.images import image_info
 from imgclone.host.run import HOST, PIPE, Pipeline
 from imgclone.host.targets import TargetDisk
@@ -54,6 +55,7 @@ from imgclone.model.layout import (
     VolumeGroup,
 )
 from imgclone.model.manifest import Manifest, Source
+from imgclone.model.trees import mounted
 from imgclone.phases.phase import Phase
 from imgclone.phases.restore import (
     Restore,
@@ -274,10 +276,11 @@ def exclude_files(ctx: BlockCopy) -> None:
     if not rules.patterns:
         return
     g, devs = _g(ctx)
-    for fs in ctx.plan.target.mount_order():
+    for tree in mounted(ctx.plan.target):  # btrfs, whose subvolumes are trees of their own, is never copied by blocks
+        fs = tree.fs
         g.umount_all()
-        g.mount(devs.path(fs.device), "/")
-        sel = select_names(g, fs, rules, workdir / f"{fs.id}.kept")
+        mount_tree(g, tree, devs.path(fs.device), "/")
+        sel = select_names(g, tree, rules, workdir / f"{fs.id}.kept")
         prefix = excludes.tree_prefix(fs.mountpoint)
         paths = [os.fsdecode(name[1:]) for name in sel.excluded]
         parents = {p: g.lstatns(p) for p in {posixpath.dirname(path) for path in paths}}  # as the capture saw them

@@ -192,7 +192,7 @@ def dry_run(req: CopyRequest, listener: CopyListener) -> None:
     disks = resolve(req)
     opts = req.phases.restore
     source, inodes, content = probe_source(req.capture)
-    plan_opts = dataclasses.replace(opts.plan, files=inodes, content=content)
+    plan_opts = dataclasses.replace(opts.plan, files=inodes, content=content, snapshots=req.capture.snapshots)
     plan, why = None, "--by files"
     if req.by != "files":
         why = blocks_rules.host_refusal(opts, req.capture, disks, keep_archive=bool(req.keep)) or ""

@@ -129,6 +129,9 @@ class Calls(ABC):
     def mount_ro(self, mountable: str, mountpoint: str) -> None:
         self._call("mount_ro", mountable, mountpoint)
 
+    def mount_options(self, options: str, mountable: str, mountpoint: str) -> None:
+        self._call("mount_options", options, mountable, mountpoint)
+
     def umount_all(self) -> None:
         self._call("umount_all")
 

@@ -327,6 +327,9 @@ class HostTree:
     def mount_ro(self, mountable: str, mountpoint: str) -> None:
         run_tool(self.runner, ["mount", "-o", "ro", mountable, self._path(mountpoint)])
 
+    def mount_options(self, options: str, mountable: str, mountpoint: str) -> None:
+        run_tool(self.runner, ["mount", *(["-o", options] if options else []), mountable, self._path(mountpoint)])
+
     def umount_all(self) -> None:
         for point, _ in reversed(mounted_below(self.root)):  # the deepest first
             run_tool(self.runner, ["umount", point])

@@ -41,6 +41,20 @@ class ContentFacts:
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None and v != ""}  # the defaults stay out
 
+    def merged(self, other: ContentFacts | None) -> ContentFacts | None:
+        """The extremes of two streams of one filesystem (a btrfs's subvolumes); None when either records nothing."""
+        if other is None:
+            return None
+        a, b = self, other
+        size = a if a.largest_file >= b.largest_file else b
+        links = a if a.most_links >= b.most_links else b
+        if a.largest_xattr is None or b.largest_xattr is None:
+            xattr = ContentFacts()
+        else:
+            xattr = a if a.largest_xattr >= b.largest_xattr else b
+        return ContentFacts(size.largest_file, size.largest_file_path, links.most_links, links.most_links_path,
+                            xattr.largest_xattr, xattr.largest_xattr_name, xattr.largest_xattr_path)  # fmt: skip
+
     @classmethod
     def from_dict(cls, d: Any) -> ContentFacts | None:
         """The facts of a manifest stream's `content`; None when absent or not a mapping of known types."""

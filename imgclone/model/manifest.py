@@ -18,6 +18,7 @@ from imgclone.errors import ArchiveError
 from imgclone.model.boot import BootFacts
 from imgclone.model.content import ContentFacts
 from imgclone.model.layout import Layout
+from imgclone.model.trees import Tree, trees
 
 FORMAT = "imgclone-archive"
 FORMAT_VERSION = 1
@@ -41,12 +42,20 @@ class StreamInfo:
     files: int
     data_bytes: int
     content: ContentFacts | None = None  # archives before content facts have none
+    subvolume: str = ""  # a btrfs subvolume's stream: the subvolume's id (fs is its filesystem's)
+
+    @property
+    def tree(self) -> str:
+        """The id of the tree it holds (model/trees.py): the subvolume's, else the filesystem's."""
+        return self.subvolume or self.fs
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {k: getattr(self, k) for k in ("fs", "mountpoint", "member", "parts", "bytes", "sha256",
                                                            "files", "data_bytes")}  # fmt: skip
         if self.content is not None:
             d["content"] = self.content.to_dict()
+        if self.subvolume:
+            d["subvolume"] = self.subvolume
         return d
 
     @classmethod
@@ -54,7 +63,7 @@ class StreamInfo:
         try:
             return cls(str(d["fs"]), str(d["mountpoint"]), str(d["member"]), int(d["parts"]), int(d["bytes"]),
                        str(d["sha256"]), int(d["files"]), int(d["data_bytes"]),
-                       ContentFacts.from_dict(d.get("content")))  # fmt: skip
+                       ContentFacts.from_dict(d.get("content")), str(d.get("subvolume") or ""))  # fmt: skip
         except (KeyError, TypeError, ValueError, AttributeError) as e:
             raise ArchiveError(f"{MANIFEST}: stream entry {d!r} is incomplete") from e
 
@@ -113,6 +122,7 @@ class Manifest:
         None  # fs id → inodes in use when the capture began (a piped restore plans by it)
     )
     prescan: Mapping[str, ContentFacts | None] | None = None  # copy with a conversion: files near a type's limits
+    snapshots: bool = False  # btrfs snapshots were captured (each a stream), not left out (model/trees.py)
     format: str = FORMAT
     format_version: int = FORMAT_VERSION
     imgclone_version: str = __version__
@@ -125,7 +135,10 @@ class Manifest:
         """fs id → files to plan for: the streams' own counts, or in the first manifest of a piped archive (no
         streams yet) the source's inodes in use when the capture began, an upper bound (older archives have none)."""
         if self.streams:
-            return {s.fs: s.files for s in self.streams}
+            files: dict[str, int] = {}
+            for s in self.streams:  # a btrfs's subvolumes: one stream each
+                files[s.fs] = files.get(s.fs, 0) + s.files
+            return files
         return dict(self.inodes or {})
 
     def planning_content(self) -> dict[str, ContentFacts | None]:
@@ -134,7 +147,15 @@ class Manifest:
         when it has one, else nothing is known."""
         if not self.streams:
             return dict(self.prescan or {})
-        return {s.fs: s.content for s in self.streams}
+        content: dict[str, ContentFacts | None] = {}
+        for s in self.streams:
+            seen = content.get(s.fs, s.content)
+            content[s.fs] = None if seen is None or s.content is None else seen.merged(s.content)
+        return content
+
+    def trees(self) -> list[Tree]:
+        """The trees its streams hold, in their order (model/trees.py)."""
+        return trees(self.layout, snapshots=self.snapshots)
 
     def stream_bytes(self) -> int:
         return sum(s.bytes for s in self.streams)
@@ -152,6 +173,8 @@ class Manifest:
             d["inodes"] = dict(self.inodes)
         if self.prescan is not None:
             d["prescan"] = {i: (f.to_dict() if f is not None else None) for i, f in self.prescan.items()}
+        if self.snapshots:
+            d["snapshots"] = True
         return d
 
     @classmethod
@@ -169,7 +192,7 @@ class Manifest:
                 read_errors=int(d["read_errors"]) if d.get("read_errors") is not None else None,
                 inodes={str(k): int(v) for k, v in inodes.items()} if isinstance(inodes, Mapping) else None,
                 prescan={str(k): ContentFacts.from_dict(v) for k, v in prescan.items()}
-                if isinstance(prescan, Mapping) else None,
+                if isinstance(prescan, Mapping) else None, snapshots=d.get("snapshots") is True,
                 format=str(d.get("format", FORMAT)), format_version=int(d.get("format_version", FORMAT_VERSION)),
                 imgclone_version=str(d.get("imgclone_version", "")),
             )  # fmt: skip

@@ -21,16 +21,18 @@ from imgclone.archive.reader import ArchiveReader, Part
 from imgclone.archive.streams import TAR_LIST, ZSTD_DECOMPRESS
 from imgclone.errors import ArchiveError, GuestfsError, ImgcloneError
 from imgclone.guest.interface import Guest
+from imgclone.guest.treemount import mount_tree
 from imgclone.host.run import DEVNULL, PIPE, Pipeline
+from imgclone.model.trees import Tree
 from imgclone.phases.phase import Phase
 from imgclone.phases.stream_guard import StreamGuard
 
 
-def extract_all(g: Guest, reader: ArchiveReader, devices: Mapping[str, str], mountpoints: Mapping[str, str],
+def extract_all(g: Guest, reader: ArchiveReader, trees: Mapping[str, tuple[Tree, str]],
                 guards: Mapping[str, StreamGuard], *, total: int | None, verbose: bool, progress: bool | None
                 ) -> None:  # fmt: skip
-    """Every stream of the archive into the device of its filesystem (fs id → device, → mount point for -V);
-    total: the archive's stream bytes (None while it is still being captured)."""
+    """Every stream of the archive into its tree (stream id → the tree and its filesystem's device; guards by
+    filesystem id); total: the archive's stream bytes (None while it is still being captured)."""
     disable = not (sys.stderr.isatty() if progress is None else progress)
     with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="restore", disable=disable,
               file=sys.stderr, dynamic_ncols=True) as bar:  # fmt: skip
@@ -44,11 +46,12 @@ def extract_all(g: Guest, reader: ArchiveReader, devices: Mapping[str, str], mou
                 if current is None or current.member != part.member:
                     if current is not None:
                         current.finish()
-                    fs_id = part.member.rsplit("/", 1)[-1].removesuffix(".tar.zst")
-                    if fs_id not in devices:
+                    tree_id = part.member.rsplit("/", 1)[-1].removesuffix(".tar.zst")
+                    if tree_id not in trees:
                         raise ArchiveError(f"stream {part.member} has no filesystem in the target layout")
-                    listing = Listing(mountpoints[fs_id], say) if verbose else None
-                    current = Extraction(g, part.member, devices[fs_id], listing, guards.get(fs_id))
+                    tree, device = trees[tree_id]
+                    listing = Listing(tree.shown_at or "/", say) if verbose else None
+                    current = Extraction(g, part.member, tree, device, listing, guards.get(tree.fs.id))
                 current.feed(part, bar)
             if current is not None:
                 current.finish()
@@ -90,14 +93,14 @@ class Extraction:
     """One stream: parts → zstd -d (host) → pipe → tar_in (appliance), in a thread. With a guard, zstd's output
     passes through this process on its way, so the guard reads its headers first (phases/stream_guard.py)."""
 
-    def __init__(self, g: Guest, member: str, device: str, listing: Listing | None = None,
+    def __init__(self, g: Guest, member: str, tree: Tree, device: str, listing: Listing | None = None,
                  guard: StreamGuard | None = None) -> None:  # fmt: skip
         self.member = member
         self._g = g
         self._listing = listing
         self._refused: str | None = None
         g.umount_all()
-        g.mount(device, "/")
+        mount_tree(g, tree, device, "/")
         r, w = os.pipe()
         self._pipe = Pipeline([ZSTD_DECOMPRESS], stdin=PIPE, stdout=w if guard is None else PIPE,
                               stderr=PIPE).__enter__()  # fmt: skip

@@ -26,6 +26,7 @@ from imgclone.guest.steps import Context, run_phase, steps
 from imgclone.host import targets
 from imgclone.model import journal as state
 from imgclone.model.manifest import Manifest
+from imgclone.model.trees import Tree, trees
 from imgclone.phases import extract, fixups, stream_guard
 from imgclone.phases.phase import Phase
 from imgclone.plan.planner import make_plan
@@ -90,7 +91,7 @@ def plan_restore(opts: RestoreOptions, reader: ArchiveReader) -> Restore:
     protected = targets.running_root_disks()
     disks = targets.resolve(list(opts.targets), force=opts.force, protected=protected)
     plan_opts = dataclasses.replace(opts.plan, files=manifest.planning_files(),  # inodes a shrunk fs must still hold
-                                    content=manifest.planning_content())  # fmt: skip
+                                    content=manifest.planning_content(), snapshots=manifest.snapshots)  # fmt: skip
     plan = make_plan(source, [Target(d.path, d.size, d.sector_size) for d in disks], plan_opts)
     return Restore(targets=opts.targets, opts=opts, manifest=manifest, disks=disks, plan=plan, reader=reader)
 
@@ -201,12 +202,22 @@ def make_filesystems(ctx: Restore) -> None:
     ctx.uuids = build.make_filesystems(ctx.g, ctx.devices, keep)
 
 
+def create_subvolumes(ctx: Restore) -> None:
+    """The btrfs subvolumes the archive has streams of, parents first; the default one set."""
+    build.create_subvolumes(ctx.g, ctx.devices, target_trees(ctx))
+
+
+def target_trees(ctx: Restore) -> list[Tree]:
+    """The trees of the target layout, each a stream of the archive (its snapshots are there when it has them)."""
+    return trees(ctx.plan.target, snapshots=True)
+
+
 def extract_streams(ctx: Restore) -> None:
-    """Stream every filesystem from the archive into its target filesystem (one pass over the archive)."""
-    fss = ctx.plan.target.filesystems
+    """Stream every tree (filesystem, btrfs subvolume) from the archive into the target's (one pass over it)."""
+    made = target_trees(ctx)
     rd = reader(ctx)
     extract.extract_all(
-        ctx.g, rd, {fs.id: ctx.devices.path(fs.device) for fs in fss}, {fs.id: fs.mountpoint for fs in fss},
+        ctx.g, rd, {t.id: (t, ctx.devices.path(t.fs.device)) for t in made},
         stream_guard.guards(ctx.plan, ctx.manifest.planning_content()),
         total=ctx.manifest.stream_bytes() or None,  # None: still being captured
         verbose=ctx.opts.verbose, progress=ctx.opts.progress,
@@ -235,6 +246,12 @@ def _partuuid(g: Guest, dev: str) -> str:
         return ""
 
 
+def seal_subvolumes(ctx: Restore) -> None:
+    """Read-only subvolumes (snapshots kept) become read-only again, now that their streams are in."""
+    ctx.g.umount_all()
+    build.seal_subvolumes(ctx.g, ctx.devices, target_trees(ctx))
+
+
 def unmount(ctx: Restore) -> None:
     """Flush, unmount, deactivate the alternate VGs (they stay as placeholders, as on AIX)."""
     g = ctx.g
@@ -244,5 +261,5 @@ def unmount(ctx: Restore) -> None:
         g.vg_activate(False, [vg.name for vg in ctx.plan.target.vgs])
 
 
-STEPS = steps(check_targets, record_start, partition, create_lvm, make_filesystems, extract_streams, fix_references,
-              unmount)  # fmt: skip
+STEPS = steps(check_targets, record_start, partition, create_lvm, make_filesystems, create_subvolumes, extract_streams,
+              fix_references, seal_subvolumes, unmount)  # fmt: skip

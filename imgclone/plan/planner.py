@@ -81,7 +81,7 @@ def make_plan(source: Layout, targets: Sequence[Target], opts: PlanOptions | Non
     mins = minimums(src, slots, policy, opts.files)
     sizes = allocate(src, slots, mins, disks, policy)
     extents = lv_extents(src, mins, capacities(src, slots, sizes), policy)
-    target, warnings = build_target(src, slots, sizes, disks, extents)
+    target, warnings = build_target(src, slots, sizes, disks, extents, opts.snapshots)
     names.check_names(target, limit=opts.lv_name_limit)
     old = {f.id: str(f.type) for f in src.layout.filesystems}
     problems = space.minimum_problems(target, old)

@@ -77,6 +77,9 @@ def plan_rows(src: PlanSource, target: Layout, slots: list[list[Slot]], honour: 
     for fs, tfs in zip(lay.filesystems, target.filesystems, strict=True):
         rows.append(PlanRow(fs.id, "filesystem", src.size_of(fs.device), tfs.size, str(fs.type), str(tfs.type),
                             _fs_name(fs), _fs_name(tfs), files.get(fs.id, 0)))  # fmt: skip
+    for sv in target.subvolumes:  # made again as they are: a btrfs's subvolumes share its space
+        where = f"{sv.mountpoint or '-'} ({sv.path}{', default' if sv.default else ''})"
+        rows.append(PlanRow(sv.id, "subvolume", 0, 0, "btrfs", "btrfs", where, where))
     for sw, tsw in zip(lay.swaps, target.swaps, strict=True):
         rows.append(PlanRow(sw.id, "swap", src.size_of(sw.device), tsw.size, "swap", "swap", sw.label, tsw.label))
     return tuple(rows)

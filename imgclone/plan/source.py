@@ -54,7 +54,9 @@ def planning_source(archive: Layout, opts: PlanOptions) -> PlanSource:
         layout, edited = _merge_edited(archive, opts.edited)
     _refuse_unbuilt(layout)
     fs_on, swap_on = {f.device: f for f in layout.filesystems}, {s.device: s for s in layout.swaps}
-    return PlanSource(layout, edited, fs_on, swap_on, _conversions(layout, opts.convert))
+    conv = _conversions(layout, opts.convert)
+    _refuse_lost_subvolumes(layout, conv)
+    return PlanSource(layout, edited, fs_on, swap_on, conv)
 
 
 def _refuse_unbuilt(layout: Layout) -> None:
@@ -63,9 +65,17 @@ def _refuse_unbuilt(layout: Layout) -> None:
     lv = next((lv for lv in layout.lvs if lv.kind != LvKind.LINEAR), None)
     if lv is not None:
         raise LayoutError(f"LogicalVolume {lv.id}: a {lv.kind} LV", not_yet)
-    if layout.subvolumes:
-        sv = layout.subvolumes[0]
-        raise LayoutError(f"Subvolume {sv.id}: btrfs subvolume {sv.path} of {sv.filesystem}", not_yet)
+
+
+def _refuse_lost_subvolumes(layout: Layout, conv: Mapping[str, FsType]) -> None:
+    """A btrfs with subvolumes converted to a type that has none: refused by name (its streams are one per
+    subvolume, each for a subvolume of its own)."""
+    for sv in layout.subvolumes:
+        new = conv.get(sv.filesystem, FsType.BTRFS)
+        if new != FsType.BTRFS:
+            raise LayoutError(f"Subvolume {sv.id}: --convert btrfs={new} cannot hold btrfs subvolume {sv.path} of "
+                              f"{sv.filesystem}", "this imgclone restores subvolumes into btrfs only; "
+                              "leave --convert btrfs=... out for this archive")  # fmt: skip
 
 
 def _merge_edited(archive: Layout, edited: Layout) -> tuple[Layout, frozenset[str]]:
@@ -88,7 +98,8 @@ def _merge_edited(archive: Layout, edited: Layout) -> tuple[Layout, frozenset[st
     sizes = {p.id: p.size for p in archive.partitions} | {lv.id: lv.size for lv in archive.lvs}
     now = [(p.id, p.size) for p in edited.partitions] + [(lv.id, lv.size) for lv in edited.lvs]
     changed = frozenset(i for i, size in now if sizes.get(i, size) != size)
-    used = replace(edited, filesystems=tuple(replace(f, used=arch[f.id].used) for f in edited.filesystems))
+    used = replace(edited, filesystems=tuple(replace(f, used=arch[f.id].used) for f in edited.filesystems),
+                   subvolumes=archive.subvolumes)  # the archive's streams are its subvolumes'  # fmt: skip
     return used, changed
 
 

@@ -54,9 +54,15 @@ def _build_disks(
 
 
 def build_target(
-    src: PlanSource, slots: list[list[Slot]], sizes: list[list[int]], disks: list[Room], lv_extents: Mapping[str, int]
+    src: PlanSource,
+    slots: list[list[Slot]],
+    sizes: list[list[int]],
+    disks: list[Room],
+    lv_extents: Mapping[str, int],
+    snapshots: bool = False,
 ) -> tuple[Layout, list[str]]:
-    """The target layout, and the warnings of its filesystems' conversions."""
+    """The target layout, and the warnings of its filesystems' conversions. Its subvolumes are the source's, less
+    the snapshots unless the archive holds them."""
     tdisks, parts, where, pvs = _build_disks(src, slots, sizes, disks, table_type(src.layout))
     vgs = tuple(replace(vg, name=names.alt_vg(vg.name), pvs=tuple(pvs[vg.id]), uuid="") for vg in src.layout.vgs)
     lvs = tuple(
@@ -71,7 +77,8 @@ def build_target(
         for f in src.layout.filesystems
     ]
     swaps = tuple(replace(w, device=dev[w.device], size=size_of[dev[w.device]], uuid="") for w in src.layout.swaps)
-    layout = Layout(tuple(tdisks), tuple(parts), vgs, lvs, tuple(f for f, _ in made), swaps)
+    subs = tuple(s for s in src.layout.subvolumes if snapshots or not s.snapshot)
+    layout = Layout(tuple(tdisks), tuple(parts), vgs, lvs, tuple(f for f, _ in made), swaps, subs)
     return layout, [w for _, ws in made for w in ws]
 
 

@@ -41,6 +41,7 @@ class PlanOptions:
     # fs id → its stream's content facts (largest file, most links, largest xattr), checked against each target
     # type's limits; None: the stream records none (an older archive), named in a warning; absent: not known yet
     content: Mapping[str, ContentFacts | None] = field(default_factory=dict)
+    snapshots: bool = False  # the archive holds btrfs snapshots (capture --snapshots): the target has them too
 
 
 @dataclass(frozen=True)
@@ -74,7 +75,9 @@ class Plan:
             (
                 r.object,
                 r.kind,
-                f"{human(r.source_size) if r.source_size else 'new'} → {human(r.target_size)}",
+                "-"
+                if r.kind == "subvolume"
+                else f"{human(r.source_size) if r.source_size else 'new'} → {human(r.target_size)}",
                 _change(r.source_type, r.target_type),
                 _change(r.source_name, r.target_name),
                 str(r.files) if r.files else "",

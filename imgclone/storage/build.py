@@ -7,13 +7,16 @@ the appliance's device names come from `Devices`, which maps layout ids to them.
 from __future__ import annotations
 
 import logging
+import posixpath
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from imgclone.errors import GuestfsError, UsageError
 from imgclone.fs import features as fsfeatures
+from imgclone.guest import treemount
 from imgclone.guest.host_disks import partition_node
 from imgclone.guest.interface import Guest
-from imgclone.model import parttypes
+from imgclone.model import parttypes, trees
 from imgclone.model.layout import Disk, Filesystem, FsType, Layout, LogicalVolume, PartFlag, Partition, TableType
 from imgclone.units import MiB
 
@@ -161,13 +164,54 @@ def _label(label: str, fstype: str) -> str:
 
 
 def mount_tree(g: Guest, devs: Devices) -> list[Filesystem]:
-    """Mount the target filesystems at their mount points in the appliance, parents first."""
-    order = devs.layout.mount_order()
-    for fs in order:
-        if fs.mountpoint != "/":
-            g.mkdir_p(fs.mountpoint)
-        g.mount(devs.path(fs.device), fs.mountpoint)
-    return order
+    """Mount the target's trees at their mount points in the appliance, parents first (a btrfs's subvolumes each
+    at its own); return the filesystems mounted."""
+    order = trees.mounted(devs.layout)
+    for t in order:
+        if t.mountpoint != "/":
+            g.mkdir_p(t.mountpoint)
+        treemount.mount_tree(g, t, devs.path(t.fs.device), t.mountpoint)
+    return list({t.fs.id: t.fs for t in order}.values())
+
+
+def create_subvolumes(g: Guest, devs: Devices, made: Sequence[trees.Tree]) -> None:
+    """The btrfs subvolumes of the trees `made`, parents first, in each filesystem's top level (mounted alone at
+    /); the default one set as on the source. Read-only comes last (seal_subvolumes), after their streams."""
+    for fs in devs.layout.filesystems:
+        subs = [t for t in made if t.fs.id == fs.id and t.subvol]
+        if not subs:
+            continue
+        g.umount_all()
+        treemount.mount_tree(g, trees.top_level(fs), devs.path(fs.device), "/")
+        for t in subs:
+            parent = posixpath.dirname(t.subvol)
+            if parent:
+                g.mkdir_p("/" + parent)
+            g.appliance_command(["btrfs", "subvolume", "create", _in_root(g, t.subvol)])
+        default = next((s for s in devs.layout.subvolumes_of(fs.id) if s.default), None)
+        if default is not None and any(t.id == default.id for t in subs):
+            new_id = g.appliance_command(["btrfs", "inspect-internal", "rootid", _in_root(g, default.path)]).strip()
+            g.appliance_command(["btrfs", "subvolume", "set-default", new_id, _in_root(g, "")])
+        g.umount_all()
+
+
+def seal_subvolumes(g: Guest, devs: Devices, made: Sequence[trees.Tree]) -> None:
+    """Make read-only the subvolumes that were (snapshots kept with --snapshots), once their streams are in."""
+    for fs in devs.layout.filesystems:
+        ro = {s.id for s in devs.layout.subvolumes_of(fs.id) if s.readonly}
+        subs = [t for t in made if t.fs.id == fs.id and t.id in ro]
+        if not subs:
+            continue
+        g.umount_all()
+        treemount.mount_tree(g, trees.top_level(fs), devs.path(fs.device), "/")
+        for t in subs:
+            g.appliance_command(["btrfs", "property", "set", "-ts", _in_root(g, t.subvol), "ro", "true"])
+        g.umount_all()
+
+
+def _in_root(g: Guest, path: str) -> str:
+    """A path of the tree mounted at / as the worker's programs see it."""
+    return posixpath.join(g.sysroot, path) if path else g.sysroot
 
 
 def devices(g: Guest, layout: Layout) -> Devices:
