@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,18 @@ def test_guestmount_argv_follows_the_names_and_drive_order(tmp_path: Path) -> No
     final = journal(tmp_path, "final", phases=("1", "3"))
     argv = wake.guestmount_argv(alternates.find(final), "/alt_inst", "/run/x.pid")
     assert "/dev/rootvg/root:/" in argv and "/dev/rootvg/var:/var" in argv
+
+
+def test_guestmount_argv_mounts_each_btrfs_subvolume_with_its_option(tmp_path: Path) -> None:
+    """A clone with btrfs subvolumes: / is @ (compressed as on the source), /home is @home, both on sda2."""
+    from tests.layouts import stacks
+
+    layout = stacks()
+    layout = replace(layout, lvs=(), vgs=(), filesystems=layout.filesystems[:2], partitions=layout.partitions[:2])
+    alt = replace(alternates.find(journal(tmp_path)), layout=layout)
+    argv = wake.guestmount_argv(alt, "/alt_inst", "/run/x.pid")
+    mounts = [argv[i + 1] for i, a in enumerate(argv) if a == "-m"]
+    assert mounts == ["/dev/sda2:/:subvol=@,compress=zstd", "/dev/sda1:/boot", "/dev/sda2:/home:subvol=@home"]
 
 
 @pytest.fixture

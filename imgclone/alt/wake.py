@@ -28,6 +28,7 @@ from imgclone.errors import ImgcloneError, PhaseStateError, UsageError
 from imgclone.host import accel
 from imgclone.host.run import HOST, Runner
 from imgclone.model import journal as state
+from imgclone.model.trees import mounted
 from imgclone.storage import build
 
 DEFAULT_MOUNTPOINT = "/alt_inst"
@@ -45,13 +46,15 @@ def drive_name(index: int) -> str:
 
 
 def guestmount_argv(alt: Alternate, mountpoint: str, pid_file: str) -> list[str]:
-    """guestmount with every target (in the order Phase 1 added them) and one -m per filesystem, parents first."""
+    """guestmount with every target (in the order Phase 1 added them) and one -m per filesystem, parents first (a
+    btrfs's subvolumes each at its own, with its subvol= option)."""
     argv = ["guestmount", "--rw"]
     for t in alt.targets:
         argv += [f"--format={t.format}", "-a", t.path]
     devs = build.Devices(alt.layout, {d.id: drive_name(i) for i, d in enumerate(alt.layout.disks)})
-    for fs in alt.layout.mount_order():
-        argv += ["-m", f"{devs.path(fs.device)}:{fs.mountpoint}"]
+    for tree in mounted(alt.layout):
+        options = f":{tree.mount_options}" if tree.mount_options else ""
+        argv += ["-m", f"{devs.path(tree.fs.device)}:{tree.mountpoint}{options}"]
     return argv + ["--pid-file", pid_file, mountpoint]
 
 

@@ -314,10 +314,11 @@ def report_text(report: Report, limit: int = 200) -> str:
     """The summary, then each difference (errors first, at most `limit` of each group)."""
     s = report.summary()
     lines = [f"{report.archive} against {' '.join(report.targets)} (filesystems matched by {report.mapping})"]
+    wide = max((len(f.fs) for f in report.filesystems), default=0)  # a btrfs subvolume's id is longer
     for f in report.filesystems:
         errs = sum(1 for d in f.differences if not d.rule)
-        lines.append(f"  {f.mountpoint:<12} {f.fs:<16} {f.type or '-':<5} on {f.device:<26} {f.compared:>7} compared, "
-                     f"{f.equal:>7} equal, {errs} error(s)")  # fmt: skip
+        lines.append(f"  {f.mountpoint:<12} {f.fs:<{max(16, wide)}} {f.type or '-':<5} on {f.device:<26} "
+                     f"{f.compared:>7} compared, {f.equal:>7} equal, {errs} error(s)")  # fmt: skip
     kinds = ", ".join(f"{k} {n}" for k, n in sorted(s["by_kind"].items())) or "none"
     lines.append(f"files compared {s['compared']}, equal {s['equal']}, differing {s['differing']} ({kinds}), "
                  f"missing {s['missing']}, extra {s['extra']}; "
