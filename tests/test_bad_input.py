@@ -142,6 +142,22 @@ def lvm_layout(lv: str = "data", vg: str = "rootvg", lv_size: int = 64 << 20, pa
     return change
 
 
+def subvolume_on_ext4(d: dict[str, object]) -> object:
+    """A btrfs subvolume on the archive's ext4 filesystem."""
+    d["subvolumes"] = [{"id": "sv-1", "filesystem": d["filesystems"][0]["id"], "path": "@"}]  # type: ignore[index]
+    return d
+
+
+def thin_root(d: dict[str, object]) -> object:
+    """lvm_layout's filesystem on a thin LV of a thin pool (recorded by this imgclone, not recreated yet)."""
+    d = lvm_layout(lv_size=32 << 20)(d)  # type: ignore[assignment]
+    d["lvs"] = [
+        {"id": "lv-pool", "vg": "vg-1", "name": "pool", "size": 32 << 20, "kind": "thin-pool"},
+        {"id": "lv-1", "vg": "vg-1", "name": "data", "size": 64 << 20, "kind": "thin", "pool": "lv-pool"},
+    ]
+    return d
+
+
 def fs_field(key: str, value: object) -> Callable[[dict[str, object]], object]:
     def change(d: dict[str, object]) -> object:
         d["filesystems"][0][key] = value  # type: ignore[index]
@@ -386,6 +402,11 @@ CASES = [
          (sparse("big.img", "200M"), layout("layout.json", lvm_layout(lv="averyverylongname")))),
     Case("i-vg-name-invalid", (*RESTORE, *BIG, *LAYOUT), 2, (BAD_NAME, "volume group -vg"),
          (sparse("big.img", "200M"), layout("layout.json", lvm_layout(vg="-vg")))),
+    Case("i-subvolume-not-on-btrfs", (*RESTORE, *T, *LAYOUT), 2, ("Subvolume sv-1", "is ext4, not btrfs"),
+         (layout("layout.json", subvolume_on_ext4),)),
+    Case("i-thin-lv-not-yet", (*RESTORE, *BIG, *LAYOUT), 2, ("LogicalVolume lv-pool: a thin-pool LV",
+                                                              "cannot recreate it yet"),
+         (sparse("big.img", "200M"), layout("layout.json", thin_root))),
     # boot-test and alt
     Case("boot-test-missing-image", ("boot-test", "{w}/none.qcow2"), 2, ("{w}/none.qcow2", "no such")),
     Case("boot-test-missing-disk", ("boot-test", "{w}/big.img", "--disk", "{w}/none.img"), 2, ("{w}/none.img",),

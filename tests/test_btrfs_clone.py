@@ -137,3 +137,28 @@ def test_btrfs_default_fixture_copied_bigger_keeps_its_default_subvolume_and_boo
     assert sorted(paths) == ["@home", "@rootfs"], paths
     assert default.endswith(" path @rootfs"), f"the root is the default subvolume, as on the source: {default}"
     _boots(imgclone, clone)
+
+
+def test_capture_of_a_btrfs_over_two_devices_is_refused_by_name(tmp_path: Path, imgclone: Run) -> None:
+    """A raid1 btrfs over two loop devices, mounted: one line naming both devices, exit 2, no archive."""
+    loops: list[str] = []
+    mnt = tmp_path / "m"
+    mnt.mkdir()
+    try:
+        for name in ("a.img", "b.img"):
+            subprocess.run(["truncate", "-s", "200M", str(tmp_path / name)], check=True)
+            loops.append(subprocess.run(["losetup", "--find", "--show", str(tmp_path / name)], capture_output=True,
+                                        text=True, check=True).stdout.strip())  # fmt: skip
+        subprocess.run(
+            ["mkfs.btrfs", "-q", "-f", "-d", "raid1", "-m", "raid1", *loops], check=True, capture_output=True
+        )
+        subprocess.run(["mount", loops[0], str(mnt)], check=True)
+        r = imgclone("capture", "--mount", str(mnt), "-o", str(tmp_path / "x.mksysb"))
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+        for dev in loops:
+            subprocess.run(["losetup", "-d", dev], check=False)
+    err = r.stderr.decode()
+    assert r.returncode == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert f"a btrfs on 2 devices ({loops[0]}, {loops[1]})" in err and "not supported yet" in err, err
+    assert not list(tmp_path.glob("x.mksysb*"))

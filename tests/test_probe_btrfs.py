@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from imgclone.errors import LayoutError
 from imgclone.guest.appliance import Appliance
 from imgclone.model.layout import Disk, Filesystem, FsType, Layout, Partition
 from imgclone.probe import btrfs
@@ -107,7 +108,8 @@ def btrfs_guest(default: str, root_option: str) -> FakeGuest:
 
     def appliance_command(argv: list[str]) -> str:
         assert argv[-1] == "/sysroot" and g.mounted == {"/": "/dev/sda2"}, "the btrfs alone, for the asking"
-        name = {"-R": "btrfs_subvolume_list.txt", "-r": "btrfs_subvolume_list_ro.txt", "get-default": default}
+        name = {"-R": "btrfs_subvolume_list.txt", "-r": "btrfs_subvolume_list_ro.txt", "get-default": default,
+                "--raw": "btrfs_show_single.txt"}  # fmt: skip
         return (DATA / name[argv[-2]]).read_text()
 
     g.replies = {
@@ -162,13 +164,29 @@ def test_probe_image_finds_the_root_in_a_subvolume_and_records_them_all(default:
 
 def test_a_plain_btrfs_has_no_subvolumes_and_is_probed_as_before() -> None:
     g = btrfs_guest("btrfs_get_default_top.txt", "defaults")
-    g.replies["appliance_command"] = lambda argv: "ID 5 (FS_TREE)\n" if argv[-2] == "get-default" else ""
+    show = (DATA / "btrfs_show_single.txt").read_text()
+    g.replies["appliance_command"] = lambda argv: {"get-default": "ID 5 (FS_TREE)\n", "--raw": show}.get(argv[-2], "")
     g.replies["is_file"] = lambda path: path == "/etc/fstab" and g.mounted.get("/") == "/dev/sda2"
     g.replies["is_dir"] = lambda path: path in ("/etc", "/usr/bin") and g.mounted.get("/") == "/dev/sda2"
     g.replies["read_file"] = b"UUID=2222 / btrfs defaults 0 0\nUUID=1111 /boot ext4 defaults 0 2\n"
     layout, sources = probe_image(g, ["plain-btrfs.img"])
     assert layout.subvolumes == () and [f.mountpoint for f in layout.filesystems] == ["/", "/boot"]
     assert [s.mountable for s in sources] == ["/dev/sda2", "/dev/sda1"]
+
+
+def test_a_btrfs_on_several_devices_is_refused_by_name() -> None:
+    """btrfs-progs' own listing of a raid1 btrfs over two loop devices (tests/data/probe/btrfs_show_multi.txt):
+    the image probe names the device and both of the filesystem's, in one line."""
+    assert btrfs.parse_devices((DATA / "btrfs_show_single.txt").read_text()) == ["/dev/loop0"]
+    g = btrfs_guest("btrfs_get_default_top.txt", "subvol=@")
+    answer = g.replies["appliance_command"]
+    multi = (DATA / "btrfs_show_multi.txt").read_text()
+    g.replies["appliance_command"] = lambda argv: multi if argv[-2] == "--raw" else answer(argv)  # type: ignore[operator]
+    with pytest.raises(LayoutError, match=r"^/dev/sda2: a btrfs on 2 devices \(/dev/loop0, /dev/loop1\) \(this") as e:
+        probe_image(g, ["raid1-btrfs.qcow2"])
+    assert "multi-device btrfs is not supported yet" in (e.value.hint or "")
+    with pytest.raises(ValueError, match="no device"):
+        btrfs.parse_devices("")
 
 
 # -- this host: the running system's btrfs (hand-written findmnt/lsblk in their shapes), and a real loop device ---
@@ -198,6 +216,7 @@ def running_btrfs_runner() -> FakeRunner:
         (*btrfs.LIST, "/"): (DATA / "btrfs_subvolume_list.txt").read_bytes(),
         (*btrfs.LIST_READONLY, "/"): (DATA / "btrfs_subvolume_list_ro.txt").read_bytes(),
         (*btrfs.GET_DEFAULT, "/"): (DATA / "btrfs_get_default_top.txt").read_text(),
+        (*btrfs.SHOW, "/"): (DATA / "btrfs_show_single.txt").read_text(),
     })  # fmt: skip
 
 

@@ -11,12 +11,14 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from imgclone.errors import LayoutError
 from imgclone.model.layout import Subvolume
 
 TOP_LEVEL = 5  # the filesystem's own tree: not a subvolume of the layout
 LIST = ["btrfs", "subvolume", "list", "-p", "-u", "-q", "-R"]  # + the mount point
 LIST_READONLY = ["btrfs", "subvolume", "list", "-r"]
 GET_DEFAULT = ["btrfs", "subvolume", "get-default"]  # + the mount point
+SHOW = ["btrfs", "filesystem", "show", "--raw"]  # + the mount point: its devices
 _ROW = re.compile(rb"^ID (\d+) (.*?)\bpath (.*)$")
 _FIELDS = re.compile(rb"(parent_uuid|received_uuid|top level|parent|uuid|gen) (\S+)")
 _DEFAULT = re.compile(r"^ID (\d+)\b")
@@ -70,6 +72,22 @@ def parse_default(text: str) -> int:
     if m is None:
         raise ValueError(f"btrfs subvolume get-default: cannot read {text.strip()!r}")
     return int(m.group(1))
+
+
+def parse_devices(text: str) -> list[str]:
+    """`btrfs filesystem show --raw MOUNTPOINT` → the paths of the filesystem's devices ("devid N ... path P")."""
+    paths = [line.split(" path ", 1)[1].strip() for line in text.splitlines() if line.strip().startswith("devid ")]
+    if not paths:
+        raise ValueError(f"btrfs filesystem show: no device in {text.strip()[:200]!r}")
+    return paths
+
+
+def refuse_multi_device(what: str, devices: list[str]) -> None:
+    """A btrfs over several devices (its own RAID, or spanning disks) is not captured yet: refused by name."""
+    if len(devices) > 1:
+        raise LayoutError(f"{what}: a btrfs on {len(devices)} devices ({', '.join(devices)})",
+                          "this imgclone captures a btrfs on one device only; multi-device btrfs is not supported "
+                          "yet")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -213,6 +213,7 @@ class _Probe:
                 def run(argv: list[str]) -> bytes:
                     return g.appliance_command([*argv, g.sysroot]).encode("utf-8", "surrogateescape")
 
+                btrfs.refuse_multi_device(dev, btrfs.parse_devices(run(btrfs.SHOW).decode()))
                 rows = btrfs.parse_list(run(btrfs.LIST))
                 readonly = frozenset(r.id for r in btrfs.parse_list(run(btrfs.LIST_READONLY)))
                 default = btrfs.parse_default(run(btrfs.GET_DEFAULT).decode())

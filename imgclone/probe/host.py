@@ -297,6 +297,7 @@ class _Host:
     def subvolumes(self, mountpoint: str, m: Mount) -> tuple[Subvolume, ...]:
         """The subvolumes of the btrfs mounted at m (none: a btrfs without subvolumes), with each mount of it."""
         try:
+            btrfs.refuse_multi_device(mountpoint, btrfs.parse_devices(self.runner.run([*btrfs.SHOW, m.target]).text))
             listing = [self.runner.run([*argv, m.target]).stdout for argv in (btrfs.LIST, btrfs.LIST_READONLY)]
             rows, readonly = btrfs.parse_list(listing[0]), btrfs.parse_list(listing[1])
             default = btrfs.parse_default(self.runner.run([*btrfs.GET_DEFAULT, m.target]).text)
