@@ -58,6 +58,7 @@ def imgclone() -> Callable[..., subprocess.CompletedProcess[bytes]]:
 EXPECTED_SECONDS = {
     "tests/test_faults.py::test_phases_1_and_2_killed_at_every_step": 734,
     "tests/test_bootnext.py::test_uefi_host_boots_its_clone_next_through_bootnext": 590,
+    "tests/test_thin_clone.py::test_thin_fixture_copied_keeps_its_pool_verified_and_boots": 600,
     "tests/test_btrfs_clone.py::test_btrfs_default_fixture_copied_bigger_keeps_its_default_subvolume_and_boots": 500,
     "tests/test_btrfs_clone.py::test_btrfs_fixture_captured_offline_restored_smaller_verified_and_boots": 450,
     "tests/test_e2e.py::test_bios_clone_customized_and_converted_boots": 420,

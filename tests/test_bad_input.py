@@ -148,11 +148,11 @@ def subvolume_on_ext4(d: dict[str, object]) -> object:
     return d
 
 
-def thin_root(d: dict[str, object]) -> object:
-    """lvm_layout's filesystem on a thin LV of a thin pool (recorded by this imgclone, not recreated yet)."""
+def thin_without_pool(d: dict[str, object]) -> object:
+    """lvm_layout's filesystem on a thin LV whose pool is a plain LV."""
     d = lvm_layout(lv_size=32 << 20)(d)  # type: ignore[assignment]
     d["lvs"] = [
-        {"id": "lv-pool", "vg": "vg-1", "name": "pool", "size": 32 << 20, "kind": "thin-pool"},
+        {"id": "lv-pool", "vg": "vg-1", "name": "pool", "size": 32 << 20},
         {"id": "lv-1", "vg": "vg-1", "name": "data", "size": 64 << 20, "kind": "thin", "pool": "lv-pool"},
     ]
     return d
@@ -404,9 +404,8 @@ CASES = [
          (sparse("big.img", "200M"), layout("layout.json", lvm_layout(vg="-vg")))),
     Case("i-subvolume-not-on-btrfs", (*RESTORE, *T, *LAYOUT), 2, ("Subvolume sv-1", "is ext4, not btrfs"),
          (layout("layout.json", subvolume_on_ext4),)),
-    Case("i-thin-lv-not-yet", (*RESTORE, *BIG, *LAYOUT), 2, ("LogicalVolume lv-pool: a thin-pool LV",
-                                                              "cannot recreate it yet"),
-         (sparse("big.img", "200M"), layout("layout.json", thin_root))),
+    Case("i-thin-lv-without-pool", (*RESTORE, *BIG, *LAYOUT), 2, ("LogicalVolume lv-1", "needs a thin pool"),
+         (sparse("big.img", "200M"), layout("layout.json", thin_without_pool))),
     # boot-test and alt
     Case("boot-test-missing-image", ("boot-test", "{w}/none.qcow2"), 2, ("{w}/none.qcow2", "no such")),
     Case("boot-test-missing-disk", ("boot-test", "{w}/big.img", "--disk", "{w}/none.img"), 2, ("{w}/none.img",),

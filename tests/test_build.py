@@ -104,3 +104,22 @@ def test_gpt_types_are_the_registered_guids() -> None:
         "21686148-6449-6E6F-744E-656564454649",  # BIOS boot
     ]
     assert set(GPT_TYPES.values()) == set(GPT_TYPE_FLAGS)  # the builder, the planner and the probes share them
+
+
+def test_thin_pool_before_its_thin_lv_with_lvms_own_arguments() -> None:
+    """The pool with its data, chunk and metadata sizes first, then the thin LV in it at its virtual size; the
+    appliance's LVM is told not to run thin_check (it has none, and a new pool needs none)."""
+    from tests.layouts import stacks
+
+    p = make_plan(stacks(), [Target("/img/t.qcow2", 16 << 30)])
+    g = FakeGuest()
+    build.create_lvm(g, build.Devices(p.target, {"disk-t0": "/dev/sda"}))
+    assert g.named("pvcreate") == [("/dev/sda3",)] and g.named("vgcreate") == [("altinst_vg0", ["/dev/sda3"])]
+    no_check = ["--config", 'global { thin_check_executable = "" }']
+    assert [c[0] for c in g.named("appliance_command")] == [
+        ["lvm", "lvcreate", *no_check, "--yes", "-n", "alt_pool", "--type", "thin-pool", "-L", f"{1 << 30}b",
+         "--zero", "y", "--chunksize", "64k", "--poolmetadatasize", f"{4 * MiB}b", "altinst_vg0"],
+        ["lvm", "lvcreate", *no_check, "--yes", "-n", "alt_data", "--type", "thin", "-V", f"{3 << 30}b",
+         "--thinpool", "alt_pool", "altinst_vg0"],
+    ]  # fmt: skip
+    assert g.named("lvcreate") == []

@@ -60,3 +60,27 @@ def test_journal_without_source_layout_reads_the_initramfs() -> None:
     ctx.journal = Journal()
     ensure_initramfs(ctx)
     assert [c[0] for c in commands(g)] == ["lsinitramfs"]
+
+
+def test_rename_volumes_renames_a_thin_pool_which_libguestfs_does_not_list() -> None:
+    """libguestfs's lvs lists no thin pool: its alt_ name is found in LVM's own listing, and renamed too."""
+    from imgclone.phases.finalize import rename_volumes
+    from tests.layouts import stacks
+
+    layout = stacks()
+    g = FakeGuest({
+        "vgs": ["altinst_vg0"],
+        "lvs": ["/dev/vg0/alt_data"],
+        "appliance_command": "  vg0 alt_data\n  vg0 alt_pool\n",
+    })  # fmt: skip
+    ctx = Finalize(targets=("t.qcow2",), journal=Journal.from_dict({}), layout=layout)
+    ctx.guest = g
+    rename_volumes(ctx)
+    assert g.named("vgrename") == [("altinst_vg0", "vg0")]
+    assert [c[0] for c in g.named("appliance_command")] == [["lvm", "lvs", "--noheadings", "-o", "vg_name,lv_name",
+                                                              "vg0"]]  # fmt: skip
+    assert sorted(g.named("lvrename")) == [
+        ("/dev/vg0/alt_data", "/dev/vg0/data"),
+        ("/dev/vg0/alt_pool", "/dev/vg0/pool"),
+    ]
+    assert "renamed logical volume vg0/alt_pool → pool" in ctx.actions

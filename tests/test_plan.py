@@ -483,11 +483,20 @@ def test_lvs_are_whole_extents_of_the_source_vg() -> None:
         assert lv.size % (32 * MiB) == 0 and need.get(lv.name, GiB) <= lv.size < need.get(lv.name, GiB) + 32 * MiB
 
 
-def test_a_thin_lv_is_refused_by_name_never_built_as_a_plain_lv() -> None:
-    """A thin LV in the layout (version 2) stops the plan with its name, never built as a plain LV."""
-    with pytest.raises(LayoutError, match="^LogicalVolume lv-vg0-pool: a thin-pool LV") as e:
-        make_plan(stacks(), [Target("/t", 16 * GiB)], PlanOptions())
-    assert "cannot recreate it yet" in (e.value.hint or "")
+def test_thin_pools_and_thin_lvs_keep_their_sizes_and_cost_their_vg_the_pool_only() -> None:
+    """The stacks layout: pool 1 GiB (64 KiB chunks, 4 MiB metadata) holding thin LV data of 3 GiB virtual, on a
+    2 GiB PV. The target has them with alt_ names, the same sizes whatever the policy (a thin LV is not grown
+    or shrunk, nor its pool); the VG needs the pool's data and twice its metadata (its spare), not the 3 GiB."""
+    src = stacks()
+    for resize in (Resize.GROW, Resize.FIT, Resize.EXACT):
+        p = make_plan(src, [Target("/t", 16 * GiB)], PlanOptions(resize=resize))
+        lvs = {lv.name: lv for lv in p.target.lvs}
+        pool, data = lvs["alt_pool"], lvs["alt_data"]
+        assert (pool.kind, pool.size, pool.chunk_size, pool.metadata_size) == ("thin-pool", GiB, 64 * 1024, 4 * MiB)
+        assert (data.kind, data.pool, data.size) == ("thin", "lv-vg0-pool", 3 * GiB), resize
+    fit = make_plan(src, [Target("/t", 16 * GiB)], PlanOptions(resize=Resize.FIT))
+    [pv] = [p for p in fit.target.partitions if p.id in fit.target.vgs[0].pvs]
+    assert GiB + 8 * MiB <= pv.size < GiB + 8 * MiB + 16 * MiB, "pool + metadata + spare, rounded to extents"
 
 
 def _btrfs_only() -> Layout:

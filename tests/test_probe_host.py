@@ -408,3 +408,30 @@ def test_read_partition_table_real_gpt(tmp_path: Path) -> None:
         (3, 34 * MIB, 65 * MIB, "root", ()),
     ]
     assert read_partition_table(str(tmp_path / "missing")) is None
+
+
+def test_lv_kinds_from_lvms_report_of_a_thin_pool() -> None:
+    """LVM's own report of the thin fixture's VG (read in the appliance: tests/data/probe/thin_lvs_kinds.json): the
+    pool with its chunk and metadata sizes, the thin LV with its pool's id, the plain LV; a snapshot or a cache LV
+    is a kind imgclone leaves out (None)."""
+    from imgclone.probe.host_parsers import lv_kind
+
+    rows = parse_lvm_report((DATA / "thin_lvs_kinds.json").read_text(), "lv")
+    kinds = {r["lv_name"]: lv_kind(r["vg_name"], r) for r in rows}
+    assert kinds == {
+        "pool": {"kind": "thin-pool", "pool": "", "chunk_size": 65536, "metadata_size": 4 << 20},
+        "root": {"kind": "thin", "pool": "lv-rootvg-pool"},
+        "swap": {"kind": "linear", "pool": ""},
+    }
+    assert lv_kind("vg", {"segtype": "snapshot"}) is None and lv_kind("vg", {"segtype": "cache"}) is None
+    assert lv_kind("vg", {}) == {"kind": "linear", "pool": ""}, "a report without segtype: a plain LV"
+
+
+def test_probe_running_leaves_out_an_lv_of_a_kind_it_does_not_recreate(caplog: pytest.LogCaptureFixture) -> None:
+    runner = bios_runner()
+    doc = json.loads(data("bios_lvs.json"))
+    doc["report"][0]["lv"].append({"vg_name": "rootvg", "lv_name": "snap", "lv_size": "1048576", "segtype": "snapshot"})
+    runner.replies[tuple(LVS)] = json.dumps(doc)
+    layout, _ = probe_running(runner, read_table=no_table)
+    assert [lv.name for lv in layout.lvs] == ["root", "swap", "var"]
+    assert "rootvg/snap: skipping a snapshot logical volume" in caplog.text

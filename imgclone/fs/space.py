@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from imgclone.fs import features as fsfeatures
-from imgclone.model.layout import Filesystem, FsType, Layout
+from imgclone.model.layout import Filesystem, FsType, Layout, LvKind
 from imgclone.units import MiB, TiB
 
 EXT_INODE_SIZE = 256
@@ -302,4 +302,4 @@ def free_bytes(target: Layout) -> tuple[int, int]:
     unparted = sum(max(0, d.size // MiB * MiB - reserve - end) for d, end in zip(target.disks, ends, strict=True))
     pvs = {p.id: p.size for p in target.partitions}
     extents = sum(pv_extents(pvs[pv], vg.extent_size) * vg.extent_size for vg in target.vgs for pv in vg.pvs)
-    return unparted, extents - sum(lv.size for lv in target.lvs)
+    return unparted, extents - sum(lv.size for lv in target.lvs if lv.kind != LvKind.THIN)  # thin: in its pool

@@ -18,7 +18,7 @@ from imgclone.guest import session
 from imgclone.guest.steps import Context, run_phase, steps
 from imgclone.model import journal as state
 from imgclone.model import names
-from imgclone.model.layout import Layout, PartFlag, TableType
+from imgclone.model.layout import Layout, LvKind, PartFlag, TableType
 from imgclone.phases import initramfs, oldvg
 from imgclone.phases.phase import Phase
 from imgclone.storage import build
@@ -95,6 +95,9 @@ def rename_volumes(ctx: Finalize) -> None:
     g.vg_activate(True, [vg.name for vg in ctx.layout.vgs])
     present = set(g.lvs())
     vg_names = {vg.id: vg.name for vg in ctx.layout.vgs}
+    if any(lv.kind == LvKind.THIN_POOL for lv in ctx.layout.lvs):  # libguestfs's lvs lists no thin pool
+        out = g.appliance_command(["lvm", "lvs", "--noheadings", "-o", "vg_name,lv_name", *vg_names.values()])
+        present |= {f"/dev/{vg}/{lv}" for vg, lv in (line.split() for line in out.splitlines() if line.strip())}
     for lv in ctx.layout.lvs:
         vgname = vg_names[lv.vg]
         old = f"/dev/{vgname}/{names.alt_lv(lv.name)}"

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from imgclone.fs import limits, space
 from imgclone.model import names
-from imgclone.model.layout import Filesystem, Layout, Partition, TableType
+from imgclone.model.layout import Filesystem, Layout, LvKind, Partition, TableType
 from imgclone.plan.placement import Slot, pv_target
 from imgclone.plan.source import PlanSource
 from imgclone.plan.types import PlanOptions, PlanRow, Resize, Target
@@ -73,7 +73,8 @@ def plan_rows(src: PlanSource, target: Layout, slots: list[list[Slot]], honour: 
         rows.append(PlanRow(vg.id, "vg", sum(src.size_of(pv) for pv in vg.pvs), tsize, "", "", vg.name,
                             tvgs[vg.id].name))  # fmt: skip
     for lv, tlv in zip(lay.lvs, target.lvs, strict=True):
-        rows.append(PlanRow(lv.id, "lv", lv.size, tlv.size, "", "", lv.name, tlv.name))
+        kind = "" if lv.kind == LvKind.LINEAR else str(lv.kind)  # thin-pool, thin (its size: virtual)
+        rows.append(PlanRow(lv.id, "lv", lv.size, tlv.size, kind, kind, lv.name, tlv.name))
     for fs, tfs in zip(lay.filesystems, target.filesystems, strict=True):
         rows.append(PlanRow(fs.id, "filesystem", src.size_of(fs.device), tfs.size, str(fs.type), str(tfs.type),
                             _fs_name(fs), _fs_name(tfs), files.get(fs.id, 0)))  # fmt: skip

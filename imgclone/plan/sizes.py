@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from imgclone.errors import LayoutError
 from imgclone.fs import features as fsfeatures
 from imgclone.fs import space
-from imgclone.model.layout import Filesystem, FsType, PartFlag, Partition, TableType
+from imgclone.model.layout import Filesystem, FsType, LogicalVolume, LvKind, PartFlag, Partition, TableType
 from imgclone.plan.placement import Slot
 from imgclone.plan.source import PlanSource
 from imgclone.plan.types import PlanOptions, Resize, Target
@@ -43,15 +43,28 @@ def minimums(src: PlanSource, slots: list[list[Slot]], policy: Resize, files: Ma
     lvs, need = {}, dict.fromkeys((vg.id for vg in src.layout.vgs), 0)
     for lv in src.layout.lvs:
         size, fs = lv.size, src.fs_on.get(lv.id)
-        if fit and fs and lv.id not in src.edited:
+        if fit and fs and lv.id not in src.edited and lv.kind == LvKind.LINEAR:  # thin ones keep their sizes
             size = _required(src, fs, files)
         lvs[lv.id] = -(-size // src.vg(lv.vg).extent_size)
-        need[lv.vg] += lvs[lv.id]
+        need[lv.vg] += vg_cost(lv, lvs[lv.id], src.vg(lv.vg).extent_size)
     pref = {
         vg.id: max(need[vg.id], sum(space.pv_extents(src.size_of(pv), vg.extent_size) for pv in vg.pvs))
         for vg in src.layout.vgs
     }
     return Minimums(parts, lvs, need, need if fit else pref)
+
+
+THIN_METADATA_MIN = 4 * MiB  # the pool metadata LVM gives a small pool when it chooses (lvcreate, lvm2 2.03)
+
+
+def vg_cost(lv: LogicalVolume, extents: int, extent_size: int) -> int:
+    """Extents an LV of `extents` takes from its VG: a thin LV none (its pool holds its data), a thin pool its data
+    and twice its metadata (the pool's metadata LV and LVM's spare of it), any other LV its own."""
+    if lv.kind == LvKind.THIN:
+        return 0
+    if lv.kind == LvKind.THIN_POOL:
+        return extents + 2 * -(-max(lv.metadata_size, THIN_METADATA_MIN) // extent_size)
+    return extents
 
 
 def _required(src: PlanSource, fs: Filesystem, files: Mapping[str, int]) -> int:
@@ -174,9 +187,10 @@ def lv_extents(src: PlanSource, mins: Minimums, caps: Mapping[str, int], policy:
     if policy is not Resize.GROW:
         return out
     for vg in src.layout.vgs:
-        mine = [lv.id for lv in src.layout.lvs if lv.vg == vg.id]
-        growers = [i for i in mine if i in src.fs_on]
-        free, total = caps[vg.id] - sum(out[i] for i in mine), sum(mins.lvs[i] for i in growers)
+        mine = [lv for lv in src.layout.lvs if lv.vg == vg.id]
+        growers = [lv.id for lv in mine if lv.id in src.fs_on and lv.kind == LvKind.LINEAR]  # thin: as they were
+        used = sum(vg_cost(lv, out[lv.id], vg.extent_size) for lv in mine)
+        free, total = caps[vg.id] - used, sum(mins.lvs[i] for i in growers)
         for i in growers if free > 0 and total else ():
             out[i] += free * mins.lvs[i] // total
     return out

@@ -14,7 +14,6 @@ from imgclone.model.layout import (
     FsType,
     Layout,
     LogicalVolume,
-    LvKind,
     Partition,
     Swap,
     VolumeGroup,
@@ -52,19 +51,10 @@ def planning_source(archive: Layout, opts: PlanOptions) -> PlanSource:
     layout, edited = archive, frozenset[str]()
     if opts.edited is not None:
         layout, edited = _merge_edited(archive, opts.edited)
-    _refuse_unbuilt(layout)
     fs_on, swap_on = {f.device: f for f in layout.filesystems}, {s.device: s for s in layout.swaps}
     conv = _conversions(layout, opts.convert)
     _refuse_lost_subvolumes(layout, conv)
     return PlanSource(layout, edited, fs_on, swap_on, conv)
-
-
-def _refuse_unbuilt(layout: Layout) -> None:
-    """The kinds the layout records that restore does not build yet: refused by name, never built as another."""
-    not_yet = "this imgclone records it but cannot recreate it yet; restore with a version that does"
-    lv = next((lv for lv in layout.lvs if lv.kind != LvKind.LINEAR), None)
-    if lv is not None:
-        raise LayoutError(f"LogicalVolume {lv.id}: a {lv.kind} LV", not_yet)
 
 
 def _refuse_lost_subvolumes(layout: Layout, conv: Mapping[str, FsType]) -> None:

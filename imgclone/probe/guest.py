@@ -19,6 +19,7 @@ from typing import Any
 from imgclone.errors import GuestfsError, ImgcloneError, LayoutError
 from imgclone.fs import features as fsfeatures
 from imgclone.guest.interface import Guest
+from imgclone.host.reports import parse_lvm_report
 from imgclone.model import parttypes
 from imgclone.model.layout import (
     Disk,
@@ -50,11 +51,12 @@ from imgclone.probe.guest_parsers import (
     resolve_spec,
     xfs_features,
 )
+from imgclone.probe.host_parsers import LVS_KINDS, lv_kind
 
 log = logging.getLogger("imgclone")
 
 # lv_attr[0] of LVs the layout cannot describe: snapshots, thin pools/volumes, pvmove, virtual
-LV_KINDS_SKIPPED = "sSpvtVe"
+LV_KINDS_SKIPPED = "sSpve"  # lv_attr's first letter: snapshots, pvmove, virtual, metadata (thin: t pool, V LV)
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,7 @@ class _Probe:
         self.partitions: list[Partition] = []
         self.vgs: list[VolumeGroup] = []
         self.lvs: list[LogicalVolume] = []
+        self.lv_kinds: dict[tuple[Any, Any], dict[str, Any] | None] = {}  # (vg, lv) → lv_kind's fields
         self._btrfs: dict[str, btrfs.Listing] = {}
 
     def blkid(self, dev: str) -> dict[str, str]:
@@ -175,6 +178,9 @@ class _Probe:
         # (/dev/sdb3 when the appliance disk was enumerated first); pvs() gives libguestfs's names
         pv_names = {str(g.pvuuid(dev)).replace("-", ""): str(dev) for dev in g.pvs()}
         lvs = {str(lv["lv_uuid"]).replace("-", ""): lv for lv in g.lvs_full()}
+        if lvs:  # their segment types (thin pools, thin LVs), which lvs_full does not give
+            rows = parse_lvm_report(g.appliance_command(["lvm", *LVS_KINDS]), "lv")
+            self.lv_kinds = {(r.get("vg_name"), r.get("lv_name")): lv_kind(str(r.get("vg_name")), r) for r in rows}
         for vg in sorted(g.vgs_full(), key=lambda v: str(v["vg_name"])):
             name = str(vg["vg_name"])
             pvs = []
@@ -196,10 +202,13 @@ class _Probe:
 
     def lv(self, vg: str, lv: Mapping[str, Any]) -> None:
         name = str(lv["lv_name"])
-        if str(lv["lv_attr"])[:1] in LV_KINDS_SKIPPED:
-            log.warning("%s/%s: skipping a %r logical volume (not a plain volume)", vg, name, lv["lv_attr"])
+        kind = self.lv_kinds.get((vg, name), {})
+        if str(lv["lv_attr"])[:1] in LV_KINDS_SKIPPED or kind is None:
+            log.warning("%s/%s: skipping a %r logical volume (imgclone recreates plain and thin ones)", vg, name,
+                        lv["lv_attr"])  # fmt: skip
             return
-        obj = LogicalVolume(f"lv-{vg}-{name}", name, f"vg-{vg}", int(lv["lv_size"]), lvm_uuid(str(lv["lv_uuid"])))
+        obj = LogicalVolume(f"lv-{vg}-{name}", name, f"vg-{vg}", int(lv["lv_size"]), lvm_uuid(str(lv["lv_uuid"])),
+                            **kind)  # fmt: skip
         self.add(obj, f"/dev/{vg}/{name}")
 
     def btrfs(self, dev: str) -> btrfs.Listing:

@@ -43,6 +43,7 @@ from imgclone.probe.host_parsers import (
     Mount,
     as_int,
     flags_from_type,
+    lv_kind,
     parse_blkid,
     parse_findmnt,
     parse_lsblk,
@@ -237,7 +238,7 @@ class _Host:
             extent = as_int(rows[0].get("vg_extent_size")) or 4 * 1024 * 1024
             vgs.append(VolumeGroup(f"vg-{vg}", vg, pvs, extent, rows[0].get("vg_uuid", "")))
             rows = sorted((r for r in self.lv_rows if r.get("vg_name") == vg), key=lambda r: r["lv_name"])
-            lvs += [_lv(vg, r) for r in rows]
+            lvs += [lv for lv in (_lv(vg, r) for r in rows) if lv is not None]
         return vgs, lvs
 
     def filesystem(self, mountpoint: str, m: Mount, dev: BlockDev) -> Filesystem:
@@ -313,9 +314,14 @@ class _Host:
         return Swap(swap_id, self.dev_id(dev), dev.size, info.get("uuid", ""), info.get("label", ""))
 
 
-def _lv(vg: str, row: dict[str, str]) -> LogicalVolume:
-    name = row["lv_name"]
-    return LogicalVolume(f"lv-{vg}-{name}", name, f"vg-{vg}", as_int(row.get("lv_size")), row.get("lv_uuid", ""))
+def _lv(vg: str, row: dict[str, str]) -> LogicalVolume | None:
+    name, kind = row["lv_name"], lv_kind(vg, row)
+    if kind is None:
+        log.warning("%s/%s: skipping a %s logical volume (imgclone recreates plain and thin ones)", vg, name,
+                    row.get("segtype"))  # fmt: skip
+        return None
+    return LogicalVolume(f"lv-{vg}-{name}", name, f"vg-{vg}", as_int(row.get("lv_size")), row.get("lv_uuid", ""),
+                         **kind)  # fmt: skip
 
 
 _LVM_HINT = "is lvm2 installed, and do `pvs` and `lvs` work?"

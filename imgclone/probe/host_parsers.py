@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from imgclone.errors import ImgcloneError
 from imgclone.host.reports import xfs_info_sections
 from imgclone.model import parttypes
-from imgclone.model.layout import PartFlag, TableType
+from imgclone.model.layout import LvKind, PartFlag, TableType
 
 FINDMNT = ["findmnt", "--json", "--bytes", "--list", "--nofsroot"]
 FINDMNT += ["--output", "TARGET,SOURCE,FSTYPE,OPTIONS,SIZE,USED,MAJ:MIN,FSROOT"]
@@ -23,7 +23,10 @@ LSBLK_COLUMNS = (
 LSBLK = ["lsblk", "--json", "--bytes", "--paths", "--output", LSBLK_COLUMNS]
 _LVM_REPORT = ["--reportformat", "json", "--units", "b", "--nosuffix", "-o"]
 PVS = ["pvs", *_LVM_REPORT, "pv_name,vg_name,vg_uuid,vg_extent_size"]
-LVS = ["lvs", *_LVM_REPORT, "vg_name,lv_name,lv_uuid,lv_size,lv_dm_path,lv_kernel_major,lv_kernel_minor"]
+_LV_KIND = "segtype,pool_lv,chunk_size,lv_metadata_size"
+LVS = ["lvs", *_LVM_REPORT, "vg_name,lv_name,lv_uuid,lv_size,lv_dm_path,lv_kernel_major,lv_kernel_minor," + _LV_KIND]
+LVS_KINDS = ["lvs", *_LVM_REPORT, "vg_name,lv_name," + _LV_KIND]  # the appliance: what libguestfs's lvs_full lacks
+_SEGTYPES = {"linear": LvKind.LINEAR, "striped": LvKind.LINEAR, "thin-pool": LvKind.THIN_POOL, "thin": LvKind.THIN}
 
 # blkid -p keys → lsblk column names, so both fill one dict
 _BLKID_KEYS = {"TYPE": "fstype", "UUID": "uuid", "LABEL": "label", "PTTYPE": "pttype", "PTUUID": "ptuuid"}
@@ -46,6 +49,20 @@ def flags_from_type(table: TableType, parttype: str, partflags: str) -> tuple[Pa
         return (PartFlag.BOOT, flag) if flag is PartFlag.ESP else (flag,) if flag else ()  # parted: "boot, esp"
     flag = parttypes.mbr_flag(as_int(parttype))
     return ((PartFlag.BOOT,) if as_int(partflags) & 0x80 else ()) + ((flag,) if flag else ())
+
+
+def lv_kind(vg: str, row: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The LogicalVolume fields an `lvs` row with _LV_KIND gives (kind, pool id, a pool's chunk and metadata
+    sizes); None for a kind imgclone does not recreate (snapshot, cache, raid, vdo...): it is left out, with a
+    warning. A row without segtype (older callers) is a plain LV."""
+    kind = _SEGTYPES.get(str(row.get("segtype") or "linear"))
+    if kind is None:
+        return None
+    pool = str(row.get("pool_lv") or "")
+    fields: dict[str, Any] = {"kind": kind, "pool": f"lv-{vg}-{pool}" if pool and kind == LvKind.THIN else ""}
+    if kind == LvKind.THIN_POOL:
+        fields |= {"chunk_size": as_int(row.get("chunk_size")), "metadata_size": as_int(row.get("lv_metadata_size"))}
+    return fields
 
 
 def as_int(value: Any) -> int:

@@ -17,7 +17,18 @@ from imgclone.guest import treemount
 from imgclone.guest.host_disks import partition_node
 from imgclone.guest.interface import Guest
 from imgclone.model import parttypes, trees
-from imgclone.model.layout import Disk, Filesystem, FsType, Layout, LogicalVolume, PartFlag, Partition, TableType
+from imgclone.model.layout import (
+    Disk,
+    Filesystem,
+    FsType,
+    Layout,
+    LogicalVolume,
+    LvKind,
+    PartFlag,
+    Partition,
+    TableType,
+    VolumeGroup,
+)
 from imgclone.units import MiB
 
 log = logging.getLogger("imgclone")
@@ -121,12 +132,37 @@ def create_lvm(g: Guest, devs: Devices) -> None:
             g.vgcreate(vg.name, pvs)
         else:  # libguestfs's vgcreate takes no extent size
             g.appliance_command(["lvm", "vgcreate", "--yes", "-s", f"{vg.extent_size // 1024}k", vg.name, *pvs])
-        for lv in (lv for lv in devs.layout.lvs if lv.vg == vg.id):
-            if lv.size % MiB == 0:
+        mine = [lv for lv in devs.layout.lvs if lv.vg == vg.id]
+        for lv in sorted(mine, key=lambda lv: LV_ORDER[lv.kind]):  # a thin LV's pool first
+            if lv.kind != LvKind.LINEAR:
+                g.appliance_command(thin_lvcreate_argv(devs.layout, vg, lv))
+            elif lv.size % MiB == 0:
                 g.lvcreate(lv.name, vg.name, lv.size // MiB)
             else:  # extents below 1 MiB: lvcreate's MiB would not be exact
                 extents = str(lv.size // vg.extent_size)
                 g.appliance_command(["lvm", "lvcreate", "--yes", "-l", extents, "-n", lv.name, vg.name])
+
+
+LV_ORDER = {LvKind.THIN_POOL: 0, LvKind.LINEAR: 1, LvKind.THIN: 2}
+# the appliance has no thin_check (thin-provisioning-tools): LVM runs it when it activates a pool, which a new,
+# empty pool does not need; the clone's own LVM (with the tools the source had) checks it when it boots
+NO_THIN_CHECK = ["--config", 'global { thin_check_executable = "" }']
+
+
+def thin_lvcreate_argv(layout: Layout, vg: VolumeGroup, lv: LogicalVolume) -> list[str]:
+    """lvcreate of a thin pool (data size, chunk size, metadata size as the source's) or of a thin LV (its
+    virtual size, in its pool): LVM's own arguments, sizes in bytes."""
+    base = ["lvm", "lvcreate", *NO_THIN_CHECK, "--yes", "-n", lv.name]
+    if lv.kind == LvKind.THIN_POOL:
+        argv = [*base, "--type", "thin-pool", "-L", f"{lv.size}b", "--zero", "y"]
+        if lv.chunk_size:
+            argv += ["--chunksize", f"{lv.chunk_size // 1024}k"]
+        if lv.metadata_size:
+            argv += ["--poolmetadatasize", f"{lv.metadata_size}b"]
+        return [*argv, vg.name]
+    pool = layout.get(lv.pool)
+    assert isinstance(pool, LogicalVolume)
+    return [*base, "--type", "thin", "-V", f"{lv.size}b", "--thinpool", pool.name, vg.name]
 
 
 def make_filesystems(g: Guest, devs: Devices, keep_uuids: dict[str, str]) -> dict[str, str]:
