@@ -89,7 +89,7 @@ def tree_view(tree: Tree, mountpoint: str) -> Iterator[str]:
     """A read-only view of one tree: a filesystem's (read_only_view), or on a btrfs with subvolumes one
     subvolume or the top level, mounted read-only from the device of the btrfs at mountpoint (a subvolume that is
     not mounted, or the top level under a mounted @, shows nowhere else)."""
-    if not tree.mount_options:
+    if not (tree.subvol or tree.top_level):  # a filesystem's own tree, a btrfs without subvolumes too
         with read_only_view(mountpoint) as view:
             yield view
         return
