@@ -123,3 +123,24 @@ def test_thin_pool_before_its_thin_lv_with_lvms_own_arguments() -> None:
          "--thinpool", "alt_pool", "altinst_vg0"],
     ]  # fmt: skip
     assert g.named("lvcreate") == []
+
+
+def test_subvolumes_made_parents_first_in_the_top_level_and_the_default_set() -> None:
+    """@data/sub is mounted at /sub, above its parent @data's /srv/data: it is still made after @data. The
+    default subvolume gets its new id from the new filesystem."""
+    from imgclone.model.layout import Subvolume
+    from imgclone.model.trees import trees
+
+    disk = Disk("disk-sda", "/dev/sda", 4096 * MiB)
+    part = Partition("part-sda1", "disk-sda", 1, MiB, 2048 * MiB)
+    fs = Filesystem("fs-root", "part-sda1", FsType.BTRFS, "/", 2048 * MiB, 100 * MiB)
+    subs = (Subvolume("sv-sub", "fs-root", "@data/sub", "/sub"), Subvolume("sv-data", "fs-root", "@data", "/srv/data"),
+            Subvolume("sv-root", "fs-root", "@", "/", default=True))  # fmt: skip
+    layout = Layout((disk,), (part,), filesystems=(fs,), subvolumes=subs)
+    g = FakeGuest({"appliance_command": lambda argv: "257\n" if argv[1] == "inspect-internal" else ""})
+    devs = build.Devices(layout, {"disk-sda": "/dev/sda"})
+    build.create_subvolumes(g, devs, trees(layout))
+    made = [c[0][-1] for c in g.named("appliance_command") if c[0][1:3] == ["subvolume", "create"]]
+    assert made == ["/sysroot/@", "/sysroot/@data", "/sysroot/@data/sub"]
+    assert g.named("mount_options")[0] == ("subvolid=5", "/dev/sda1", "/")
+    assert ["btrfs", "subvolume", "set-default", "257", "/sysroot"] in [c[0] for c in g.named("appliance_command")]

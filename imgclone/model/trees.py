@@ -32,7 +32,6 @@ class Tree:
     shown_at: str = ""  # where the system shows it ("" when nowhere)
     nested: tuple[str, ...] = ()  # subvolumes inside it, as paths relative to it: not in its stream
     top_level: bool = False  # a btrfs's top level (a plain mount of it shows the default subvolume)
-
     compress: str = ""  # btrfs's compress= or compress-force= option of the source's mount: files restored alike
 
     @property

@@ -214,12 +214,12 @@ def create_subvolumes(g: Guest, devs: Devices, made: Sequence[trees.Tree]) -> No
     """The btrfs subvolumes of the trees `made`, parents first, in each filesystem's top level (mounted alone at
     /); the default one set as on the source. Read-only comes last (seal_subvolumes), after their streams."""
     for fs in devs.layout.filesystems:
-        subs = [t for t in made if t.fs.id == fs.id and t.subvol]
+        subs = sorted((t for t in made if t.fs.id == fs.id and t.subvol), key=lambda t: t.subvol.count("/"))
         if not subs:
             continue
         g.umount_all()
         treemount.mount_tree(g, trees.top_level(fs), devs.path(fs.device), "/")
-        for t in subs:
+        for t in subs:  # by depth: a subvolume mounted above its parent's mount point still comes after it
             parent = posixpath.dirname(t.subvol)
             if parent:
                 g.mkdir_p("/" + parent)
