@@ -59,8 +59,9 @@ class Report:
                     say(args, "rebooting into the clone (-r)\n")
             case CopyWay(by):
                 r["by"] = by
-            case Captured(streams, total):
-                say(args, f"Phase 1: captured {streams} stream(s), {total} bytes of streams\n")
+            case Captured(streams, total, filesystems):
+                more = f" in {streams} streams (btrfs: one per subvolume)" if streams > filesystems else ""
+                say(args, f"Phase 1: captured {filesystems} filesystem(s){more}, {total} bytes of streams\n")
             case CopyPlanned(targets, plan, by, why, files_known):
                 r.update(targets=targets, plan=plan.to_dict(), dry_run=True, by=by, why=why)
                 way = f"by files ({why})" if why else "by blocks"

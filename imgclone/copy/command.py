@@ -71,6 +71,7 @@ class Captured:
 
     streams: int
     bytes: int
+    filesystems: int  # a btrfs with subvolumes has a stream for each
 
 
 @dataclass(frozen=True)
@@ -179,7 +180,7 @@ def copy_phases(req: CopyRequest, listener: CopyListener, capture_into: Capture 
         assert feed.result is not None
         manifest, report_errors = feed.result
         if manifest is not None:  # under ALT_BAK_ERR_REPORT the warning said what was captured
-            listener(Captured(len(manifest.streams), manifest.stream_bytes()))
+            listener(Captured(len(manifest.streams), manifest.stream_bytes(), len({s.fs for s in manifest.streams})))
         rest = req.phases.only(Phase.CUSTOMIZE, Phase.FINALIZE)
         if rest.phases:
             phases(rest, listener, shared, report_errors)
