@@ -51,7 +51,6 @@ def trees(layout: Layout, *, snapshots: bool = False) -> list[Tree]:
     """Every tree to stream, in mount order (parents first); snapshots only when asked for."""
     out: list[Tree] = []
     for fs in layout.filesystems:
-        subs = [s for s in layout.subvolumes_of(fs.id) if snapshots or not s.snapshot]
         every = layout.subvolumes_of(fs.id)
         if not every:
             out.append(
@@ -68,7 +67,7 @@ def trees(layout: Layout, *, snapshots: bool = False) -> list[Tree]:
             parent = _parent(sv.path, every)
             inside = shown.get(parent, "")
             shown[sv.path] = sv.mountpoint or (_join(inside, _relative(sv.path, parent)) if inside else "")
-            if sv in subs:
+            if snapshots or not sv.snapshot:
                 out.append(Tree(sv.id, fs, sv.path, sv.mountpoint, shown[sv.path], _children(sv.path, every),
                                 compress=compression(sv.options) or squeeze))  # fmt: skip
     return sorted(out, key=lambda t: (mount_key(t.shown_at) if t.shown_at else (99, ""), t.subvol.count("/")))
